@@ -1,0 +1,34 @@
+"""What an operator may use while it runs: models, the sandbox, the trace.
+
+The scheduler implements this; operators depend only on this interface, so they can be tested
+with a scripted model and never import the scheduler or the CLI.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from treadle.runtime.models.base import Completion, GenParams, Message
+from treadle.runtime.sandbox.base import Sandbox
+
+
+class OpContext(abc.ABC):
+    #: the IR node id of the step being run
+    step_id: str
+    #: the run's seed, if any; operators derive per-sample seeds from it
+    seed: int | None = None
+
+    @abc.abstractmethod
+    async def complete(
+        self, messages: list[Message], params: GenParams, *, model: str | None = None
+    ) -> Completion:
+        """Call a model (the run's default, or the spec `model`) through cache, limits and trace."""
+
+    @abc.abstractmethod
+    async def sandbox(self) -> Sandbox:
+        """The run's sandbox (started on first use)."""
+
+    @abc.abstractmethod
+    def event(self, name: str, **attributes: Any) -> None:
+        """Record a notable event on the step's trace span (e.g. a fallback taken)."""

@@ -1,0 +1,66 @@
+"""The one interface every model backend implements.
+
+Operators never talk to a backend directly: they call `OpContext.complete`, which adds the
+cache, the per-backend concurrency limit and the trace span around `ModelBackend.complete`.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class GenParams(BaseModel):
+    """Sampling parameters. With temperature 0 or a fixed seed a call is cacheable."""
+
+    model_config = ConfigDict(frozen=True)
+
+    temperature: float = 0.0
+    max_tokens: int = 512
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    @property
+    def deterministic(self) -> bool:
+        return self.temperature == 0.0 or self.seed is not None
+
+
+class Usage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class Completion(BaseModel):
+    text: str
+    usage: Usage = Usage()
+    finish_reason: str = "stop"
+    #: the backend's own name for the model that answered
+    model: str = ""
+    cached: bool = False
+
+
+class ModelBackend(abc.ABC):
+    """A loaded model. Implementations raise `treadle.errors.ModelError` (retryable or not)."""
+
+    #: backend kind, part of the cache key: "llama", "openai", "scripted"
+    backend: str
+    #: model identity, part of the cache key (a file hash or path, a server's model name)
+    model: str
+    #: how many calls the scheduler lets run at once against this backend
+    max_concurrency: int = 1
+
+    @abc.abstractmethod
+    async def complete(self, messages: list[Message], params: GenParams) -> Completion: ...
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release what the backend holds (a client, a loaded model)."""

@@ -1,0 +1,177 @@
+"""The operator registry: the single source of every operator's signature.
+
+An operator is declared with pydantic models: `args` holds its subject and its
+preposition-bound parameters (`subject(...)`, `prep("from", ...)`), `options` holds the `with`
+options and their defaults, `output` is the annotation of what it returns. The compiler reads
+signatures from here, so a new operator never changes the grammar; the runtime validates a
+step's values into the same models before calling `run`.
+
+Modules here stay light to import (the CLI checks files without loading llama_cpp or docker):
+heavy imports go inside `run`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from treadle.runtime.context import OpContext
+from treadle.runtime.types import NUMBER, Type, from_annotation
+
+#: The prepositions the grammar knows. An operator binds a parameter to one of these.
+PREPOSITIONS: tuple[str, ...] = (
+    "from", "for", "against", "using", "given", "to", "on", "of", "by", "into", "about",
+    "as", "at", "over", "via", "in",
+)  # fmt: skip
+
+_SUBJECT = "treadle_subject"
+_PREP = "treadle_prep"
+
+
+class OpArgs(BaseModel):
+    """Base of an operator's `args` model."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+
+class OpOptions(BaseModel):
+    """Base of an operator's `options` model; every field needs a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoOptions(OpOptions):
+    pass
+
+
+def subject(description: str, **kwargs: Any) -> Any:
+    """The parameter written right after the operator: `vote numbers`."""
+    return Field(description=description, json_schema_extra={_SUBJECT: True}, **kwargs)
+
+
+def prep(word: str, description: str, **kwargs: Any) -> Any:
+    """A parameter introduced by a preposition: `generate from "..."`."""
+    if word not in PREPOSITIONS:
+        raise ValueError(f"{word!r} is not a preposition of the grammar: {PREPOSITIONS}")
+    return Field(description=description, json_schema_extra={_PREP: word}, **kwargs)
+
+
+class Param(BaseModel):
+    name: str
+    type: Type
+    #: None for the subject
+    prep: str | None
+    required: bool
+    description: str
+
+
+class Option(BaseModel):
+    name: str
+    type: Type
+    default: Any
+    description: str
+
+
+class Signature(BaseModel):
+    params: tuple[Param, ...]
+    options: tuple[Option, ...]
+    output: Type
+
+    @property
+    def subject(self) -> Param | None:
+        return next((p for p in self.params if p.prep is None), None)
+
+    def by_prep(self, word: str) -> Param | None:
+        return next((p for p in self.params if p.prep == word), None)
+
+    def option(self, name: str) -> Option | None:
+        return next((o for o in (*self.options, *COMMON_OPTIONS) if o.name == name), None)
+
+
+#: Options every step takes; the scheduler applies them, not the operator.
+COMMON_OPTIONS: tuple[Option, ...] = (
+    Option(name="timeout", type=NUMBER, default=None, description="seconds before the step fails"),
+    Option(name="retries", type=NUMBER, default=None, description="extra attempts on retryable errors"),
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Operator:
+    name: str
+    summary: str
+    args: type[OpArgs]
+    output: Any
+    run: Callable[[OpContext, Any, Any], Awaitable[Any]]
+    options: type[OpOptions] = NoOptions
+    uses_model: bool = False
+    uses_sandbox: bool = False
+
+    @functools.cached_property
+    def signature(self) -> Signature:
+        params = []
+        for name, f in self.args.model_fields.items():
+            extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+            is_subject = bool(extra.get(_SUBJECT))
+            word = extra.get(_PREP)
+            if not is_subject and not isinstance(word, str):
+                raise TypeError(f"{self.name}.{name}: declare it with subject() or prep()")
+            params.append(
+                Param(
+                    name=name,
+                    type=from_annotation(f.annotation),
+                    prep=None if is_subject else str(word),
+                    required=f.is_required(),
+                    description=f.description or "",
+                )
+            )
+        options = tuple(
+            Option(
+                name=name,
+                type=from_annotation(f.annotation),
+                default=f.get_default(call_default_factory=True),
+                description=f.description or "",
+            )
+            for name, f in self.options.model_fields.items()
+        )
+        return Signature(params=tuple(params), options=options, output=from_annotation(self.output))
+
+
+_OPERATORS: dict[str, Operator] = {}
+
+#: modules of this package that are not operators
+_NOT_OPERATORS = {"registry", "docs"}
+
+
+def register(op: Operator) -> Operator:
+    if op.name in _OPERATORS:
+        raise ValueError(f"operator {op.name!r} is registered twice")
+    _OPERATORS[op.name] = op
+    return op
+
+
+@functools.cache
+def _load_stdlib() -> None:
+    """Import every operator module of this package once; each registers itself."""
+    import pkgutil
+
+    import treadle.stdlib_ops as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("_") and info.name not in _NOT_OPERATORS:
+            importlib.import_module(f"treadle.stdlib_ops.{info.name}")
+
+
+def operators() -> dict[str, Operator]:
+    """Every registered operator by name (multi-word names such as `write code` included)."""
+    _load_stdlib()
+    return dict(_OPERATORS)
+
+
+def get(name: str) -> Operator | None:
+    _load_stdlib()
+    return _OPERATORS.get(name)
