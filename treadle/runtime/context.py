@@ -18,6 +18,9 @@ class OpContext(abc.ABC):
     step_id: str
     #: the run's seed, if any; operators derive per-sample seeds from it
     seed: int | None = None
+    #: which of a step's `samples` this call is (0-based); part of the model cache key, so
+    #: the samples of one step stay distinct while a re-run of the same sample hits the cache
+    sample: int = 0
 
     @abc.abstractmethod
     async def complete(

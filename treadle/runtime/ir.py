@@ -110,7 +110,12 @@ class _Node(_Model):
 
 
 class Step(_Node):
-    """One operator call. `args` are keyed by parameter name (prepositions already resolved)."""
+    """One operator call. `args` are keyed by parameter name (prepositions already resolved).
+
+    `timeout_s`, `retries` and `samples` come from the options every step takes. With
+    `samples` N the operator runs N times (concurrently, each with its own sample index) and
+    the step's value is the list of the N results.
+    """
 
     kind: Literal["step"] = "step"
     op: str
@@ -118,6 +123,7 @@ class Step(_Node):
     options: dict[str, Expr] = {}
     timeout_s: float | None = None
     retries: int | None = None
+    samples: int | None = None
 
 
 class Call(_Node):

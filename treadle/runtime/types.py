@@ -41,8 +41,12 @@ class Type(BaseModel):
         return dict(self.fields).get(name)
 
     def accepts(self, other: Type) -> bool:
-        """Whether a value of type `other` may flow where this type is expected."""
-        if self.kind in ("any", "json") or other.kind == "any":
+        """Whether a value of type `other` may flow where this type is expected.
+
+        `json` is the dynamic type (gradual typing): it flows anywhere and anything flows into
+        it; such values are checked when they reach an operator at run time.
+        """
+        if self.kind in ("any", "json") or other.kind in ("any", "json"):
             return True
         if self.kind == "text":
             # code is text; numbers and booleans read as text in prompts

@@ -93,10 +93,12 @@ class Signature(BaseModel):
         return next((o for o in (*self.options, *COMMON_OPTIONS) if o.name == name), None)
 
 
-#: Options every step takes; the scheduler applies them, not the operator.
+#: Options every step takes; the scheduler applies them, not the operator (see `ir.Step`).
+#: `samples N` runs the operator N times and makes the step's value a list of the results.
 COMMON_OPTIONS: tuple[Option, ...] = (
     Option(name="timeout", type=NUMBER, default=None, description="seconds before the step fails"),
     Option(name="retries", type=NUMBER, default=None, description="extra attempts on retryable errors"),
+    Option(name="samples", type=NUMBER, default=None, description="run N times; the value is the list of results"),
 )  # fmt: skip
 
 
