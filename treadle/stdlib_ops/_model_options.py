@@ -1,0 +1,30 @@
+"""Options shared by every operator that calls a model, and how they become `GenParams`."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from treadle.runtime.context import OpContext
+from treadle.runtime.models.base import GenParams
+from treadle.stdlib_ops.registry import OpOptions
+
+
+class ModelOptions(OpOptions):
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="sampling temperature")
+    max_tokens: int = Field(512, ge=1, le=32768, description="the most tokens the reply may have")
+    model: str | None = Field(None, description="model spec for this step (default: the run's)")
+    seed: int | None = Field(None, description="sampling seed (default: the run's, per sample)")
+
+
+def gen_params(ctx: OpContext, options: ModelOptions, **overrides: object) -> GenParams:
+    """Sampling parameters for one call; a run seed gives each sample its own derived seed."""
+    seed = options.seed
+    if seed is None and ctx.seed is not None:
+        seed = ctx.seed + ctx.sample
+    values: dict[str, object] = {
+        "temperature": options.temperature,
+        "max_tokens": options.max_tokens,
+        "seed": seed,
+        **overrides,
+    }
+    return GenParams.model_validate(values)
