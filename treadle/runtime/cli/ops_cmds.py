@@ -1,7 +1,52 @@
-"""Placeholder: filled in by the part of treadle that owns these commands."""
+"""`treadle ops`: the operator reference from the registry, for people and for generators.
+
+Imports only the registry and the docs renderer (no model, sandbox or schema library), so
+listing operators is instant.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the `treadle` app."""
+    """Add `treadle ops` to the app."""
+
+    @app.command("ops")
+    def ops(
+        names: Annotated[
+            list[str] | None,
+            typer.Argument(help="show only these operators (quote multi-word names: 'write code')"),
+        ] = None,
+        fmt: Annotated[
+            str, typer.Option("--format", "-f", help="text, json or markdown")
+        ] = "text",
+    ) -> None:
+        """List every operator with its signature: subject, prepositions, options with
+        defaults, and the type of its value."""
+        from treadle.stdlib_ops import docs, registry
+
+        if fmt not in docs.RENDERERS:
+            raise typer.BadParameter(
+                f"unknown format {fmt!r}; choose one of {', '.join(docs.RENDERERS)}",
+                param_hint="--format",
+            )
+        if not names:
+            typer.echo(docs.RENDERERS[fmt](), nl=False)
+            return
+        known = registry.operators()
+        missing = [n for n in names if n not in known]
+        if missing:
+            import difflib
+
+            hints = []
+            for n in missing:
+                close = difflib.get_close_matches(n, list(known), n=1)
+                hints.append(f"{n!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            typer.echo(
+                f"No such operator: {', '.join(hints)}. `treadle ops` lists them all.", err=True
+            )
+            raise typer.Exit(2)
+        typer.echo(docs.render_selected([known[n] for n in names], fmt), nl=False)

@@ -1,0 +1,69 @@
+"""`revise SOLUTION using FEEDBACK [for PROBLEM]`: the solution rewritten to address the
+feedback (AFlow's Revise).
+
+Code stays code: when the solution is Python (or `kind` says so), the reply's code block is
+taken and trimmed like `write code`'s, so a repair loop can test the result directly.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from treadle.runtime.context import OpContext
+from treadle.runtime.models.base import Message
+from treadle.stdlib_ops import _code, _text
+from treadle.stdlib_ops._model_options import ModelOptions, gen_params
+from treadle.stdlib_ops._prompts import prompt
+from treadle.stdlib_ops.registry import OpArgs, Operator, prep, register, subject
+
+
+class ReviseArgs(OpArgs):
+    solution: str = subject("the solution to rewrite (text or code)")
+    feedback: str = prep("using", "what to fix (a review's or a test's feedback)")
+    problem: str | None = prep("for", "the problem the solution solves", default=None)
+
+
+class ReviseOptions(ModelOptions):
+    kind: Literal["auto", "text", "code"] = Field(
+        "auto", description="what the solution is (auto: code when it parses as Python definitions)"
+    )
+    max_tokens: int = Field(1024, ge=1, le=32768, description="the most tokens the reply may have")
+
+
+_FORMS = {
+    "code": "Reply with the complete corrected code in one ```python block, without tests or "
+    "example calls.",
+    "text": "Reply with the complete improved solution only.",
+}
+
+
+async def run(ctx: OpContext, args: ReviseArgs, options: ReviseOptions) -> str:
+    kind = options.kind
+    if kind == "auto":
+        kind = "code" if _code.is_code(args.solution) else "text"
+    content = prompt("revise").format(
+        problem=args.problem or "(not given)",
+        solution=args.solution,
+        feedback=args.feedback or "(none)",
+        form=_FORMS[kind],
+    )
+    messages = [Message(role="user", content=content)]
+    completion = await ctx.complete(messages, gen_params(ctx, options), model=options.model)
+    if kind == "code":
+        return _code.sanitize(_text.code_in(completion.text))
+    return completion.text.strip()
+
+
+register(
+    Operator(
+        name="revise",
+        summary="Rewrite a solution to address feedback; code in, code out.",
+        args=ReviseArgs,
+        options=ReviseOptions,
+        output=str,
+        run=run,
+        uses_model=True,
+    )
+)
