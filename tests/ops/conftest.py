@@ -3,6 +3,7 @@ minus the cache, limits and spans (those are the scheduler's tests)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -39,7 +40,9 @@ class ScriptContext(OpContext):
         return [name for name, _ in self.events]
 
 
-async def call(op_name: str, ctx: OpContext, args: dict[str, Any], options: dict[str, Any] | None = None) -> Any:  # fmt: skip
+async def run_op(
+    op_name: str, ctx: OpContext, args: dict[str, Any], options: dict[str, Any] | None = None
+) -> Any:
     """Run an operator the way the scheduler does: validate args and options into the
     operator's own models, then call `run`."""
     op = registry.get(op_name)
@@ -47,10 +50,20 @@ async def call(op_name: str, ctx: OpContext, args: dict[str, Any], options: dict
     return await op.run(ctx, op.args.model_validate(args), op.options.model_validate(options or {}))
 
 
-def scripted(*answers: str) -> ScriptContext:
+def script_context(*answers: str) -> ScriptContext:
+    """A context whose model replies with `answers`, in order."""
     return ScriptContext(ScriptedBackend(list(answers)))
 
 
+Call = Callable[..., Awaitable[Any]]
+Scripted = Callable[..., ScriptContext]
+
+
 @pytest.fixture
-def ctx_of() -> Any:
-    return scripted
+def call() -> Call:
+    return run_op
+
+
+@pytest.fixture
+def scripted() -> Scripted:
+    return script_context

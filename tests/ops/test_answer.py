@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from tests.ops.conftest import call, scripted
 from treadle.stdlib_ops.answer import Answer, parse_answer
+
+if TYPE_CHECKING:
+    from tests.ops.conftest import Call, Scripted
 
 
 @pytest.mark.parametrize(
@@ -28,7 +32,7 @@ def test_answer_label_inside_a_sentence_is_not_the_answer() -> None:
     assert got.answer == "4"
 
 
-async def test_answer_runs_the_prompt_and_returns_a_record() -> None:
+async def test_answer_runs_the_prompt_and_returns_a_record(call: Call, scripted: Scripted) -> None:
     ctx = scripted("Thought: 12 / 4 = 3\nAnswer: 3")
     got = await call("answer", ctx, {"problem": "Split 12 eggs among 4.", "context": "hint: divide"})
     assert got == Answer(thought="12 / 4 = 3", answer="3")
@@ -37,7 +41,7 @@ async def test_answer_runs_the_prompt_and_returns_a_record() -> None:
     assert "Answer:" in prompt
 
 
-async def test_answer_passes_sampling_options_and_model() -> None:
+async def test_answer_passes_sampling_options_and_model(call: Call, scripted: Scripted) -> None:
     ctx = scripted("Answer: 1")
     ctx.seed, ctx.sample = 10, 2
     await call("answer", ctx, {"problem": "p"}, {"temperature": 0.7, "model": "scripted:x"})

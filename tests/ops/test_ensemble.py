@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from tests.ops.conftest import call, scripted
 from treadle.errors import StepError
 from treadle.stdlib_ops.ensemble import fallback, labels, parse_choice
+
+if TYPE_CHECKING:
+    from tests.ops.conftest import Call, Scripted
 
 DRAFTS = [
     "3 + 4 = 7, so 7 apples.\nAnswer: 7",
@@ -59,7 +63,7 @@ def test_fallback_compares_code_by_syntax_tree() -> None:
     assert fallback([b, a, c], "auto") == 1
 
 
-async def test_ensemble_returns_the_chosen_candidate() -> None:
+async def test_ensemble_returns_the_chosen_candidate(call: Call, scripted: Scripted) -> None:
     ctx = scripted("A and C both give 7.\nChoice: C")
     got = await call("ensemble", ctx, {"candidates": DRAFTS, "problem": "How many apples?"})
     assert got == DRAFTS[2]
@@ -69,7 +73,7 @@ async def test_ensemble_returns_the_chosen_candidate() -> None:
     assert "A.\n3 + 4 = 7" in prompt and "C.\n3 apples" in prompt and "A, B, C" in prompt
 
 
-async def test_invalid_choice_falls_back_to_majority_and_says_so() -> None:
+async def test_invalid_choice_falls_back_to_majority_and_says_so(call: Call, scripted: Scripted) -> None:
     ctx = scripted("Choice: E")
     got = await call("ensemble", ctx, {"candidates": [DRAFTS[1], DRAFTS[0], DRAFTS[2]]})
     assert got == DRAFTS[0]  # 7 is the majority; its first candidate is the second one
@@ -81,7 +85,7 @@ async def test_invalid_choice_falls_back_to_majority_and_says_so() -> None:
     ]
 
 
-async def test_unreadable_reply_falls_back_too() -> None:
+async def test_unreadable_reply_falls_back_too(call: Call, scripted: Scripted) -> None:
     ctx = scripted("They are all fine solutions.")
     got = await call("ensemble", ctx, {"candidates": [12, 12.0, 13]})
     assert got == 12
@@ -89,7 +93,7 @@ async def test_unreadable_reply_falls_back_too() -> None:
     assert ctx.events[0][1]["reason"] == "the reply names no choice"
 
 
-async def test_single_candidate_needs_no_model_and_empty_list_fails() -> None:
+async def test_single_candidate_needs_no_model_and_empty_list_fails(call: Call, scripted: Scripted) -> None:
     ctx = scripted()
     assert await call("ensemble", ctx, {"candidates": [None, "only"]}) == "only"
     assert ctx.backend.calls == [] and ctx.event_names() == ["ensemble.single"]
@@ -97,7 +101,7 @@ async def test_single_candidate_needs_no_model_and_empty_list_fails() -> None:
         await call("ensemble", scripted(), {"candidates": [None]})
 
 
-async def test_non_text_candidates_are_shown_as_json() -> None:
+async def test_non_text_candidates_are_shown_as_json(call: Call, scripted: Scripted) -> None:
     ctx = scripted("Choice: B")
     got = await call("ensemble", ctx, {"candidates": [{"a": 1}, {"a": 2}]})
     assert got == {"a": 2}

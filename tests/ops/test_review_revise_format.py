@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from tests.ops.conftest import call, scripted
 from treadle.stdlib_ops.format_answer import short_answer
 from treadle.stdlib_ops.review import Review, parse_review
+
+if TYPE_CHECKING:
+    from tests.ops.conftest import Call, Scripted
 
 
 @pytest.mark.parametrize(
@@ -21,7 +25,7 @@ def test_parse_review(reply: str, approved: bool, feedback: str, readable: bool)
     assert parse_review(reply) == (Review(approved=approved, feedback=feedback), readable)
 
 
-async def test_review_record_and_prompt() -> None:
+async def test_review_record_and_prompt(call: Call, scripted: Scripted) -> None:
     ctx = scripted("Verdict: reject\nFeedback: the program says 18, not 16.")
     got = await call(
         "review", ctx, {"solution": "Answer: 16", "problem": "eggs?", "context": "program: 18"}
@@ -32,14 +36,14 @@ async def test_review_record_and_prompt() -> None:
     assert "Answer: 16" in prompt and "eggs?" in prompt and "program: 18" in prompt
 
 
-async def test_unreadable_review_is_not_approved_and_is_traced() -> None:
+async def test_unreadable_review_is_not_approved_and_is_traced(call: Call, scripted: Scripted) -> None:
     ctx = scripted("I like it.")
     got = await call("review", ctx, {"solution": "x"})
     assert got.approved is False
     assert ctx.event_names() == ["review.unreadable"]
 
 
-async def test_revise_text() -> None:
+async def test_revise_text(call: Call, scripted: Scripted) -> None:
     ctx = scripted("  12 * 3 = 36, so the answer is 36.  ")
     got = await call(
         "revise", ctx, {"solution": "12 * 3 = 34", "feedback": "12*3 is 36", "problem": "12 boxes of 3"}
@@ -50,7 +54,7 @@ async def test_revise_text() -> None:
     assert "```python" not in prompt
 
 
-async def test_revise_keeps_code_as_code() -> None:
+async def test_revise_keeps_code_as_code(call: Call, scripted: Scripted) -> None:
     ctx = scripted("Fixed:\n```python\ndef inc(x):\n    return x + 1\n\nprint(inc(1))\n```")
     got = await call(
         "revise", ctx, {"solution": "def inc(x):\n    return x - 1\n", "feedback": "inc(1) gave 0"}
@@ -59,7 +63,7 @@ async def test_revise_keeps_code_as_code() -> None:
     assert "```python" in ctx.backend.prompts[0]
 
 
-async def test_revise_kind_option_overrides_detection() -> None:
+async def test_revise_kind_option_overrides_detection(call: Call, scripted: Scripted) -> None:
     ctx = scripted("```python\nx = 1\n```")
     got = await call("revise", ctx, {"solution": "set x to one", "feedback": "f"}, {"kind": "code"})
     assert got == "x = 1\n"
@@ -82,7 +86,7 @@ def test_short_answer(reply: str, short: str) -> None:
     assert short_answer(reply) == short
 
 
-async def test_format_asks_for_a_short_answer() -> None:
+async def test_format_asks_for_a_short_answer(call: Call, scripted: Scripted) -> None:
     ctx = scripted("Answer: 18\nExplanation: ...")
     got = await call("format", ctx, {"solution": "long working ... 18 dollars", "problem": "how much?"})
     assert got == "18"

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
-from tests.ops.conftest import call, scripted
+from typing import TYPE_CHECKING
+
 from treadle.stdlib_ops._code import defines, is_code, sanitize
 
 REPLY = '''Here is the solution:
 
 ```python
 import math
+
+if TYPE_CHECKING:
+    from tests.ops.conftest import Call, Scripted
 
 def helper(x):
     return x * 2
@@ -48,7 +52,7 @@ def test_is_code_and_defines() -> None:
     assert not defines("def (", "f")
 
 
-async def test_write_code_extracts_and_trims_the_function() -> None:
+async def test_write_code_extracts_and_trims_the_function(call: Call, scripted: Scripted) -> None:
     ctx = scripted(REPLY)
     code = await call(
         "write code", ctx, {"problem": "def double_sqrt(n):\n    '''...'''"}, {"entry_point": "double_sqrt"}
@@ -62,14 +66,14 @@ async def test_write_code_extracts_and_trims_the_function() -> None:
     assert "`double_sqrt`" in prompt and "def double_sqrt(n):" in prompt
 
 
-async def test_write_code_records_a_missing_entry_point() -> None:
+async def test_write_code_records_a_missing_entry_point(call: Call, scripted: Scripted) -> None:
     ctx = scripted("```python\ndef other():\n    return 1\n```")
     code = await call("write code", ctx, {"problem": "p"}, {"entry_point": "wanted"})
     assert code == "def other():\n    return 1\n"
     assert ctx.events == [("write_code.missing_entry_point", {"entry_point": "wanted"})]
 
 
-async def test_write_code_default_token_budget_fits_a_function() -> None:
+async def test_write_code_default_token_budget_fits_a_function(call: Call, scripted: Scripted) -> None:
     ctx = scripted("def f():\n    return 1\n")
     assert await call("write code", ctx, {"problem": "p"}) == "def f():\n    return 1\n"
     assert ctx.backend.calls[0].params.max_tokens == 1024
