@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 import pytest
+from rt_helpers import Recorder, c, program, r, step
 
-from tests.runtime.conftest import Recorder, c, program, r, step
 from treadle.errors import InputError, RunError, StepTimeout
 from treadle.runtime import ir
 from treadle.runtime.run_context import RunState
