@@ -17,7 +17,11 @@ if TYPE_CHECKING:
         ("**Thought:** add them\n**Answer:** 42", "add them", "42"),
         ("<thought>half of 10</thought>\n<answer>5</answer>", "half of 10", "5"),
         ("We add.\nFinal answer: x = 2\nThat's it.", "We add.", "x = 2"),
-        ("Step 1: 2*3=6.\nThe answer is \\boxed{6}.", "Step 1: 2*3=6.\nThe answer is \\boxed{6}.", "6"),
+        (
+            "Step 1: 2*3=6.\nThe answer is \\boxed{6}.",
+            "Step 1: 2*3=6.\nThe answer is \\boxed{6}.",
+            "6",
+        ),
         ("Two plus two.\nFour", "Two plus two.", "Four"),
         ("", "", ""),
     ],
@@ -34,7 +38,9 @@ def test_answer_label_inside_a_sentence_is_not_the_answer() -> None:
 
 async def test_answer_runs_the_prompt_and_returns_a_record(call: Call, scripted: Scripted) -> None:
     ctx = scripted("Thought: 12 / 4 = 3\nAnswer: 3")
-    got = await call("answer", ctx, {"problem": "Split 12 eggs among 4.", "context": "hint: divide"})
+    got = await call(
+        "answer", ctx, {"problem": "Split 12 eggs among 4.", "context": "hint: divide"}
+    )
     assert got == Answer(thought="12 / 4 = 3", answer="3")
     (prompt,) = ctx.backend.prompts
     assert "Split 12 eggs among 4." in prompt and "hint: divide" in prompt

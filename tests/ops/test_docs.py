@@ -43,7 +43,9 @@ def test_usage_line_shows_subject_prepositions_options_and_output() -> None:
         "-> Review {approved: boolean, feedback: text}"
     )
     assert docs.usage(ops["extract number"]) == "extract number from <text: text> -> number"
-    assert docs.usage(ops["revise"]).startswith("revise <solution: text> using <feedback: text> [for")  # fmt: skip
+    assert docs.usage(ops["revise"]).startswith(
+        "revise <solution: text> using <feedback: text> [for"
+    )
 
 
 def test_json_lists_every_operator_with_its_signature() -> None:
@@ -55,8 +57,16 @@ def test_json_lists_every_operator_with_its_signature() -> None:
         ("value", None, True),
         ("json_schema", "against", True),
     ]
-    assert {o["name"]: o["default"] for o in validate["options"]} == {"parse": True, "max_errors": 10}
-    assert [f["name"] for f in validate["output_fields"]] == ["valid", "errors", "feedback", "value"]
+    assert {o["name"]: o["default"] for o in validate["options"]} == {
+        "parse": True,
+        "max_errors": 10,
+    }
+    assert [f["name"] for f in validate["output_fields"]] == [
+        "valid",
+        "errors",
+        "feedback",
+        "value",
+    ]
     assert [o["name"] for o in data["common_options"]] == ["timeout", "retries", "samples"]
 
 
@@ -66,7 +76,8 @@ def test_docs_module_runs_and_imports_nothing_heavy() -> None:
         "from treadle.stdlib_ops import docs\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    docs.main(['markdown'])\n"
-        "heavy = {'jsonschema', 'llama_cpp', 'docker', 'httpx', 'lark', 'treadle.runtime.scheduler'}\n"
+        "heavy = {'jsonschema', 'llama_cpp', 'docker', 'httpx', 'lark',\n"
+        "         'treadle.runtime.scheduler'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -73,7 +73,9 @@ async def test_ensemble_returns_the_chosen_candidate(call: Call, scripted: Scrip
     assert "A.\n3 + 4 = 7" in prompt and "C.\n3 apples" in prompt and "A, B, C" in prompt
 
 
-async def test_invalid_choice_falls_back_to_majority_and_says_so(call: Call, scripted: Scripted) -> None:
+async def test_invalid_choice_falls_back_to_majority_and_says_so(
+    call: Call, scripted: Scripted
+) -> None:
     ctx = scripted("Choice: E")
     got = await call("ensemble", ctx, {"candidates": [DRAFTS[1], DRAFTS[0], DRAFTS[2]]})
     assert got == DRAFTS[0]  # 7 is the majority; its first candidate is the second one
@@ -93,7 +95,9 @@ async def test_unreadable_reply_falls_back_too(call: Call, scripted: Scripted) -
     assert ctx.events[0][1]["reason"] == "the reply names no choice"
 
 
-async def test_single_candidate_needs_no_model_and_empty_list_fails(call: Call, scripted: Scripted) -> None:
+async def test_single_candidate_needs_no_model_and_empty_list_fails(
+    call: Call, scripted: Scripted
+) -> None:
     ctx = scripted()
     assert await call("ensemble", ctx, {"candidates": [None, "only"]}) == "only"
     assert ctx.backend.calls == [] and ctx.event_names() == ["ensemble.single"]

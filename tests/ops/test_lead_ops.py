@@ -79,4 +79,7 @@ def test_majority_first_seen_wins_ties_and_nulls_are_ignored() -> None:
 async def test_vote_operator(call: Call, scripted: Scripted) -> None:
     ctx = scripted()
     assert await call("vote", ctx, {"values": [1, 2, 2.0]}) == 2
-    assert await call("vote", ctx, {"values": ["x = 1\n", "x=1", "y = 2\n"]}, {"compare": "code"}) == "x = 1\n"  # fmt: skip
+    assert (
+        await call("vote", ctx, {"values": ["x = 1\n", "x=1", "y = 2\n"]}, {"compare": "code"})
+        == "x = 1\n"
+    )

@@ -15,7 +15,12 @@ if TYPE_CHECKING:
     ("reply", "approved", "feedback", "readable"),
     [
         ("Verdict: approve\nFeedback: Each step checks out.", True, "Each step checks out.", True),
-        ("**Verdict:** REJECT\n**Feedback:** 3*4 is 12, not 14.", False, "3*4 is 12, not 14.", True),
+        (
+            "**Verdict:** REJECT\n**Feedback:** 3*4 is 12, not 14.",
+            False,
+            "3*4 is 12, not 14.",
+            True,
+        ),
         ("Verdict: incorrect\nFeedback: off by one", False, "off by one", True),
         ("Correct. The sum is right.", True, "Correct. The sum is right.", True),
         ("Hmm, hard to say.\nFeedback: check line 2", False, "check line 2", False),
@@ -36,7 +41,9 @@ async def test_review_record_and_prompt(call: Call, scripted: Scripted) -> None:
     assert "Answer: 16" in prompt and "eggs?" in prompt and "program: 18" in prompt
 
 
-async def test_unreadable_review_is_not_approved_and_is_traced(call: Call, scripted: Scripted) -> None:
+async def test_unreadable_review_is_not_approved_and_is_traced(
+    call: Call, scripted: Scripted
+) -> None:
     ctx = scripted("I like it.")
     got = await call("review", ctx, {"solution": "x"})
     assert got.approved is False
@@ -46,7 +53,9 @@ async def test_unreadable_review_is_not_approved_and_is_traced(call: Call, scrip
 async def test_revise_text(call: Call, scripted: Scripted) -> None:
     ctx = scripted("  12 * 3 = 36, so the answer is 36.  ")
     got = await call(
-        "revise", ctx, {"solution": "12 * 3 = 34", "feedback": "12*3 is 36", "problem": "12 boxes of 3"}
+        "revise",
+        ctx,
+        {"solution": "12 * 3 = 34", "feedback": "12*3 is 36", "problem": "12 boxes of 3"},
     )
     assert got == "12 * 3 = 36, so the answer is 36."
     prompt = ctx.backend.prompts[0]
@@ -88,7 +97,9 @@ def test_short_answer(reply: str, short: str) -> None:
 
 async def test_format_asks_for_a_short_answer(call: Call, scripted: Scripted) -> None:
     ctx = scripted("Answer: 18\nExplanation: ...")
-    got = await call("format", ctx, {"solution": "long working ... 18 dollars", "problem": "how much?"})
+    got = await call(
+        "format", ctx, {"solution": "long working ... 18 dollars", "problem": "how much?"}
+    )
     assert got == "18"
     assert ctx.backend.calls[0].params.max_tokens == 64
     assert "long working" in ctx.backend.prompts[0]

@@ -19,7 +19,9 @@ SCHEMA = {
 
 
 async def test_valid_value(call: Call, scripted: Scripted) -> None:
-    got = await call("validate", scripted(), {"value": {"name": "Ada", "age": 36}, "json_schema": SCHEMA})
+    got = await call(
+        "validate", scripted(), {"value": {"name": "Ada", "age": 36}, "json_schema": SCHEMA}
+    )
     assert got == Validation(valid=True, errors=[], feedback="", value={"name": "Ada", "age": 36})
 
 
@@ -37,7 +39,9 @@ async def test_errors_name_where_and_what(call: Call, scripted: Scripted) -> Non
     assert "- $.age: -1 is less than the minimum of 0" in got.feedback
 
 
-async def test_text_is_read_as_json_and_nested_paths_are_shown(call: Call, scripted: Scripted) -> None:
+async def test_text_is_read_as_json_and_nested_paths_are_shown(
+    call: Call, scripted: Scripted
+) -> None:
     schema = {"type": "array", "items": {"type": "object", "properties": {"n": {"type": "number"}}}}
     reply = 'Here you go:\n```json\n[{"n": 1}, {"n": "two"}]\n```'
     got = await call("validate", scripted(), {"value": reply, "json_schema": schema})
@@ -64,7 +68,11 @@ async def test_schema_as_text_and_error_cap(call: Call, scripted: Scripted) -> N
     got = await call(
         "validate", scripted(), {"value": list("abcdef"), "json_schema": schema}, {"max_errors": 2}
     )
-    assert got.errors == ["$[0]: 'a' is not of type 'integer'", "$[1]: 'b' is not of type 'integer'", "... and 4 more"]  # fmt: skip
+    assert got.errors == [
+        "$[0]: 'a' is not of type 'integer'",
+        "$[1]: 'b' is not of type 'integer'",
+        "... and 4 more",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -75,6 +83,8 @@ async def test_schema_as_text_and_error_cap(call: Call, scripted: Scripted) -> N
         ([1, 2], "a schema is a JSON object"),
     ],
 )
-async def test_a_bad_schema_fails_the_step_clearly(schema: object, message: str, call: Call, scripted: Scripted) -> None:
+async def test_a_bad_schema_fails_the_step_clearly(
+    schema: object, message: str, call: Call, scripted: Scripted
+) -> None:
     with pytest.raises(StepError, match=message):
         await call("validate", scripted(), {"value": {}, "json_schema": schema})

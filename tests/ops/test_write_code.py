@@ -4,13 +4,13 @@ from typing import TYPE_CHECKING
 
 from treadle.stdlib_ops._code import defines, is_code, sanitize
 
+if TYPE_CHECKING:
+    from tests.ops.conftest import Call, Scripted
+
 REPLY = '''Here is the solution:
 
 ```python
 import math
-
-if TYPE_CHECKING:
-    from tests.ops.conftest import Call, Scripted
 
 def helper(x):
     return x * 2
@@ -55,7 +55,10 @@ def test_is_code_and_defines() -> None:
 async def test_write_code_extracts_and_trims_the_function(call: Call, scripted: Scripted) -> None:
     ctx = scripted(REPLY)
     code = await call(
-        "write code", ctx, {"problem": "def double_sqrt(n):\n    '''...'''"}, {"entry_point": "double_sqrt"}
+        "write code",
+        ctx,
+        {"problem": "def double_sqrt(n):\n    '''...'''"},
+        {"entry_point": "double_sqrt"},
     )
     assert code.startswith("import math\n")
     assert "def double_sqrt(n: int) -> float:" in code and "def helper(x):" in code
@@ -73,7 +76,9 @@ async def test_write_code_records_a_missing_entry_point(call: Call, scripted: Sc
     assert ctx.events == [("write_code.missing_entry_point", {"entry_point": "wanted"})]
 
 
-async def test_write_code_default_token_budget_fits_a_function(call: Call, scripted: Scripted) -> None:
+async def test_write_code_default_token_budget_fits_a_function(
+    call: Call, scripted: Scripted
+) -> None:
     ctx = scripted("def f():\n    return 1\n")
     assert await call("write code", ctx, {"problem": "p"}) == "def f():\n    return 1\n"
     assert ctx.backend.calls[0].params.max_tokens == 1024

@@ -25,7 +25,7 @@ from treadle.stdlib_ops.registry import COMMON_OPTIONS, Operator, Option, Param,
 #: tests compile them.
 EXAMPLES: dict[str, tuple[str, ...]] = {
     "generate": (
-        'draft = generate from "Solve step by step. End with \'Answer: <number>\'.\\n{problem}"',
+        "draft = generate from \"Solve step by step. End with 'Answer: <number>'.\\n{problem}\"",
         'drafts = generate from "Solve: {problem}" with samples 3, temperature 0.7',
         'better = generate from "Check and correct this solution." given draft',
     ),
@@ -33,7 +33,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "write code": ("solution = write code for problem with entry_point entry_point",),
     "ensemble": ("best = ensemble drafts for problem",),
     "vote": ("voted = vote numbers", 'same = vote attempts with compare "code"'),
-    "review": ("verdict = review best for problem", "verdict = review best for problem given check"),  # fmt: skip
+    "review": (
+        "verdict = review best for problem",
+        "verdict = review best for problem given check",
+    ),
     "revise": ("fixed = revise solution using report.feedback for problem",),
     "format": ("short = format best for problem",),
     "extract number": ("n = extract number from draft",),
@@ -80,7 +83,9 @@ def usage(op: Operator) -> str:
         parts.append(_param_text(subject))
     parts.extend(_param_text(p) for p in sig.params if p.prep is not None)
     if sig.options:
-        parts.append("[with " + ", ".join(f"{o.name} {_default(o.default)}" for o in sig.options) + "]")  # fmt: skip
+        parts.append(
+            "[with " + ", ".join(f"{o.name} {_default(o.default)}" for o in sig.options) + "]"
+        )
     return " ".join(parts) + f" -> {type_text(sig.output, fields=True)}"
 
 
@@ -130,8 +135,15 @@ def as_dict(op: Operator) -> dict[str, Any]:
 
 
 def _option_dict(o: Option) -> dict[str, Any]:
-    default = o.default if isinstance(o.default, str | int | float | bool | None) else str(o.default)  # fmt: skip
-    return {"name": o.name, "type": type_text(o.type), "default": default, "description": o.description}  # fmt: skip
+    default = (
+        o.default if isinstance(o.default, str | int | float | bool | None) else str(o.default)
+    )
+    return {
+        "name": o.name,
+        "type": type_text(o.type),
+        "default": default,
+        "description": o.description,
+    }
 
 
 def render_json() -> str:
@@ -158,6 +170,10 @@ def render_text() -> str:
     return "\n".join(out) + "\n"
 
 
+def _row(*cells: str) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -181,7 +197,9 @@ def render_markdown() -> str:
     ]
     for name in sorted(ops):
         anchor = name.replace(" ", "-")
-        lines.append(f"| [`{name}`](#{anchor}) | `{_cell(usage(ops[name]))}` | {_cell(ops[name].summary)} |")  # fmt: skip
+        lines.append(
+            f"| [`{name}`](#{anchor}) | `{_cell(usage(ops[name]))}` | {_cell(ops[name].summary)} |"
+        )
     lines += [
         "",
         "## Options every step takes",
@@ -192,7 +210,7 @@ def render_markdown() -> str:
         "|---|---|---|---|",
     ]
     for o in COMMON_OPTIONS:
-        lines.append(f"| `{o.name}` | {o.type} | {_default(o.default)} | {_cell(o.description)} |")  # fmt: skip
+        lines.append(f"| `{o.name}` | {o.type} | {_default(o.default)} | {_cell(o.description)} |")
     for name in sorted(ops):
         lines += ["", *_markdown_op(ops[name])]
     return "\n".join(lines) + "\n"
@@ -213,11 +231,15 @@ def _markdown_op(op: Operator) -> list[str]:
     lines += ["| parameter | written | type | required | meaning |", "|---|---|---|---|---|"]
     for p in sig.params:
         written = "subject" if p.prep is None else f"`{p.prep}`"
-        lines.append(f"| `{p.name}` | {written} | {type_text(p.type)} | {'yes' if p.required else 'no'} | {_cell(p.description)} |")  # fmt: skip
+        required = "yes" if p.required else "no"
+        lines.append(
+            _row(f"`{p.name}`", written, type_text(p.type), required, _cell(p.description))
+        )
     if sig.options:
         lines += ["", "| option | type | default | meaning |", "|---|---|---|---|"]
         for o in sig.options:
-            lines.append(f"| `{o.name}` | {type_text(o.type)} | `{_default(o.default)}` | {_cell(o.description)} |")  # fmt: skip
+            default = f"`{_default(o.default)}`"
+            lines.append(_row(f"`{o.name}`", type_text(o.type), default, _cell(o.description)))
     lines += ["", f"Value: `{type_text(sig.output, fields=True)}`"]
     fields = _output_fields(op)
     if fields:
@@ -236,7 +258,10 @@ def render_selected(ops: list[Operator], fmt: str) -> str:
     for op in ops:
         out += [usage(op), f"    {op.summary}"]
         out += [f"    {p.prep or 'subject'} {p.name}: {p.description}" for p in op.signature.params]
-        out += [f"    with {o.name} ({_default(o.default)}): {o.description}" for o in op.signature.options]
+        out += [
+            f"    with {o.name} ({_default(o.default)}): {o.description}"
+            for o in op.signature.options
+        ]
         out.append("")
     return "\n".join(out)
 

@@ -117,7 +117,9 @@ async def run(ctx: OpContext, args: EnsembleArgs, options: EnsembleOptions) -> A
         ctx.event("ensemble.single", reason="one candidate: taken without asking the model")
         return candidates[0]
     names = labels(len(candidates))
-    listing = "\n\n".join(f"{name}.\n{_render(c)}" for name, c in zip(names, candidates, strict=True))
+    listing = "\n\n".join(
+        f"{name}.\n{_render(c)}" for name, c in zip(names, candidates, strict=True)
+    )
     content = prompt("ensemble").format(
         problem=args.problem or "(not given)",
         candidates=listing,

@@ -19,14 +19,19 @@ from treadle.stdlib_ops.registry import OpArgs, Operator, prep, register, subjec
 
 class FormatArgs(OpArgs):
     solution: str = subject("the worked solution")
-    problem: str | None = prep("for", "the problem, so the answer has the form it asks for", default=None)  # fmt: skip
+    problem: str | None = prep(
+        "for", "the problem, so the answer has the form it asks for", default=None
+    )
 
 
 class FormatOptions(ModelOptions):
     max_tokens: int = Field(64, ge=1, le=32768, description="the most tokens the reply may have")
 
 
-_LABEL_RE = re.compile(r"^[ \t>*#_]*(?:the[ \t]+)?(?:final[ \t]+)?answer\b(?:[ \t]+is)?[ \t*_]*[:=：]?[ \t*_]*", re.IGNORECASE)  # fmt: skip
+_LABEL_RE = re.compile(
+    r"^[ \t>*#_]*(?:the[ \t]+)?(?:final[ \t]+)?answer\b(?:[ \t]+is)?[ \t*_]*[:=：]?[ \t*_]*",
+    re.IGNORECASE,
+)
 
 
 def short_answer(reply: str) -> str:

@@ -27,20 +27,48 @@ class Review(BaseModel):
 class ReviewArgs(OpArgs):
     solution: str = subject("the solution to review")
     problem: str | None = prep("for", "the problem it should solve", default=None)
-    context: str | None = prep("given", "evidence for the reviewer (a test report, a check)", default=None)  # fmt: skip
+    context: str | None = prep(
+        "given", "evidence for the reviewer (a test report, a check)", default=None
+    )
 
 
 class ReviewOptions(ModelOptions):
     pass
 
 
-_YES = {"approve", "approved", "accept", "accepted", "correct", "yes", "true", "pass", "passed", "ok", "right", "valid"}  # fmt: skip
-_NO = {"reject", "rejected", "incorrect", "wrong", "no", "false", "fail", "failed", "invalid", "not"}  # fmt: skip
+_YES = {
+    "approve",
+    "approved",
+    "accept",
+    "accepted",
+    "correct",
+    "yes",
+    "true",
+    "pass",
+    "passed",
+    "ok",
+    "right",
+    "valid",
+}
+_NO = {
+    "reject",
+    "rejected",
+    "incorrect",
+    "wrong",
+    "no",
+    "false",
+    "fail",
+    "failed",
+    "invalid",
+    "not",
+}
 _VERDICT_RE = re.compile(
     r"^[ \t>*#_]*(?:verdict|decision|review(?:_result)?)[ \t*_]*[:=：][ \t*_`'\"]*([A-Za-z]+)",
     re.IGNORECASE | re.MULTILINE,
 )
-_FEEDBACK_RE = re.compile(r"^[ \t>*#_]*feedback[ \t*_]*[:=：][ \t*_]*", re.IGNORECASE | re.MULTILINE)
+_FEEDBACK_RE = re.compile(
+    r"^[ \t>*#_]*feedback[ \t*_]*[:=：][ \t*_]*", re.IGNORECASE | re.MULTILINE
+)
 
 
 def parse_review(reply: str) -> tuple[Review, bool]:
@@ -55,10 +83,8 @@ def parse_review(reply: str) -> tuple[Review, bool]:
         first = re.match(r"[\W_]*([A-Za-z]+)", text)
         verdict = _word_verdict(first.group(1)) if first else None
     label = _FEEDBACK_RE.search(text)
-    if label:
-        feedback = text[label.end() :].strip()
-    else:
-        feedback = _VERDICT_RE.sub("", text).strip()
+    feedback = text[label.end() :] if label else _VERDICT_RE.sub("", text)
+    feedback = feedback.strip()
     return Review(approved=bool(verdict), feedback=feedback), verdict is not None
 
 

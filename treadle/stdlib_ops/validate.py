@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from treadle.errors import StepError
 from treadle.runtime.context import OpContext
 from treadle.stdlib_ops import _text
-from treadle.stdlib_ops.registry import OpArgs, OpOptions, Operator, prep, register, subject
+from treadle.stdlib_ops.registry import OpArgs, Operator, OpOptions, prep, register, subject
 
 
 class Validation(BaseModel):

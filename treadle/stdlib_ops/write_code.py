@@ -21,7 +21,9 @@ from treadle.stdlib_ops.registry import OpArgs, Operator, prep, register
 
 class WriteCodeArgs(OpArgs):
     problem: str = prep("for", "the problem (e.g. a HumanEval prompt: signature and docstring)")
-    context: str | None = prep("given", "extra material (a failing test, a previous try)", default=None)  # fmt: skip
+    context: str | None = prep(
+        "given", "extra material (a failing test, a previous try)", default=None
+    )
 
 
 class WriteCodeOptions(ModelOptions):

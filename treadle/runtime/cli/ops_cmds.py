@@ -20,9 +20,7 @@ def register(app: typer.Typer) -> None:
             list[str] | None,
             typer.Argument(help="show only these operators (quote multi-word names: 'write code')"),
         ] = None,
-        fmt: Annotated[
-            str, typer.Option("--format", "-f", help="text, json or markdown")
-        ] = "text",
+        fmt: Annotated[str, typer.Option("--format", "-f", help="text, json or markdown")] = "text",
     ) -> None:
         """List every operator with its signature: subject, prepositions, options with
         defaults, and the type of its value."""
