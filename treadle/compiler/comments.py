@@ -1,0 +1,108 @@
+"""Comments: found in the text and attached to the tree, so the formatter can keep them.
+
+The grammar ignores comments (the decoder may write them anywhere a space may go); this module
+finds them with a small scan that skips strings, and hangs each one on the statement it
+precedes, the line it ends, or the block it closes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from treadle.compiler import ast as A
+
+
+def scan_comments(text: str) -> list[tuple[int, bool, str]]:
+    """Every comment as (line, on_its_own_line, text from `#`, right-stripped)."""
+    found = []
+    for no, line in enumerate(text.splitlines(), start=1):
+        if "#" not in line:
+            continue
+        in_str = False
+        i = 0
+        while i < len(line):
+            ch = line[i]
+            if in_str:
+                if ch == "\\":
+                    i += 1
+                elif ch == '"':
+                    in_str = False
+            elif ch == '"':
+                in_str = True
+            elif ch == "#":
+                found.append((no, not line[:i].strip(), line[i:].rstrip()))
+                break
+            i += 1
+    return found
+
+
+class _Anchor:
+    """A line the formatter prints on its own: where comments can attach."""
+
+    __slots__ = ("kind", "line", "target")
+
+    def __init__(self, line: int, kind: str, target: Any) -> None:
+        self.line, self.kind, self.target = line, kind, target
+
+
+def _anchors(module: A.Module) -> list[_Anchor]:
+    out: list[_Anchor] = []
+
+    def block(stmts: tuple[A.Statement, ...]) -> None:
+        for s in stmts:
+            out.append(_Anchor(s.span.line, "stmt", s))
+            if isinstance(s, A.Step) and isinstance(s.value, A.ForEach) and s.value.body is not None:
+                block(s.value.body)
+                out.append(_Anchor(s.span.end_line, "close", s.value))
+            elif isinstance(s, A.If):
+                for i, arm in enumerate(s.arms):
+                    if i:
+                        out.append(_Anchor(arm.span.line, "arm", (s.arms[i - 1], arm)))
+                    block(arm.body)
+                out.append(_Anchor(s.span.end_line, "close", s.arms[-1]))
+            elif isinstance(s, A.Repeat):
+                block(s.body)
+                out.append(_Anchor(s.span.end_line, "close", s))
+
+    for item in module.items:
+        out.append(_Anchor(item.span.line, "stmt", item))
+        if isinstance(item, A.Workflow):
+            block(item.body)
+            out.append(_Anchor(item.span.end_line, "close", item))
+    out.sort(key=lambda a: a.line)
+    return out
+
+
+def attach_comments(module: A.Module, text: str) -> None:
+    """Hang every comment of `text` on the tree of `module` (in place)."""
+    comments = scan_comments(text)
+    if not comments:
+        return
+    anchors = _anchors(module)
+    by_line: dict[int, _Anchor] = {}
+    for a in anchors:
+        by_line.setdefault(a.line, a)
+    j = 0
+    for line, own, body in comments:
+        if not own and line in by_line:
+            a = by_line[line]
+            if a.kind == "stmt":
+                a.target.trailing = body
+            elif a.kind == "arm":
+                a.target[1].trailing = body
+            else:
+                a.target.end_comments = (*a.target.end_comments, body)
+            continue
+        while j < len(anchors) and anchors[j].line <= line:
+            j += 1
+        if j == len(anchors):
+            module.end_comments = (*module.end_comments, body)
+            continue
+        a = anchors[j]
+        if a.kind == "stmt":
+            a.target.comments = (*a.target.comments, body)
+        elif a.kind == "arm":
+            prev = a.target[0]
+            prev.end_comments = (*prev.end_comments, body)
+        else:
+            a.target.end_comments = (*a.target.end_comments, body)

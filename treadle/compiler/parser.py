@@ -1,0 +1,602 @@
+"""Text → syntax tree, reporting every syntax error of a file rather than the first.
+
+The fast path is one LALR parse. When it fails, the file is parsed again line by line through
+Lark's interactive parser: a line that does not parse is reported, then replaced by a stand-in
+of the same shape (an `if` line by `if true then`, a step by `NAME = $invalid`), so the block
+structure survives and the rest of the file is still parsed and checked.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from copy import copy
+from typing import Any
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.lexer import LexerState
+from lark.tree import Meta
+
+from treadle.compiler import ast as A
+from treadle.compiler.comments import attach_comments
+from treadle.compiler.diagnostics import Diagnostic, make
+from treadle.grammar import grammar_text
+
+#: the name a stand-in gives a line that did not parse; checks stay quiet about it
+INVALID = "$invalid"
+
+_INTERP = re.compile(r"\{[ \t]*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)[ \t]*\}")
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
+
+
+@functools.cache
+def lark_parser() -> Lark:
+    """The LALR parser, built once per process (Lark caches its tables on disk)."""
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=True,
+        maybe_placeholders=True,
+        cache=True,
+    )
+
+
+def _span(meta: Meta) -> A.Span:
+    return A.Span(
+        line=meta.line, column=meta.column, end_line=meta.end_line, end_column=meta.end_column
+    )
+
+
+def _tspan(tok: Token) -> A.Span:
+    return A.Span(
+        line=tok.line or 0,
+        column=tok.column or 0,
+        end_line=tok.end_line or 0,
+        end_column=tok.end_column or 0,
+    )
+
+
+def _join(a: A.Span, b: A.Span) -> A.Span:
+    return A.Span(line=a.line, column=a.column, end_line=b.end_line, end_column=b.end_column)
+
+
+def _toks(children: list[Any], *types: str) -> list[Token]:
+    return [c for c in children if isinstance(c, Token) and c.type in types]
+
+
+def _nodes(children: list[Any]) -> list[Any]:
+    return [c for c in children if c is not None and not isinstance(c, Token)]
+
+
+def parse_string(tok: Token) -> A.Str:
+    """Decode escapes and split `{name.field}` interpolations out of a string literal."""
+    raw = str(tok)[1:-1]
+    parts: list[str | A.Interp] = []
+    buf: list[str] = []
+    line, col0 = tok.line or 0, (tok.column or 0) + 1
+    i = 0
+    while i < len(raw):
+        ch = raw[i]
+        if ch == "\\" and i + 1 < len(raw):
+            nxt = raw[i + 1]
+            buf.append(_ESCAPES.get(nxt, "\\" + nxt))
+            i += 2
+        elif ch == "{" and raw.startswith("{{", i):
+            buf.append("{")
+            i += 2
+        elif ch == "}" and raw.startswith("}}", i):
+            buf.append("}")
+            i += 2
+        elif ch == "{" and (m := _INTERP.match(raw, i)):
+            if buf:
+                parts.append("".join(buf))
+                buf = []
+            span = A.Span(line=line, column=col0 + i, end_line=line, end_column=col0 + m.end())
+            parts.append(A.Interp(path=tuple(m.group(1).split(".")), span=span))
+            i = m.end()
+        else:
+            buf.append(ch)
+            i += 1
+    if buf:
+        parts.append("".join(buf))
+    return A.Str(parts=tuple(parts), span=_tspan(tok))
+
+
+@v_args(meta=True)
+class _ToAst(Transformer[Token, A.Module]):
+    """Lark parse tree → `treadle.compiler.ast` nodes."""
+
+    # ------------------------------------------------------------ files
+
+    def start(self, meta: Meta, children: list[Any]) -> A.Module:
+        return A.Module(items=tuple(_nodes(children)))
+
+    def use(self, meta: Meta, children: list[Any]) -> A.Use:
+        kw, s = children[0], _toks(children, "STRING")[0]
+        return A.Use(path=parse_string(s).as_text(), span=_join(_tspan(kw), _tspan(s)))
+
+    def workflow(self, meta: Meta, children: list[Any]) -> A.Workflow:
+        kw, name = children[0], children[1]
+        fields = [c for c in children[2:] if isinstance(c, tuple) or c is None][:2]
+        inputs, outputs = (list(fields) + [None, None])[:2]
+        body = tuple(c for c in children if isinstance(c, A.Stmt))
+        end = _toks(children, "END")[-1]
+        return A.Workflow(
+            name=str(name),
+            inputs=inputs or (),
+            outputs=outputs or (),
+            body=body,
+            span=_join(_tspan(kw), _tspan(end)),
+        )
+
+    def fields(self, meta: Meta, children: list[Any]) -> tuple[A.Param, ...]:
+        return tuple(children)
+
+    def field(self, meta: Meta, children: list[Any]) -> A.Param:
+        return A.Param(name=str(children[0]), type=children[1], span=_span(meta))
+
+    def type_name(self, meta: Meta, children: list[Any]) -> A.TypeRef:
+        return A.TypeRef(name=str(children[0]), span=_span(meta))
+
+    def type_list(self, meta: Meta, children: list[Any]) -> A.TypeRef:
+        return A.TypeRef(name="list", item=children[-1], span=_span(meta))
+
+    # ------------------------------------------------------------ statements
+
+    def step(self, meta: Meta, children: list[Any]) -> A.Stmt:
+        name, value = children[0], children[-1]
+        span = _join(_tspan(name), value.span)
+        if (
+            isinstance(value, A.Command)
+            and len(value.terms) == 1
+            and isinstance(value.terms[0], A.Name)
+            and value.terms[0].path == (INVALID,)
+        ):
+            return A.Invalid(name=str(name), span=span)
+        return A.Step(name=str(name), value=value, span=span)
+
+    def for_inline(self, meta: Meta, children: list[Any]) -> A.ForEach:
+        var, over, command = _toks(children, "NAME")[0], _nodes(children)[0], children[-1]
+        return A.ForEach(var=str(var), over=over, command=command, span=_span(meta))
+
+    def for_block(self, meta: Meta, children: list[Any]) -> A.ForEach:
+        var = _toks(children, "NAME")[0]
+        nodes = _nodes(children)
+        body = tuple(c for c in nodes[1:] if isinstance(c, A.Stmt))
+        return A.ForEach(var=str(var), over=nodes[0], body=body, span=_span(meta))
+
+    def command_one(self, meta: Meta, children: list[Any]) -> A.Command:
+        return self._command(meta, children[:1], children[1:])
+
+    def command_words(self, meta: Meta, children: list[Any]) -> A.Command:
+        terms = [c for c in children if not isinstance(c, A.Arg | tuple) and c is not None]
+        rest = [c for c in children if isinstance(c, A.Arg | tuple)]
+        return self._command(meta, terms, rest)
+
+    def _command(self, meta: Meta, terms: list[Any], rest: list[Any]) -> A.Command:
+        args = tuple(c for c in rest if isinstance(c, A.Arg))
+        opts = next((c for c in rest if isinstance(c, tuple)), ())
+        return A.Command(terms=tuple(terms), args=args, options=opts, span=_span(meta))
+
+    def arg(self, meta: Meta, children: list[Any]) -> A.Arg:
+        return A.Arg(prep=children[0], value=children[1], span=_span(meta))
+
+    def prep(self, meta: Meta, children: list[Any]) -> str:
+        return str(children[0])
+
+    def options(self, meta: Meta, children: list[Any]) -> tuple[A.Option, ...]:
+        return tuple(c for c in children if isinstance(c, A.Option))
+
+    def option(self, meta: Meta, children: list[Any]) -> A.Option:
+        return A.Option(name=str(children[0]), value=children[1], span=_span(meta))
+
+    def if_(self, meta: Meta, children: list[Any]) -> A.If:
+        kw, end = children[0], _toks(children, "END")[-1]
+        cond = _nodes(children)[0]
+        body = tuple(c for c in children if isinstance(c, A.Stmt))
+        first_end = body[-1].span if body else _tspan(_toks(children, "THEN")[0])
+        arms = [A.Arm(cond=cond, body=body, span=_join(_tspan(kw), first_end))]
+        arms += [c for c in children if isinstance(c, A.Arm)]
+        return A.If(arms=tuple(arms), span=_join(_tspan(kw), _tspan(end)))
+
+    def elif_(self, meta: Meta, children: list[Any]) -> A.Arm:
+        kw = children[0]
+        cond = _nodes(children)[0]
+        body = tuple(c for c in children if isinstance(c, A.Stmt))
+        last = body[-1].span if body else _tspan(_toks(children, "THEN")[0])
+        return A.Arm(cond=cond, body=body, span=_join(_tspan(kw), last))
+
+    def else_(self, meta: Meta, children: list[Any]) -> A.Arm:
+        kw = children[0]
+        body = tuple(c for c in children if isinstance(c, A.Stmt))
+        last = body[-1].span if body else _tspan(kw)
+        return A.Arm(cond=None, body=body, span=_join(_tspan(kw), last))
+
+    def repeat(self, meta: Meta, children: list[Any]) -> A.Repeat:
+        kw = children[0]
+        bound = next((c for c in children if isinstance(c, _Bound)), None)
+        body = tuple(c for c in children if isinstance(c, A.Stmt))
+        until = _nodes(children)[-1]
+        return A.Repeat(
+            bound=bound.expr if bound else None,
+            body=body,
+            until=until,
+            span=_join(_tspan(kw), until.span),
+        )
+
+    def bound(self, meta: Meta, children: list[Any]) -> _Bound:
+        return _Bound(_nodes(children)[0])
+
+    def return_(self, meta: Meta, children: list[Any]) -> A.Return:
+        kw = children[0]
+        value = _nodes(children)[0] if _nodes(children) else None
+        end = value.span if value is not None else _tspan(kw)
+        return A.Return(value=value, span=_join(_tspan(kw), end))
+
+    # ------------------------------------------------------------ expressions
+
+    def or_expr(self, meta: Meta, children: list[Any]) -> A.BinaryOp:
+        return A.BinaryOp(op="or", left=children[0], right=children[-1], span=_span(meta))
+
+    def and_expr(self, meta: Meta, children: list[Any]) -> A.BinaryOp:
+        return A.BinaryOp(op="and", left=children[0], right=children[-1], span=_span(meta))
+
+    def not_expr(self, meta: Meta, children: list[Any]) -> A.UnaryOp:
+        return A.UnaryOp(op="not", operand=children[-1], span=_span(meta))
+
+    def neg(self, meta: Meta, children: list[Any]) -> A.UnaryOp:
+        return A.UnaryOp(op="-", operand=children[-1], span=_span(meta))
+
+    def compare_expr(self, meta: Meta, children: list[Any]) -> A.BinaryOp:
+        return A.BinaryOp(op=children[1], left=children[0], right=children[2], span=_span(meta))
+
+    binary = compare_expr
+
+    def comp_op(self, meta: Meta, children: list[Any]) -> str:
+        return " ".join(str(c) for c in children)
+
+    sum_op = comp_op
+    prod_op = comp_op
+
+    def ref(self, meta: Meta, children: list[Any]) -> A.Name:
+        return A.Name(path=tuple(str(c) for c in children if c.type == "NAME"), span=_span(meta))
+
+    def string(self, meta: Meta, children: list[Any]) -> A.Str:
+        return parse_string(children[0])
+
+    def number(self, meta: Meta, children: list[Any]) -> A.Num:
+        text = str(children[0])
+        value: int | float = float(text) if "." in text else int(text)
+        return A.Num(value=value, span=_span(meta))
+
+    def true(self, meta: Meta, children: list[Any]) -> A.Bool:
+        return A.Bool(value=True, span=_span(meta))
+
+    def false(self, meta: Meta, children: list[Any]) -> A.Bool:
+        return A.Bool(value=False, span=_span(meta))
+
+    def list(self, meta: Meta, children: list[Any]) -> A.ListLit:
+        return A.ListLit(items=tuple(_nodes(children)), span=_span(meta))
+
+
+class _Bound:
+    """Wraps the `up to N times` expression so `repeat` can tell it from the `until` one."""
+
+    def __init__(self, expr: A.Expr) -> None:
+        self.expr = expr
+
+
+_TO_AST = _ToAst()
+
+
+def parse(text: str, file: str | None = None) -> tuple[A.Module, list[Diagnostic]]:
+    """Parse a whole file: the tree (with stand-ins for bad lines) and its syntax errors."""
+    source = text if text.endswith("\n") else text + "\n"
+    try:
+        tree = lark_parser().parse(source)
+        module = _TO_AST.transform(tree)
+        diags: list[Diagnostic] = []
+        broken: set[int] = set()
+    except UnexpectedInput:
+        module, diags, broken = _Recovery(source, file).run()
+    if broken:
+        for wf in module.workflows:
+            if wf.span.line in broken:
+                wf.broken = True
+    attach_comments(module, source)
+    return module, diags
+
+
+# ---------------------------------------------------------------- error recovery
+
+_NAMES = {
+    "NAME": "a name",
+    "STRING": "a string",
+    "NUMBER": "a number",
+    "_NL": "the end of the line",
+    "$END": "the end of the file",
+    "_ARROW": "`->`",
+}
+
+_LINE_KIND = re.compile(
+    r"\s*(?:(?P<end>end)\b|(?P<elif>else\s+if)\b|(?P<else>else)\b|(?P<if>if)\b"
+    r"|(?P<repeat>repeat)\b|(?P<until>until)\b|(?P<workflow>workflow)\b(?:\s+(?P<wname>[A-Za-z_]\w*))?"
+    r"|(?P<return>return)\b|(?P<use>use)\b"
+    r"|(?P<step>[A-Za-z_]\w*)\s*=(?P<rhs>.*))"
+)
+_BLANK = re.compile(r"(?:[ \t\r\n]|#[^\n]*)*")
+_FOR_BLOCK = re.compile(r"\s*for\s+each\b[^:]*$")
+
+
+@functools.cache
+def _terminal_names() -> dict[str, str]:
+    """Keyword and punctuation text → Lark's name for that anonymous terminal."""
+    return {t.pattern.value: t.name for t in lark_parser().terminals if t.pattern.type == "str"}
+
+
+@functools.cache
+def _terminal_text() -> dict[str, str]:
+    return {name: value for value, name in _terminal_names().items()}
+
+
+def describe(terminal: str) -> str:
+    if terminal in _NAMES:
+        return _NAMES[terminal]
+    text = _terminal_text().get(terminal)
+    return f"`{text}`" if text is not None else terminal.lower()
+
+
+def _expected(types: set[str]) -> str:
+    words = sorted({describe(t) for t in types if t not in ("COMMENT", "WS")})
+    if len(words) > 8:
+        keep = [w for w in words if not w.startswith("`")] + [w for w in words if w.startswith("`")]
+        words = keep[:8] + ["…"]
+    return ", ".join(words)
+
+
+def _snapshot(ip: Any) -> Any:
+    """A copy of the interactive parser that later feeding cannot change.
+
+    Lark's LALR tree builder grows the children list of a `stmt*` accumulator in place, so the
+    trees on the value stack are copied one level deep (cheap: deeper trees are finished)."""
+    c = ip.copy(deepcopy_values=False)
+    stack = c.parser_state.value_stack
+    for i, v in enumerate(stack):
+        if isinstance(v, Tree):
+            stack[i] = Tree(v.data, list(v.children), v._meta)
+    return c
+
+
+class _Misplaced(Exception):
+    """A token the parser's state cannot take (the contextual lexer would not even read it)."""
+
+    def __init__(self, token: Token, expected: set[str]) -> None:
+        super().__init__(str(token))
+        self.token, self.expected = token, expected
+
+
+class _Recovery:
+    """Feeds the interactive parser one line at a time, replacing lines that fail."""
+
+    def __init__(self, text: str, file: str | None) -> None:
+        self.text = text
+        self.file = file
+        self.parser = lark_parser()
+        self.diags: list[Diagnostic] = []
+        self.broken: set[int] = set()
+        self.blocks: list[tuple[str, int]] = []
+
+    def run(self) -> tuple[A.Module, list[Diagnostic], set[int]]:
+        ip = self.parser.parse_interactive(self.text)
+        lexer = ip.lexer_thread.lexer
+        state: LexerState = ip.lexer_thread.state
+        line_ip = _snapshot(ip)
+        line_ctr = copy(state.line_ctr)
+        at_line_start = True
+        fed_on_line: list[Token] = []
+        while True:
+            if at_line_start:
+                line_ip = _snapshot(ip)
+                line_ctr = copy(state.line_ctr)
+                fed_on_line = []
+                at_line_start = False
+            try:
+                tok = self._next(lexer, state, ip)
+            except EOFError:
+                break
+            except UnexpectedCharacters as e:
+                self._char_error(e)
+                ip, at_line_start, fed_on_line = self._recover(line_ip, line_ctr, state, e.pos_in_stream or 0)
+                continue
+            except _Misplaced as m:
+                self._token_error(m.token, m.expected)
+                ip, at_line_start, fed_on_line = self._recover(line_ip, line_ctr, state, m.token.start_pos or 0)
+                continue
+            try:
+                ip.feed_token(tok)
+            except UnexpectedToken as e:
+                self._token_error(tok, set(e.expected or ()))
+                ip, at_line_start, fed_on_line = self._recover(line_ip, line_ctr, state, tok.start_pos or 0)
+                continue
+            fed_on_line.append(tok)
+            if tok.type == "_NL":
+                self._track_blocks(fed_on_line)
+                at_line_start = True
+        return self._finish(ip), self.diags, self.broken
+
+    @staticmethod
+    def _next(lexer: Any, state: LexerState, ip: Any) -> Token:
+        """The next token as the parser's state reads it; a token the state cannot take is
+        still returned (from the lexer of every terminal) so the error names it."""
+        try:
+            tok: Token = lexer.lexers[ip.parser_state.position].next_token(state, ip.parser_state)
+            return tok
+        except UnexpectedCharacters as e:
+            saved = copy(state.line_ctr)
+            try:
+                tok = lexer.root_lexer.next_token(state, ip.parser_state)
+            except UnexpectedCharacters:
+                state.line_ctr = saved
+                raise e from None
+            raise _Misplaced(tok, set(e.allowed or ())) from None
+
+    # -- errors
+
+    def _char_error(self, e: UnexpectedCharacters) -> None:
+        ch = self.text[e.pos_in_stream] if e.pos_in_stream < len(self.text) else ""
+        span = A.Span(line=e.line, column=e.column, end_line=e.line, end_column=e.column + 1)
+        hint = None
+        if ch == '"':
+            msg = "unterminated string"
+            hint = 'close the string with `"` on the same line; write a line break as `\\n`'
+        elif ch == "'":
+            msg = "unexpected `'`"
+            hint = 'strings use double quotes: "..."'
+        elif ch == "\t" or ch == " ":
+            msg = "unexpected whitespace"
+        else:
+            msg = f"unexpected character `{ch}`"
+            expected = _expected(set(e.allowed or ()))
+            if expected:
+                msg += f"; expected {expected}"
+        self.diags.append(make("E001", msg, span, file=self.file, hint=hint))
+
+    def _token_error(self, tok: Token, expected: set[str]) -> None:
+        if tok.type == "_NL":
+            line = self._line_of(tok.start_pos or 0)
+            col = len(self.text.splitlines()[line - 1].rstrip()) + 1
+            span = A.Span(line=line, column=col, end_line=line, end_column=col + 1)
+            what = "unexpected end of line"
+        else:
+            span = _tspan(tok)
+            shown = str(tok) if len(str(tok)) <= 30 else str(tok)[:27] + "..."
+            what = f"unexpected {describe(tok.type) if tok.type == '$END' else f'`{shown}`'}"
+        msg = f"{what}; expected {_expected(expected)}" if expected else what
+        self.diags.append(make("E001", msg, span, file=self.file, hint=_hint(tok, expected)))
+
+    def _line_of(self, pos: int) -> int:
+        return self.text.count("\n", 0, pos) + 1
+
+    # -- recovery
+
+    def _recover(
+        self, line_ip: Any, line_ctr: Any, state: LexerState, err_pos: int
+    ) -> tuple[Any, bool, list[Token]]:
+        """Back to the line's start, feed a stand-in for it, and resume after it.
+
+        Returns the parser and whether the next token starts a new line (no stand-in was fed,
+        so the line and its newline are skipped)."""
+        start = line_ctr.char_pos
+        nl = self.text.find("\n", max(err_pos, start))
+        if nl < 0:
+            nl = len(self.text)
+        line_text = self.text[start:nl]
+        line_no = line_ctr.line
+        ip = _snapshot(line_ip)
+        fed = self._stand_in(ip, line_text, line_no, line_ctr.column)
+        if fed is None:
+            ip = _snapshot(line_ip)
+            m = _BLANK.match(self.text, nl)
+            resume = m.end() if m else nl
+        else:
+            resume = nl
+        ctr = copy(line_ctr)
+        ctr.feed(self.text[start:resume])
+        state.line_ctr = ctr
+        return ip, fed is None, fed or []
+
+    def _stand_in(self, ip: Any, line: str, line_no: int, col: int) -> list[Token] | None:
+        """Feed tokens that parse in the line's place; None when no stand-in fits."""
+        m = _LINE_KIND.match(line)
+        kind = m.lastgroup if m else None
+        if m and m.group("step") is not None:
+            kind = "step"
+        names: list[tuple[str, str]]
+        if kind == "end":
+            names = [("END", "end")]
+        elif kind == "elif":
+            names = [("ELSE", "else"), ("IF", "if"), ("TRUE", "true"), ("THEN", "then")]
+        elif kind == "else":
+            names = [("ELSE", "else")]
+        elif kind == "if":
+            names = [("IF", "if"), ("TRUE", "true"), ("THEN", "then")]
+        elif kind == "repeat":
+            names = [("REPEAT", "repeat"), ("UP", "up"), ("TO", "to")]
+            names += [("NUMBER", "1"), ("TIMES", "times")]
+        elif kind == "until":
+            names = [("UNTIL", "until"), ("TRUE", "true")]
+        elif kind in ("workflow", "wname") and m is not None:
+            wname = m.group("wname") or INVALID
+            names = [("WORKFLOW", "workflow"), ("NAME", wname), ("LPAR", "("), ("RPAR", ")")]
+            self.broken.add(line_no)
+        elif kind == "return":
+            names = [("RETURN", "return")]
+        elif kind == "step" and m is not None:
+            names = [("NAME", m.group("step")), ("EQUAL", "=")]
+            if _FOR_BLOCK.match(m.group("rhs") or ""):
+                names += [("FOR", "for"), ("EACH", "each"), ("NAME", INVALID)]
+                names += [("IN", "in"), ("NAME", INVALID)]
+            else:
+                names += [("NAME", INVALID)]
+        else:
+            return None
+        toks = [
+            Token(t, v, 0, line_no, col, line_no, col + len(line.rstrip()), 0) for t, v in names
+        ]
+        try:
+            for t in toks:
+                ip.feed_token(t)
+        except UnexpectedToken:
+            return None
+        return toks
+
+    def _track_blocks(self, toks: list[Token]) -> None:
+        """Keep the stack of open blocks, to name the one a missing `end` leaves open."""
+        types = [t.type for t in toks]
+        if not types:
+            return
+        first = types[0]
+        line = toks[0].line or 0
+        if first in ("WORKFLOW", "IF", "REPEAT"):
+            self.blocks.append((str(toks[0]), line))
+        elif first == "NAME" and "FOR" in types and "COLON" not in types:
+            self.blocks.append(("for each", line))
+        elif first in ("END", "UNTIL") and self.blocks:
+            self.blocks.pop()
+
+    def _finish(self, ip: Any) -> A.Module:
+        """Close every block left open at the end of the file, then build the tree."""
+        last_line = self.text.count("\n")
+        span = A.Span(line=last_line, column=1, end_line=last_line, end_column=1)
+        for _ in range(200):
+            try:
+                tree = ip.feed_eof()
+                return _TO_AST.transform(tree)  # type: ignore[no-any-return]
+            except UnexpectedToken:
+                pass
+            kind, opened = self.blocks.pop() if self.blocks else ("block", 0)
+            closer = "until true" if kind == "repeat" else "end"
+            msg = f"the `{kind}` opened at line {opened} is never closed; expected `{closer.split()[0]}`"
+            self.diags.append(make("E002", msg, span, file=self.file, hint=f"add `{closer.split()[0]}`"))
+            names = [("UNTIL", "until"), ("TRUE", "true")] if kind == "repeat" else [("END", "end")]
+            names.append(("_NL", "\n"))
+            try:
+                for t, v in names:
+                    ip.feed_token(Token(t, v, 0, last_line, 1, last_line, 1, 0))
+            except UnexpectedToken:
+                break
+        return A.Module()
+
+
+def _hint(tok: Token, expected: set[str]) -> str | None:
+    if expected == {"THEN"} or ("THEN" in expected and tok.type == "_NL"):
+        return "end the condition with `then`"
+    if tok.type == "EQUAL" and "__ANON_0" in expected:
+        return "compare with `==` (a single `=` binds a name)"
+    if tok.type == "NAME" and str(tok) in ("elif", "elsif", "elseif"):
+        return "write `else if`"
+    if tok.type == "_NL" and expected & {"NAME", "STRING", "NUMBER"}:
+        return "the line ends too early: a value is missing"
+    return None
