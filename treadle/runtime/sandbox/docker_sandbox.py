@@ -1,0 +1,410 @@
+"""The Docker sandbox: every hardening option on, single-use containers, a warm pool.
+
+Each run gets a container of its own that was started in advance (the warm pool) with an idle
+agent (see agent.py) waiting on its attached stdin. A run writes one request (command, a tar of
+files, stdin), reads one reply, and the container is removed; a fresh one is started in the
+background. Limits that shape the container (memory, CPUs, pids, work dir size, network) come
+from the pool when they match it, else a container is started for that run alone.
+
+The docker SDK blocks, so its calls run on a small thread pool; the attached socket is driven by
+the event loop directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import json
+import socket
+import struct
+import tarfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from treadle.errors import SandboxError
+from treadle.runtime.sandbox import labels as lbl
+from treadle.runtime.sandbox.base import Limits, RunResult, Sandbox
+from treadle.runtime.sandbox.image import IMAGE, USER, image_exists
+
+AGENT_SOURCE = (Path(__file__).with_name("agent.py")).read_text()
+WORKDIR = "/work"
+#: seconds `timeout -k` waits after SIGTERM before SIGKILL
+KILL_AFTER = 1.0
+#: extra seconds the host waits (agent start, extraction, reply) before removing the container
+HOST_GRACE = 5.0
+
+
+def connect() -> Any:
+    """A low-level docker API client, or SandboxError saying how to get one."""
+    try:
+        import docker
+    except ImportError as exc:
+        raise SandboxError(
+            "The Docker sandbox needs the `docker` Python package: `pip install 'treadle[run]'` "
+            "(or `pip install docker`)."
+        ) from exc
+    try:
+        client = docker.from_env(max_pool_size=64, timeout=120)
+        api = client.api
+        api.ping()
+    except Exception as exc:
+        raise SandboxError(diagnose_connect_error(exc)) from exc
+    return api
+
+
+def diagnose_connect_error(exc: BaseException) -> str:
+    import os
+
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    text = str(exc)
+    if host.startswith("unix://"):
+        path = host[len("unix://") :]
+        if not os.path.exists(path):
+            return (
+                f"No Docker engine: the socket {path} does not exist. Install and start Docker "
+                "(`systemctl start docker` or `dockerd &`), or set DOCKER_HOST. On a machine "
+                "without Docker, opt in to the non-isolating process sandbox explicitly."
+            )
+        if not os.access(path, os.R_OK | os.W_OK):
+            return (
+                f"No permission on the Docker socket {path}. Add your user to the `docker` "
+                "group (`sudo usermod -aG docker $USER`, then log in again) or run as root."
+            )
+    return f"Cannot reach the Docker engine at {host}: {text}. Is the daemon running?"
+
+
+def check_files(files: dict[str, bytes]) -> None:
+    """Refuse names that could escape the work dir (absolute, `..`, empty)."""
+    for name in files:
+        p = PurePosixPath(name)
+        if not name or p.is_absolute() or ".." in p.parts or "\\" in name or "\x00" in name:
+            raise SandboxError(
+                f"Refused file name {name!r}: sandbox file names must be relative paths inside "
+                "the work dir, without `..`."
+            )
+
+
+def make_tar(files: dict[str, bytes]) -> bytes:
+    check_files(files)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(str(PurePosixPath(name)))
+            info.size = len(data)
+            info.mode = 0o755 if data.startswith(b"#!") else 0o644
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _shape(limits: Limits) -> tuple[Any, ...]:
+    """The limits fixed at container creation; timeout and output cap are per run."""
+    return (limits.memory_mb, limits.cpus, limits.pids, limits.workdir_mb, limits.network)
+
+
+class _Warm:
+    """A started container with its agent waiting on the attached socket."""
+
+    def __init__(self, cid: str, sock: socket.socket, keep: Any) -> None:
+        self.cid = cid
+        self.sock = sock
+        self._keep = keep  # the SocketIO/response objects that own the socket
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class DockerSandbox(Sandbox):
+    """Hardened single-use containers; `start()` sweeps leftovers and fills the warm pool."""
+
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        *,
+        image: str = IMAGE,
+        pool_size: int = 2,
+        run_id: str | None = None,
+        sweep: bool = True,
+        api: Any = None,
+    ) -> None:
+        self.limits = limits or Limits()
+        self.image = image
+        self.pool_size = max(0, pool_size)
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self._sweep_at_start = sweep
+        self._api = api
+        self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="treadle-docker")
+        self._pool: asyncio.Queue[_Warm] = asyncio.Queue()
+        self._filling = 0
+        self._bg: set[asyncio.Future[Any]] = set()
+        self._closed = False
+        self._started = False
+        self._create_sem = asyncio.Semaphore(4)
+        self.swept: list[str] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    async def start(self) -> DockerSandbox:
+        if self._started:
+            return self
+        if self._api is None:
+            self._api = await self._call(connect)
+        if not await self._call(image_exists, self._api, self.image):
+            raise SandboxError(
+                f"The sandbox image {self.image} is missing. Build it once with "
+                "`treadle sandbox build` (no registry needed: it uses mmdebstrap and your apt "
+                "sources), then retry. `treadle sandbox doctor` checks the whole setup."
+            )
+        if self._sweep_at_start:
+            self.swept = await self._call(lbl.sweep, self._api)
+        self._started = True
+        self._refill()
+        return self
+
+    async def aclose(self) -> None:
+        self._closed = True
+        while not self._pool.empty():
+            warm = self._pool.get_nowait()
+            self._remove_later(warm)
+        while self._bg:
+            await asyncio.gather(*list(self._bg), return_exceptions=True)
+        # containers started by refills that finished after the drain above
+        while not self._pool.empty():
+            warm = self._pool.get_nowait()
+            warm.close()
+            with contextlib.suppress(Exception):
+                await self._call(self._api.remove_container, warm.cid, force=True)
+        self._executor.shutdown(wait=False)
+
+    async def __aenter__(self) -> DockerSandbox:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ containers
+
+    def _host_config(self, limits: Limits) -> Any:
+        from docker.types import Ulimit
+
+        api = self._api
+        mem = f"{limits.memory_mb}m"
+        return api.create_host_config(
+            network_mode="bridge" if limits.network else "none",
+            read_only=True,
+            tmpfs={
+                WORKDIR: f"rw,exec,nosuid,nodev,size={limits.workdir_mb}m,mode=1777",
+                "/tmp": f"rw,nosuid,nodev,size={limits.workdir_mb}m,mode=1777",
+            },
+            shm_size="8m",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            pids_limit=limits.pids,
+            mem_limit=mem,
+            memswap_limit=mem,
+            nano_cpus=int(limits.cpus * 1e9),
+            init=True,
+            ulimits=[Ulimit(name="core", soft=0, hard=0), Ulimit(name="nofile", soft=256, hard=256)],
+            ipc_mode="private",
+        )
+
+    def _create_blocking(self, limits: Limits, warm: bool = False) -> _Warm:
+        """Create, attach and start one container (runs on the thread pool)."""
+        api = self._api
+        config = api.create_container_config(
+            self.image,
+            command=["python3", "-I", "-S", "-c", AGENT_SOURCE, *(["--warm"] if warm else [])],
+            user=USER,
+            working_dir=WORKDIR,
+            stdin_open=True,
+            environment={},
+            hostname="sandbox",
+            labels=lbl.labels(self.run_id),
+            network_disabled=not limits.network,
+            host_config=self._host_config(limits),
+        )
+        # the agent sees EOF (and exits) when its owner's attach connection closes
+        config["StdinOnce"] = True
+        cid = api.create_container_from_config(config, None)["Id"]
+        try:
+            io_sock = api.attach_socket(
+                cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            )
+            raw = getattr(io_sock, "_sock", io_sock)
+            api.start(cid)
+        except Exception:
+            with contextlib.suppress(Exception):
+                api.remove_container(cid, force=True)
+            raise
+        raw.setblocking(False)
+        return _Warm(cid, raw, io_sock)
+
+    async def _create(self, limits: Limits, warm: bool = False) -> _Warm:
+        async with self._create_sem:
+            try:
+                return await self._call(self._create_blocking, limits, warm)
+            except SandboxError:
+                raise
+            except Exception as exc:
+                raise SandboxError(
+                    f"Starting a sandbox container failed: {exc}. Run `treadle sandbox doctor`."
+                ) from exc
+
+    def _track(self, fut: asyncio.Future[Any]) -> None:
+        self._bg.add(fut)
+        fut.add_done_callback(self._bg.discard)
+
+    def _refill(self) -> None:
+        if self._closed:
+            return
+        while self._pool.qsize() + self._filling < self.pool_size:
+            self._filling += 1
+            self._track(asyncio.ensure_future(self._fill_one()))
+
+    async def _fill_one(self) -> None:
+        try:
+            warm = await self._create(self.limits, warm=True)
+        except Exception:
+            await asyncio.sleep(1.0)  # an engine hiccup: let the next take retry
+            return
+        finally:
+            self._filling -= 1
+        if self._closed:
+            self._remove_later(warm)
+        else:
+            self._pool.put_nowait(warm)
+
+    def _remove_later(self, warm: _Warm) -> None:
+        warm.close()
+
+        async def remove() -> None:
+            with contextlib.suppress(Exception):
+                await self._call(self._api.remove_container, warm.cid, force=True)
+
+        self._track(asyncio.ensure_future(remove()))
+
+    async def _take(self, limits: Limits) -> _Warm:
+        if _shape(limits) == _shape(self.limits) and self.pool_size:
+            try:
+                warm = self._pool.get_nowait()
+            except asyncio.QueueEmpty:
+                warm = None
+            self._refill()
+            if warm is not None:
+                return warm
+        return await self._create(limits)
+
+    # ------------------------------------------------------------------ a run
+
+    async def run(
+        self,
+        command: list[str],
+        *,
+        files: dict[str, bytes] | None = None,
+        stdin: bytes | None = None,
+        limits: Limits | None = None,
+    ) -> RunResult:
+        if not self._started:
+            await self.start()
+        if self._closed:
+            raise SandboxError("This sandbox was closed; open a new one.")
+        limits = limits or self.limits
+        tar = make_tar(files or {})
+        data = stdin or b""
+        header = {
+            "cmd": list(command),
+            "timeout": limits.timeout_s,
+            "kill_after": KILL_AFTER,
+            "out_cap": limits.output_bytes,
+            "files_len": len(tar) if files else 0,
+            "stdin_len": len(data),
+        }
+        request = json.dumps(header).encode() + b"\n" + (tar if files else b"") + data
+        start = time.monotonic()
+        warm = await self._take(limits)
+        loop = asyncio.get_running_loop()
+        try:
+            try:
+                await loop.sock_sendall(warm.sock, request)
+                reply = await asyncio.wait_for(
+                    _read_reply(loop, warm.sock), limits.timeout_s + KILL_AFTER + HOST_GRACE
+                )
+            except TimeoutError:
+                return RunResult(
+                    stdout="",
+                    stderr="[treadle] no reply before the deadline; the container was removed\n",
+                    exit_code=137,
+                    timed_out=True,
+                    duration_s=time.monotonic() - start,
+                )
+            except OSError:
+                reply = None
+            if reply is None:
+                return await self._lost(warm, start)
+        finally:
+            self._remove_later(warm)
+        if reply.get("error"):
+            raise SandboxError(f"The sandbox agent failed: {reply['error']}")
+        out = base64.b64decode(reply["stdout"])
+        err = base64.b64decode(reply["stderr"])
+        code = int(reply["exit_code"])
+        if code < 0:  # killed by a signal: report it the way shells and Docker do
+            code = 128 - code
+        return RunResult(
+            stdout=out.decode("utf-8", errors="replace"),
+            stderr=err.decode("utf-8", errors="replace"),
+            exit_code=code,
+            timed_out=bool(reply["timed_out"]),
+            oom_killed=bool(reply["oom"]),
+            stdout_truncated=reply["stdout_total"] > len(out),
+            stderr_truncated=reply["stderr_total"] > len(err),
+            duration_s=float(reply["duration"]),
+        )
+
+    async def _lost(self, warm: _Warm, start: float) -> RunResult:
+        """The agent ended without replying: the code killed it, or the OOM killer did."""
+        oom = False
+        code = 137
+        with contextlib.suppress(Exception):
+            await self._call(self._api.wait, warm.cid, timeout=5)
+            state = (await self._call(self._api.inspect_container, warm.cid))["State"]
+            oom = bool(state.get("OOMKilled"))
+            code = int(state.get("ExitCode") or 137)
+        return RunResult(
+            stdout="",
+            stderr="[treadle] the sandbox process ended before replying (killed by the code "
+            "or out of memory)\n",
+            exit_code=code,
+            oom_killed=oom,
+            duration_s=time.monotonic() - start,
+        )
+
+
+async def _read_reply(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> dict[str, Any] | None:
+    """Read Docker's multiplexed attach stream until the agent's one-line JSON reply."""
+    buf = bytearray()
+    out = bytearray()
+    while True:
+        while len(buf) >= 8:
+            stream, size = buf[0], struct.unpack(">I", buf[4:8])[0]
+            if len(buf) < 8 + size:
+                break
+            if stream == 1:
+                out += buf[8 : 8 + size]
+            del buf[: 8 + size]
+            if out.endswith(b"\n"):
+                return dict(json.loads(out))
+        chunk = await loop.sock_recv(sock, 1 << 16)
+        if not chunk:
+            return None
+        buf += chunk
