@@ -333,3 +333,114 @@ def _lines(f: IO[str]) -> Iterator[str]:
         line = line.strip()
         if line:
             yield line
+
+
+# ---------------------------------------------------------------- OpenTelemetry
+
+
+class OtelSink:
+    """Exports spans through OpenTelemetry with the GenAI semantic conventions.
+
+    The workflow span is `invoke_workflow NAME` (`gen_ai.operation.name=invoke_workflow`), a
+    model call `chat MODEL` with `gen_ai.request.model`, `gen_ai.usage.input_tokens`, ...; a
+    step is `execute_tool OP` (`gen_ai.tool.name`). OpenTelemetry is imported here, on first
+    use, so runs without it never pay for it. `tracer_provider` defaults to the global one.
+    """
+
+    def __init__(self, tracer_provider: Any = None) -> None:
+        try:
+            from opentelemetry import trace as otel_trace
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            from treadle.errors import TreadleError
+
+            raise TreadleError(
+                "OpenTelemetry export needs the OpenTelemetry SDK: "
+                "`pip install 'treadle[otel]'` (or `pip install opentelemetry-sdk`)."
+            ) from e
+        self._trace = otel_trace
+        self._tracer = otel_trace.get_tracer("treadle", tracer_provider=tracer_provider)
+        self._open: dict[str, Any] = {}
+
+    def on_start(self, span: Span) -> None:
+        parent = self._open.get(span.parent_id or "")
+        context = self._trace.set_span_in_context(parent) if parent is not None else None
+        self._open[span.span_id] = self._tracer.start_span(
+            _otel_name(span),
+            context=context,
+            kind=self._trace.SpanKind.CLIENT
+            if span.kind == "model"
+            else self._trace.SpanKind.INTERNAL,
+            start_time=int(span.start * 1e9),
+        )
+
+    def on_end(self, span: Span) -> None:
+        otel_span = self._open.pop(span.span_id, None)
+        if otel_span is None:
+            return
+        from opentelemetry.trace import Status, StatusCode
+
+        for key, value in _otel_attributes(span).items():
+            otel_span.set_attribute(key, value)
+        for event in span.events:
+            attrs = {k: _otel_value(v) for k, v in event.items() if k not in ("name", "time")}
+            otel_span.add_event(str(event["name"]), attrs, timestamp=int(event["time"] * 1e9))
+        if span.status == "error":
+            otel_span.set_status(Status(StatusCode.ERROR, span.error or "error"))
+        elif span.status == "ok":
+            otel_span.set_status(Status(StatusCode.OK))
+        otel_span.end(end_time=int((span.end or time.time()) * 1e9))
+
+    def close(self) -> None:
+        """End spans a cancelled run left open, so the exporter still sees them."""
+        for otel_span in self._open.values():
+            otel_span.end()
+        self._open.clear()
+
+
+def _otel_name(span: Span) -> str:
+    if span.kind == "workflow":
+        return f"invoke_workflow {span.name}"
+    if span.kind == "model":
+        return span.name  # `chat MODEL`
+    if span.kind == "sandbox":
+        return f"sandbox {span.step or ''}".strip()
+    return f"execute_tool {span.op or span.name}"
+
+
+def _otel_attributes(span: Span) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        "treadle.span.kind": span.kind,
+        "treadle.status": span.status or "unfinished",
+    }
+    if span.kind == "step" and span.op:
+        attrs["gen_ai.operation.name"] = "execute_tool"
+        attrs["gen_ai.tool.name"] = span.op
+    if span.step:
+        attrs["treadle.step"] = span.step
+        attrs["treadle.step.name"] = span.name
+    if span.tokens_in is not None:
+        attrs["gen_ai.usage.input_tokens"] = span.tokens_in
+    if span.tokens_out is not None:
+        attrs["gen_ai.usage.output_tokens"] = span.tokens_out
+    if span.cached is not None:
+        attrs["treadle.cache_hit"] = span.cached
+    if span.error:
+        attrs["error.type"] = "treadle." + (span.kind or "step")
+        attrs["treadle.error"] = span.error
+    if isinstance(span.inputs, dict) and "sha256" in span.inputs:
+        attrs["treadle.inputs.sha256"] = span.inputs["sha256"]
+    if isinstance(span.outputs, dict) and "sha256" in span.outputs:
+        attrs["treadle.outputs.sha256"] = span.outputs["sha256"]
+    for key, value in span.attrs.items():
+        if value is not None:
+            attrs[key if "." in key else f"treadle.{key}"] = _otel_value(value)
+    return attrs
+
+
+def _otel_value(value: Any) -> Any:
+    """OpenTelemetry takes scalars and homogeneous lists of scalars; anything else as JSON."""
+    if isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return list(value)
+    return canonical_json(value)

@@ -1,7 +1,311 @@
-"""Placeholder: filled in by the part of treadle that owns these commands."""
+"""`treadle run FILE` and `treadle trace show FILE`.
+
+Exit codes tell failures apart: 0 success, 2 the file does not compile or the inputs are wrong,
+3 the run failed, 130 interrupted (Ctrl-C). Every failure prints one paragraph on stderr, never
+a traceback (set TREADLE_DEBUG=1 to see one for a bug in treadle), plus where the trace is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
+EXIT_OK = 0
+EXIT_INPUT = 2
+EXIT_RUNTIME = 3
+EXIT_INTERRUPTED = 130
+EXIT_BUG = 1
+
+#: declared types whose `--input` values are read as JSON (the rest stay strings)
+_JSON_TYPES = ("number", "boolean", "json", "list")
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the `treadle` app."""
+    """Add `run` and the `trace` group to the `treadle` app."""
+    app.command("run")(run)
+    trace_app = typer.Typer(help="Read run traces.", no_args_is_help=True)
+    trace_app.command("show")(show)
+    app.add_typer(trace_app, name="trace")
+
+
+def run(
+    file: Annotated[
+        Path, typer.Argument(help="a .flow file (or Graph IR .json from `treadle compile`)")
+    ],
+    input: Annotated[
+        list[str] | None,
+        typer.Option("--input", "-i", help="an input as NAME=VALUE (repeatable)"),
+    ] = None,
+    inputs: Annotated[
+        Path | None, typer.Option("--inputs", help="a JSON file with an object of inputs")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="default model spec (default: the embedded SmolLM2)"),
+    ] = None,
+    trace: Annotated[
+        Path | None,
+        typer.Option("--trace", help="where to write the JSONL trace (default: .treadle/traces/)"),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-j", help="most steps running at once")
+    ] = 16,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="do not read or write the model cache")
+    ] = False,
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", "-w", help="which workflow to run")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="sampling seed for the run")] = None,
+    step_timeout: Annotated[
+        float | None,
+        typer.Option("--step-timeout", help="seconds before a step that sets no timeout fails"),
+    ] = None,
+    otel: Annotated[
+        bool, typer.Option("--otel", help="also export spans with OpenTelemetry")
+    ] = False,
+) -> None:
+    """Run a workflow: outputs as JSON on stdout, progress and errors on stderr."""
+    code = _run(
+        file,
+        input or [],
+        inputs,
+        model,
+        trace,
+        concurrency,
+        no_cache,
+        workflow,
+        seed,
+        step_timeout,
+        otel,
+    )
+    raise typer.Exit(code)
+
+
+def _run(
+    file: Path,
+    pairs: list[str],
+    inputs_file: Path | None,
+    model: str | None,
+    trace: Path | None,
+    concurrency: int,
+    no_cache: bool,
+    workflow: str | None,
+    seed: int | None,
+    step_timeout: float | None,
+    otel: bool,
+) -> int:
+    import asyncio
+
+    from treadle.errors import TreadleError
+
+    trace_path: Path | None = None
+    try:
+        flow = _load(file)
+        wf = flow.workflow(workflow)
+        values = _read_inputs(wf, pairs, inputs_file)
+        flow.check_inputs(values, wf.name)
+        if concurrency < 1:
+            raise _input_error(f"--concurrency must be at least 1, got {concurrency}.")
+        from treadle.runtime.tracing import default_trace_path
+
+        trace_path = trace or default_trace_path(wf.name)
+        _err(f"trace: {trace_path}")
+        result = asyncio.run(
+            _execute(
+                flow, values, wf.name, model, trace_path, concurrency, not no_cache, seed,
+                step_timeout, otel,
+            )
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        where = f" The trace so far is in {trace_path}." if trace_path else ""
+        _err(f"Interrupted: the run was cancelled and every running step stopped.{where}")
+        return EXIT_INTERRUPTED
+    except TreadleError as e:
+        _report(e, trace_path)
+        return int(getattr(e, "exit_code", EXIT_RUNTIME) or EXIT_RUNTIME)
+    except Exception as e:  # a bug in treadle: still one paragraph, traceback on request
+        if os.environ.get("TREADLE_DEBUG"):
+            raise
+        where = f" The trace so far is in {trace_path}." if trace_path else ""
+        _err(
+            f"Internal error (a bug in treadle): {type(e).__name__}: {e}.{where} "
+            "Run again with TREADLE_DEBUG=1 to see the traceback."
+        )
+        return EXIT_BUG
+    sys.stdout.write(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+async def _execute(
+    flow: Any,
+    values: dict[str, Any],
+    workflow: str,
+    model: str | None,
+    trace_path: Path,
+    concurrency: int,
+    cache: bool,
+    seed: int | None,
+    step_timeout: float | None,
+    otel: bool,
+) -> dict[str, Any]:
+    sinks = []
+    if sys.stderr.isatty():
+        from rich.console import Console
+
+        from treadle.runtime.trace_view import ProgressSink
+
+        sinks.append(ProgressSink(Console(stderr=True)))
+    if otel:
+        _setup_otel()
+    result = await flow.run(
+        values,
+        workflow=workflow,
+        model=model,
+        trace=trace_path,
+        concurrency=concurrency,
+        cache=cache,
+        seed=seed,
+        step_timeout=step_timeout,
+        otel=otel,
+        sinks=sinks,
+    )
+    return dict(result.outputs)
+
+
+def _setup_otel() -> None:
+    """Without a configured provider, export to OTLP when an endpoint is set, else to stderr."""
+    try:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            ConsoleSpanExporter,
+            SimpleSpanProcessor,
+        )
+    except ImportError:
+        from treadle.errors import InputError
+
+        raise InputError(
+            "--otel needs the OpenTelemetry SDK: `pip install 'treadle[otel]'`."
+        ) from None
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return
+    provider = TracerProvider()
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        except ImportError:
+            from treadle.errors import InputError
+
+            raise InputError(
+                "OTEL_EXPORTER_OTLP_ENDPOINT is set but the OTLP exporter is not installed: "
+                "`pip install opentelemetry-exporter-otlp-proto-http`."
+            ) from None
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    else:
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
+    trace.set_tracer_provider(provider)
+
+
+def _load(file: Path) -> Any:
+    from treadle.errors import InputError
+    from treadle.runtime.api import Flow
+
+    if not file.is_file():
+        raise InputError(f"There is no file {file}.")
+    if file.suffix == ".json":
+        try:
+            return Flow.from_json(file.read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise InputError(f"{file} is not Graph IR JSON: {str(e).splitlines()[0]}") from None
+    return Flow.load(file)
+
+
+def _input_error(message: str) -> Exception:
+    from treadle.errors import InputError
+
+    return InputError(message)
+
+
+def _read_inputs(wf: Any, pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
+    """`--inputs FILE.json` then each `--input NAME=VALUE` (a later value wins)."""
+    values: dict[str, Any] = {}
+    if inputs_file is not None:
+        try:
+            data = json.loads(inputs_file.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise _input_error(
+                f"Cannot read the inputs file {inputs_file}: {e.strerror}."
+            ) from None
+        except json.JSONDecodeError as e:
+            raise _input_error(f"The inputs file {inputs_file} is not valid JSON: {e}.") from None
+        if not isinstance(data, dict):
+            raise _input_error(f"The inputs file {inputs_file} must hold a JSON object.")
+        values.update(data)
+    declared = {f.name: f.type for f in wf.inputs}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise _input_error(f"--input takes NAME=VALUE, got {pair!r}.")
+        kind = declared.get(name, "text").split()[0]
+        if kind in _JSON_TYPES:
+            try:
+                values[name] = json.loads(text)
+            except json.JSONDecodeError:
+                raise _input_error(
+                    f"Input {name} is declared {declared[name]}, so its value must be JSON "
+                    f"(e.g. 3, true, [1, 2]); got {text!r}."
+                ) from None
+        else:
+            values[name] = text
+    return values
+
+
+def _report(e: Exception, trace_path: Path | None) -> None:
+    from treadle.errors import CompileError
+
+    if isinstance(e, CompileError) and e.diagnostics:
+        for d in e.diagnostics:
+            render = getattr(d, "render", None)
+            _err(render() if callable(render) else str(d))
+        _err(getattr(e, "message", str(e)))
+        return
+    message = getattr(e, "message", str(e))
+    path = getattr(e, "trace_path", None) or trace_path
+    where = f" The trace so far is in {path}." if path and Path(path).exists() else ""
+    _err(f"Error: {message}{where}")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text.rstrip() + "\n")
+    sys.stderr.flush()
+
+
+def show(
+    file: Annotated[Path, typer.Argument(help="a JSONL trace written by `treadle run`")],
+    values: Annotated[
+        bool, typer.Option("--values", help="show each span's output preview")
+    ] = False,
+) -> None:
+    """Render a trace as a tree with timings (works on traces of interrupted runs too)."""
+    from rich.console import Console
+
+    from treadle.runtime.trace_view import render_trace
+    from treadle.runtime.tracing import read_trace
+
+    if not file.is_file():
+        _err(f"Error: there is no trace file {file}.")
+        raise typer.Exit(EXIT_INPUT)
+    trace = read_trace(file)
+    if not trace.spans:
+        _err(f"Error: {file} holds no spans (is it a treadle trace?).")
+        raise typer.Exit(EXIT_INPUT)
+    Console(soft_wrap=False).print(render_trace(trace, values=values))
