@@ -1,7 +1,177 @@
-"""Placeholder: filled in by the part of treadle that owns these commands."""
+"""`treadle sandbox ...`: build the image, check the setup, sweep leftovers, run one script."""
+
+from __future__ import annotations
+
+
+import os
+import shutil
+import sys
+from pathlib import Path
 
 import typer
 
+sandbox_app = typer.Typer(
+    name="sandbox",
+    help="The Docker sandbox: build its image, check the setup, sweep leftovers, run a script.",
+    no_args_is_help=True,
+)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _parse_size(text: str) -> int:
+    """'512m', '1g', '256' (MB) -> megabytes."""
+    t = text.strip().lower().removesuffix("b")
+    mult = {"k": 1 / 1024, "m": 1, "g": 1024}
+    if t and t[-1] in mult:
+        return max(1, int(float(t[:-1]) * mult[t[-1]]))
+    return int(float(t))
+
+
+@sandbox_app.command("build")
+def build(
+    method: str = typer.Option("auto", help="rootfs (Debian packages, no registry), base, or auto"),
+    base: str = typer.Option("python:3.11-slim", help="base image for --method base"),
+    mirror: str = typer.Option(None, help="Debian mirror URL (default: the host's apt sources)"),
+    force: bool = typer.Option(False, help="rebuild even when the tag exists"),
+) -> None:
+    """Build the sandbox image (skipped when the tag exists)."""
+    from treadle.errors import SandboxError
+    from treadle.runtime.sandbox.docker_sandbox import connect
+    from treadle.runtime.sandbox.image import build_image
+
+    try:
+        api = connect()
+        typer.echo(build_image(api, method=method, base=base, mirror=mirror, force=force))
+    except SandboxError as exc:
+        _fail(exc.message)
+
+
+@sandbox_app.command("doctor")
+def doctor() -> None:
+    """Say what is missing for the Docker sandbox, and how to fix it."""
+    from treadle.runtime.sandbox.image import IMAGE, image_exists
+
+    problems = 0
+
+    def report(ok: bool, what: str, fix: str = "") -> None:
+        nonlocal problems
+        problems += not ok
+        typer.echo(f"[{'ok' if ok else 'MISSING'}] {what}" + ("" if ok else f"\n      fix: {fix}"))
+
+    try:
+        import docker  # noqa: F401
+    except ImportError:
+        report(False, "docker Python package", "pip install docker  (or pip install 'treadle[run]')")
+        raise typer.Exit(1) from None
+    report(True, "docker Python package")
+    from treadle.errors import SandboxError
+    from treadle.runtime.sandbox.docker_sandbox import connect
+
+    try:
+        api = connect()
+    except SandboxError as exc:
+        report(False, "Docker engine reachable", exc.message)
+        raise typer.Exit(1) from None
+    info = api.info()
+    report(True, f"Docker engine {info.get('ServerVersion', '?')} reachable")
+    init_bin = info.get("InitBinary") or "docker-init"
+    host_local = not os.environ.get("DOCKER_HOST", "unix://").startswith(("tcp:", "ssh:"))
+    init_ok = not host_local or bool(shutil.which(init_bin) or os.path.exists(init_bin))
+    report(init_ok, f"init binary for --init ({init_bin})",
+           "install the engine's init (Debian: apt-get install -y tini, docker-init is "
+           "shipped with docker.io/docker-ce)")  # fmt: skip
+    report(bool(info.get("MemoryLimit")), "memory limits (cgroup memory controller)",
+           "enable the memory cgroup (kernel cmdline cgroup_enable=memory)")  # fmt: skip
+    report(bool(info.get("SwapLimit")), "swap limits (memory+swap = memory)",
+           "enable swap accounting (kernel cmdline swapaccount=1)")  # fmt: skip
+    report(bool(info.get("PidsLimit")), "pids limits", "use a kernel with the pids cgroup")
+    has_image = image_exists(api, IMAGE)
+    builder = shutil.which("mmdebstrap") or shutil.which("debootstrap")
+    report(has_image, f"sandbox image {IMAGE}",
+           "treadle sandbox build" + ("" if builder else
+           "  (first: apt-get install -y mmdebstrap; or --method base where a registry works)"))  # fmt: skip
+    if has_image:
+        import asyncio
+
+        from treadle.runtime.sandbox import open_sandbox
+
+        async def smoke() -> str:
+            sb = await open_sandbox(pool_size=0)
+            try:
+                res = await sb.run(["python3", "-c", "print(6*7)"])
+            finally:
+                await sb.aclose()
+            return res.stdout.strip()
+
+        try:
+            out = asyncio.run(smoke())
+            report(out == "42", "a hardened container runs print(6*7)", f"unexpected output {out!r}")
+        except SandboxError as exc:
+            report(False, "a hardened container runs", exc.message)
+    if problems:
+        typer.echo(f"{problems} problem(s) found.")
+        raise typer.Exit(1)
+    typer.echo("The Docker sandbox is ready.")
+
+
+@sandbox_app.command("sweep")
+def sweep(
+    all_: bool = typer.Option(False, "--all", help="also containers of live treadle processes"),
+) -> None:
+    """Remove treadle containers left by dead processes (found by label)."""
+    from treadle.errors import SandboxError
+    from treadle.runtime.sandbox.docker_sandbox import connect
+    from treadle.runtime.sandbox.labels import sweep as do_sweep
+
+    try:
+        removed = do_sweep(connect(), everything=all_)
+    except SandboxError as exc:
+        _fail(exc.message)
+        return
+    typer.echo(f"removed {len(removed)} container(s)")
+
+
+@sandbox_app.command("run")
+def run(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="the script to run"),
+    timeout: float = typer.Option(10.0, help="seconds before the run is killed"),
+    memory: str = typer.Option("256m", help="memory limit (memory+swap), e.g. 512m, 1g"),
+    stdin: Path = typer.Option(None, exists=True, dir_okay=False, help="file fed to stdin"),
+    allow_network: bool = typer.Option(False, "--allow-network", help="give it a network"),
+) -> None:
+    """Run one script in the sandbox and print the result record as JSON."""
+    import asyncio
+
+    from treadle.errors import SandboxError
+    from treadle.runtime.sandbox import Limits, open_sandbox
+
+    limits = Limits(timeout_s=timeout, memory_mb=_parse_size(memory), network=allow_network)
+    name = file.name
+    command = ["python3", name] if not file.read_bytes().startswith(b"#!") else [f"./{name}"]
+    data = stdin.read_bytes() if stdin else None
+
+    async def go() -> str:
+        sb = await open_sandbox(limits=limits, pool_size=0)
+        try:
+            res = await sb.run(command, files={name: file.read_bytes()}, stdin=data)
+        finally:
+            await sb.aclose()
+        return res.model_dump_json(indent=2)
+
+    try:
+        typer.echo(asyncio.run(go()))
+    except SandboxError as exc:
+        _fail(exc.message)
+    sys.stdout.flush()
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the `treadle` app."""
+    """Add `treadle sandbox ...` to the `treadle` app."""
+    app.add_typer(sandbox_app, name="sandbox")
+
+
+__all__ = ["register"]

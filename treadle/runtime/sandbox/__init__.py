@@ -1,5 +1,40 @@
-"""Where LLM-written code runs: a hardened Docker container by default."""
+"""Where LLM-written code runs: a hardened Docker container by default.
+
+`open_sandbox()` is the one way in. The Docker sandbox is the default; the process sandbox,
+which does not isolate, exists only as an explicit `kind="process"` opt-in. Heavy modules
+(the docker SDK) load only when a sandbox is opened, so the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
 
 from treadle.runtime.sandbox.base import Limits, RunResult, Sandbox
 
-__all__ = ["Limits", "RunResult", "Sandbox"]
+__all__ = ["Limits", "RunResult", "Sandbox", "open_sandbox"]
+
+
+async def open_sandbox(
+    kind: Literal["docker", "process"] = "docker",
+    limits: Limits | None = None,
+    *,
+    pool_size: int = 2,
+    image: str | None = None,
+    run_id: str | None = None,
+) -> Sandbox:
+    """A started sandbox: leftovers of dead processes swept, the warm pool filling.
+
+    Raises `SandboxError` (with how to fix it) when Docker or the image is missing; it never
+    falls back to the process sandbox on its own.
+    """
+    if kind == "process":
+        from treadle.runtime.sandbox.process import ProcessSandbox
+
+        return ProcessSandbox(limits)
+    if kind != "docker":
+        raise ValueError(f"unknown sandbox kind {kind!r}; use 'docker' or 'process'")
+    from treadle.runtime.sandbox.docker_sandbox import DockerSandbox
+    from treadle.runtime.sandbox.image import IMAGE
+
+    sandbox = DockerSandbox(limits, image=image or IMAGE, pool_size=pool_size, run_id=run_id)
+    return await sandbox.start()
