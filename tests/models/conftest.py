@@ -1,0 +1,191 @@
+"""Fixtures for the model tests: the real SmolLM2 GGUF, a real llama.cpp OpenAI-compatible
+server on loopback, and tiny scripted HTTP servers for faults. Traffic stays on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from treadle.runtime.models.spec import default_model_path
+
+Reply = tuple[int, dict[str, str], bytes | str | dict[str, Any]] | str
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound and released; the race is harmless on loopback)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def gguf_path() -> Path:
+    return default_model_path()
+
+
+@pytest.fixture(scope="session")
+def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """llama-cpp-python's own OpenAI-compatible server on 127.0.0.1; yields its /v1 base URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama_server") / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "llama_cpp.server",
+                "--model", str(gguf_path),
+                "--model_alias", "smollm2",
+                "--host", "127.0.0.1",
+                "--port", str(port),
+                "--n_ctx", "2048",
+                "--n_threads", str(os.cpu_count() or 1),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{base}/models", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server did not start in 120 s:\n{log.read_text()}")
+            time.sleep(0.25)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class FaultServer:
+    """An HTTP/1.1 server on 127.0.0.1 that answers from a script.
+
+    Each reply is `(status, headers, body)` or "hang" (accept, read, never answer); the last
+    reply repeats. `requests` records (monotonic time, parsed JSON body) of each request.
+    """
+
+    def __init__(self, *replies: Reply) -> None:
+        self.replies = list(replies)
+        self.requests: list[tuple[float, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._server: asyncio.Server | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> FaultServer:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/v1"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+                headers = {}
+                for line in head.split("\r\n")[1:]:
+                    name, _, value = line.partition(":")
+                    if name.strip():
+                        headers[name.strip().lower()] = value.strip()
+                self.headers.append(headers)
+                length = int(headers.get("content-length", 0))
+                body = await reader.readexactly(length) if length else b""
+                self.requests.append((time.monotonic(), json.loads(body) if body else None))
+                reply = self.replies[min(len(self.requests), len(self.replies)) - 1]
+                if reply == "hang":
+                    await asyncio.sleep(3600)
+                    return
+                assert not isinstance(reply, str)
+                status, headers, payload = reply
+                data = (
+                    json.dumps(payload).encode()
+                    if isinstance(payload, dict)
+                    else payload.encode()
+                    if isinstance(payload, str)
+                    else payload
+                )
+                lines = [f"HTTP/1.1 {status} X", f"Content-Length: {len(data)}"]
+                lines += [f"{k}: {v}" for k, v in headers.items()]
+                writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+
+def ok_reply(text: str = "hello", prompt_tokens: int = 5, completion_tokens: int = 1) -> Reply:
+    """A well-formed chat completion reply."""
+    return (
+        200,
+        {"Content-Type": "application/json"},
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "model": "fake",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        },
+    )
+
+
+@pytest.fixture
+def fault_server() -> type[FaultServer]:
+    """The FaultServer class: `async with fault_server(reply, ...) as server:`."""
+    return FaultServer
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port with nothing listening on it."""
+    return free_port()
+
+
+@pytest.fixture
+def ok() -> Any:
+    """`ok(text)` builds a well-formed chat completion reply for a FaultServer."""
+    return ok_reply

@@ -1,0 +1,146 @@
+"""The embedded backend against the real SmolLM2-135M-Instruct GGUF."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from treadle.errors import ModelError
+from treadle.runtime.models import GenParams, Message, load_model
+from treadle.runtime.models.llama import LlamaBackend, file_identity
+
+pytestmark = pytest.mark.model
+
+GREEDY = GenParams(temperature=0.0, max_tokens=16)
+
+
+def ask(text: str) -> list[Message]:
+    return [Message(role="user", content=text)]
+
+
+async def test_completion_has_text_and_usage(gguf_path: Path) -> None:
+    model = load_model(None)
+    assert isinstance(model, LlamaBackend) and model.path == gguf_path.resolve()
+    result = await model.complete(ask("What is the capital of France?"), GREEDY)
+    assert result.text.strip()
+    assert result.usage.input_tokens > 5
+    assert 0 < result.usage.output_tokens <= 16
+    assert result.finish_reason in ("stop", "length")
+    assert result.model == gguf_path.name and not result.cached
+
+
+async def test_chat_template_is_applied(gguf_path: Path) -> None:
+    model = LlamaBackend(gguf_path)
+    result = await model.complete(ask("Say hi."), GREEDY)
+    # SmolLM2's template wraps turns in <|im_start|>...<|im_end|>; the reply must not echo it
+    assert "<|im_start|>" not in result.text and "<|im_end|>" not in result.text
+    # its template adds a default system prompt, so the prompt is longer than the question
+    assert result.usage.input_tokens > 20
+
+
+async def test_greedy_calls_agree_and_seeds_reproduce(gguf_path: Path) -> None:
+    model = LlamaBackend(gguf_path)
+    a = await model.complete(ask("Name three colours."), GREEDY)
+    b = await model.complete(ask("Name three colours."), GREEDY)
+    assert a.text == b.text and a.usage == b.usage
+    hot = GenParams(temperature=1.2, max_tokens=16, seed=7)
+    s1 = await model.complete(ask("Write a word."), hot)
+    s2 = await model.complete(ask("Write a word."), hot)
+    assert s1.text == s2.text
+
+
+async def test_stop_and_max_tokens(gguf_path: Path) -> None:
+    model = LlamaBackend(gguf_path)
+    r = await model.complete(ask("Count from 1 to 50, comma separated."), GenParams(max_tokens=8))
+    assert r.usage.output_tokens == 8 and r.finish_reason == "length"
+    r2 = await model.complete(
+        ask("Count from 1 to 50, comma separated."), GenParams(max_tokens=32, stop=("5",))
+    )
+    assert "5" not in r2.text and r2.finish_reason == "stop"
+
+
+async def test_model_is_loaded_once_and_shared(gguf_path: Path) -> None:
+    a, b = LlamaBackend(gguf_path), LlamaBackend(str(gguf_path))
+    assert await a.load() is await b.load()
+    assert a.model == b.model == file_identity(gguf_path.resolve())
+
+
+async def test_concurrent_calls_are_serialized_and_all_complete(gguf_path: Path) -> None:
+    model = LlamaBackend(gguf_path)
+    llama = await model.load()
+    active, peak = 0, 0
+    guard = threading.Lock()
+    real = llama.create_chat_completion
+
+    def spy(**kwargs: Any) -> Any:
+        nonlocal active, peak
+        with guard:
+            active += 1
+            peak = max(peak, active)
+        try:
+            return real(**kwargs)
+        finally:
+            with guard:
+                active -= 1
+
+    llama.create_chat_completion = spy
+    try:
+        ticks = 0
+
+        async def heartbeat() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        beat = asyncio.create_task(heartbeat())
+        questions = [f"What is {i} plus {i}?" for i in range(5)]
+        results = await asyncio.gather(*(model.complete(ask(q), GREEDY) for q in questions))
+        beat.cancel()
+    finally:
+        del llama.create_chat_completion
+    assert peak == 1
+    assert all(r.text.strip() for r in results)
+    assert ticks > 5  # the event loop kept running while the model worked
+
+
+async def test_cancelled_call_does_not_break_the_model(gguf_path: Path) -> None:
+    model = LlamaBackend(gguf_path)
+    slow = asyncio.create_task(model.complete(ask("Tell a long story."), GenParams(max_tokens=64)))
+    await asyncio.sleep(0.05)
+    slow.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+    start = time.monotonic()
+    after = await model.complete(ask("Say yes."), GREEDY)
+    assert after.text.strip() and time.monotonic() - start < 30
+
+
+async def test_a_different_file_has_a_different_identity(gguf_path: Path, tmp_path: Path) -> None:
+    copy = tmp_path / gguf_path.name
+    shutil.copyfile(gguf_path, copy)
+    assert file_identity(copy) == file_identity(gguf_path.resolve())  # same bytes, same model
+    with copy.open("r+b") as f:
+        f.seek(copy.stat().st_size - 10)
+        f.write(b"0123456789")
+    assert file_identity(copy) != file_identity(gguf_path.resolve())
+
+
+async def test_missing_model_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"Model file not found: .*gone\.gguf"):
+        LlamaBackend(tmp_path / "gone.gguf")
+
+
+async def test_truncated_gguf_fails_to_load_clearly(gguf_path: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.gguf"
+    with gguf_path.open("rb") as src:
+        broken.write_bytes(src.read(1 << 20))
+    model = LlamaBackend(broken)
+    with pytest.raises(ModelError, match="could not load the model"):
+        await model.complete(ask("hi"), GREEDY)
