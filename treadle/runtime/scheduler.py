@@ -96,7 +96,7 @@ class Scope:
 class _NodePlan:
     """What never changes about a node between runs: its dependencies and compiled parts."""
 
-    __slots__ = ("args", "deps", "execute", "id", "node", "op", "options")
+    __slots__ = ("args", "default_options", "deps", "execute", "id", "node", "op", "options")
 
     def __init__(self, node: ir.Node, execute: Callable[..., Coroutine[Any, Any, Any]]) -> None:
         self.node = node
@@ -106,6 +106,8 @@ class _NodePlan:
         self.args: tuple[tuple[str, Compiled], ...] = ()
         self.options: tuple[tuple[str, Compiled], ...] = ()
         self.op: Any = None
+        #: the operator's options model with every default, shared when a step sets none
+        self.default_options: Any = None
 
 
 class _GraphPlan:
@@ -128,6 +130,8 @@ class _ArmPlan:
 
 
 _COMMON = ("timeout", "retries", "samples")
+#: the key under which a plan cache records that the whole program has been planned
+_PREPARED = -1
 
 
 def _compiled(exprs: dict[str, ir.Expr]) -> tuple[tuple[str, Compiled], ...]:
@@ -162,7 +166,6 @@ class Scheduler:
         self._slots: contextlib.AbstractAsyncContextManager[Any] = (
             asyncio.Semaphore(limit) if limit else contextlib.nullcontext()
         )
-        self._random = random.Random()
 
     # ------------------------------------------------------------ entry points
 
@@ -202,9 +205,12 @@ class Scheduler:
 
     def prepare(self) -> None:
         """Plan every graph of the program now, so an unknown operator fails before any step
-        runs."""
+        runs (once per plan cache: a `Flow` shares its plans between runs)."""
+        if self._plans.get(_PREPARED) is not None:
+            return
         for wf in self.program.workflows.values():
             self._plan_all(wf.graph)
+        self._plans[_PREPARED] = _GraphPlan(ir.Graph(), [])
 
     def _plan_all(self, graph: ir.Graph) -> None:
         self._plan(graph)
@@ -238,6 +244,11 @@ class Scheduler:
                 )
             p.args = _compiled(node.args)
             p.options = _compiled(node.options)
+            if not node.options:
+                try:
+                    p.default_options = p.op.options()
+                except ValidationError:
+                    p.default_options = None
             p.deps = ref_names([*node.args.values(), *node.options.values()])
         elif isinstance(node, ir.Call):
             p = _NodePlan(node, self._exec_call)
@@ -338,7 +349,9 @@ class Scheduler:
             op = np.op
             try:
                 a = op.args.model_validate(args)
-                o = op.options.model_validate(options)
+                o = np.default_options
+                if o is None or options:
+                    o = op.options.model_validate(options)
             except ValidationError as e:
                 raise StepError(_validation_message(e)) from None
             if samples is None:
@@ -412,7 +425,7 @@ class Scheduler:
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: base·2^attempt, scaled by a random 0.5..1.5."""
         o = self.options
-        return min(o.backoff_max, o.backoff_base * (2**attempt)) * (0.5 + self._random.random())
+        return min(o.backoff_max, o.backoff_base * (2**attempt)) * (0.5 + random.random())
 
     # ------------------------------------------------------------ composite nodes
 
@@ -570,10 +583,11 @@ class Scheduler:
 
 def check_inputs(wf: ir.Workflow, inputs: dict[str, Any]) -> dict[str, Any]:
     """The inputs as the workflow declares them, or an `InputError` that lists what it takes."""
+    if not inputs and not wf.inputs and not wf.graph.params:
+        return {}
     declared = {f.name: f for f in wf.inputs}
     if not declared and wf.graph.params:
         declared = {p: ir.Field_(name=p, type="json") for p in wf.graph.params}
-    expected = ", ".join(f"{f.name}: {f.type}" for f in declared.values()) or "no inputs"
     problems: list[str] = []
     unknown = [k for k in inputs if k not in declared]
     if unknown:
@@ -593,6 +607,7 @@ def check_inputs(wf: ir.Workflow, inputs: dict[str, Any]) -> dict[str, Any]:
                     f"{_preview(inputs[name])}"
                 )
     if problems:
+        expected = ", ".join(f"{f.name}: {f.type}" for f in declared.values()) or "no inputs"
         raise InputError(
             f"Wrong inputs for workflow {wf.name}: {'; '.join(problems)}. It takes: {expected}."
         )

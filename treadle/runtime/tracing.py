@@ -15,7 +15,7 @@ import hashlib
 import itertools
 import json
 import os
-import secrets
+import random
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -147,7 +147,8 @@ class Tracer:
         keep: bool = True,
         record_values: bool = True,
     ) -> None:
-        self.trace_id = trace_id or secrets.token_hex(16)
+        # not a secret, just unique: getrandbits avoids an os.urandom call per run
+        self.trace_id = trace_id or f"{random.getrandbits(128):032x}"
         self.sinks: list[Sink] = list(sinks)
         self.keep = keep
         self.record_values = record_values

@@ -1,0 +1,314 @@
+"""Scheduler overhead, treadle vs LangGraph, on the same graphs of no-op async steps.
+
+    python benchmarks/scheduler_vs_langgraph.py [--quick]
+
+Graphs: a 3-step chain, a 5-way fan-out + join, a 100-step chain, a 1,000-wide fan-out + join.
+Both sides get the same shape and do nothing in their steps, so the time is pure scheduling:
+for treadle, planning is shared across runs (as `Flow` does) and every step still has its
+arguments evaluated and validated into the operator's pydantic model, its output converted,
+and a span created; LangGraph runs a compiled `StateGraph` with `ainvoke` and no checkpointer.
+treadle runs with no concurrency limit (LangGraph has none by default) and with tracing kept in
+memory without value previews; a second treadle column writes the full JSONL trace.
+
+Then the independence demo: one branch sleeps 10 ms then runs a second step, an independent
+branch sleeps 1 s. treadle starts the second step as soon as the first finishes; LangGraph's
+supersteps make it wait for the slow branch. Both timestamps are printed for both.
+
+The last line is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import operator
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+from treadle.runtime import ir
+from treadle.runtime.context import OpContext
+from treadle.runtime.run_context import RunState
+from treadle.runtime.scheduler import RunOptions, Scheduler
+from treadle.runtime.tracing import JsonlSink, Tracer
+from treadle.stdlib_ops import registry
+from treadle.stdlib_ops.registry import OpArgs, Operator, prep, subject
+
+# ---------------------------------------------------------------- treadle side
+
+
+class NoopArgs(OpArgs):
+    value: Any = subject("ignored", default=None)
+
+
+class SleepArgs(OpArgs):
+    value: Any = subject("ignored", default=None)
+    seconds: float = prep("for", "how long")
+
+
+MARKS: dict[str, float] = {}
+
+
+async def _noop(ctx: OpContext, args: NoopArgs, options: Any) -> None:
+    return None
+
+
+async def _sleep(ctx: OpContext, args: SleepArgs, options: Any) -> None:
+    await asyncio.sleep(args.seconds)
+    MARKS[ctx.step_id] = time.perf_counter()
+
+
+async def _mark(ctx: OpContext, args: NoopArgs, options: Any) -> None:
+    MARKS[ctx.step_id] = time.perf_counter()
+
+
+def _register() -> None:
+    registry.operators()
+    for name, args, fn in (
+        ("bench.noop", NoopArgs, _noop),
+        ("bench.sleep", SleepArgs, _sleep),
+        ("bench.mark", NoopArgs, _mark),
+    ):
+        if registry.get(name) is None:
+            registry.register(Operator(name, "benchmark step.", args, Any, fn))
+
+
+def _ref(name: str) -> ir.Ref:
+    return ir.Ref(name=name)
+
+
+def _step(id: str, op: str = "bench.noop", **args: ir.Expr) -> ir.Step:
+    return ir.Step(id=id, name=id, op=op, args=args)
+
+
+def treadle_chain(n: int) -> ir.Program:
+    nodes = [_step("s0")] + [_step(f"s{i}", value=_ref(f"s{i - 1}")) for i in range(1, n)]
+    return _program(nodes, {"out": _ref(f"s{n - 1}")})
+
+
+def treadle_fanout(width: int) -> ir.Program:
+    """A source, `width` parallel steps reading it, and a join reading all of them:
+    width + 2 steps."""
+    nodes = [_step("src")]
+    nodes += [_step(f"b{i}", value=_ref("src")) for i in range(width)]
+    join = ir.ListExpr(items=tuple(_ref(f"b{i}") for i in range(width)))
+    nodes.append(_step("join", value=join))
+    return _program(nodes, {"out": _ref("join")})
+
+
+def _program(nodes: list[ir.Step], outputs: dict[str, ir.Expr]) -> ir.Program:
+    wf = ir.Workflow(name="bench", graph=ir.Graph(nodes=tuple(nodes), outputs=outputs))
+    return ir.Program(entry="bench", workflows={"bench": wf})
+
+
+def treadle_runner(
+    prog: ir.Program, *, trace_dir: Path | None = None
+) -> Callable[[], Awaitable[Any]]:
+    plans: dict[int, Any] = {}
+    options = RunOptions(concurrency=None)
+    counter = iter(range(10**9))
+
+    async def once() -> Any:
+        if trace_dir is None:
+            tracer = Tracer(keep=False, record_values=False)
+        else:
+            tracer = Tracer([JsonlSink(trace_dir / f"{next(counter)}.jsonl")], keep=False)
+        state = RunState(tracer, cache=False)
+        try:
+            return await Scheduler(prog, state=state, options=options, plans=plans).run({})
+        finally:
+            tracer.close()
+
+    return once
+
+
+# ---------------------------------------------------------------- LangGraph side
+
+
+class State(TypedDict, total=False):
+    marks: Annotated[list[str], operator.add]
+
+
+async def _lg_noop(state: State) -> None:
+    return None
+
+
+def langgraph_chain(n: int) -> Any:
+    from langgraph.graph import END, START, StateGraph
+
+    g = StateGraph(State)
+    for i in range(n):
+        g.add_node(f"s{i}", _lg_noop)
+    g.add_edge(START, "s0")
+    for i in range(1, n):
+        g.add_edge(f"s{i - 1}", f"s{i}")
+    g.add_edge(f"s{n - 1}", END)
+    return g.compile()
+
+
+def langgraph_fanout(width: int) -> Any:
+    from langgraph.graph import END, START, StateGraph
+
+    g = StateGraph(State)
+    g.add_node("src", _lg_noop)
+    g.add_node("join", _lg_noop)
+    g.add_edge(START, "src")
+    branches = [f"b{i}" for i in range(width)]
+    for b in branches:
+        g.add_node(b, _lg_noop)
+        g.add_edge("src", b)
+    g.add_edge(branches, "join")
+    g.add_edge("join", END)
+    return g.compile()
+
+
+def langgraph_runner(graph: Any) -> Callable[[], Awaitable[Any]]:
+    async def once() -> Any:
+        return await graph.ainvoke({"marks": []})
+
+    return once
+
+
+# ---------------------------------------------------------------- measuring
+
+
+async def per_step_us(run: Callable[[], Awaitable[Any]], steps: int, repeats: int) -> float:
+    """Median over 5 trials of (wall time / (repeats × steps)), after a warm-up run."""
+    await run()
+    trials = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            await run()
+        trials.append((time.perf_counter() - t0) / (repeats * steps) * 1e6)
+    return statistics.median(trials)
+
+
+async def independence_treadle() -> dict[str, float]:
+    nodes = [
+        _step("fast", "bench.sleep", seconds=ir.Const(value=0.01)),
+        _step("fast_next", "bench.mark", value=_ref("fast")),
+        _step("slow", "bench.sleep", seconds=ir.Const(value=1.0)),
+        _step("join", value=ir.ListExpr(items=(_ref("fast_next"), _ref("slow")))),
+    ]
+    prog = _program(nodes, {"out": _ref("join")})
+    MARKS.clear()
+    t0 = time.perf_counter()
+    await treadle_runner(prog)()
+    end = time.perf_counter()
+    return {
+        "fast_branch_done_ms": (MARKS["fast_next"] - t0) * 1e3,
+        "slow_branch_done_ms": (MARKS["slow"] - t0) * 1e3,
+        "run_done_ms": (end - t0) * 1e3,
+    }
+
+
+async def independence_langgraph() -> dict[str, float]:
+    from langgraph.graph import END, START, StateGraph
+
+    marks: dict[str, float] = {}
+
+    def sleeper(name: str, seconds: float) -> Callable[[State], Awaitable[None]]:
+        async def node(state: State) -> None:
+            await asyncio.sleep(seconds)
+            marks[name] = time.perf_counter()
+
+        return node
+
+    async def fast_next(state: State) -> None:
+        marks["fast_next"] = time.perf_counter()
+
+    g = StateGraph(State)
+    g.add_node("fast", sleeper("fast", 0.01))
+    g.add_node("fast_next", fast_next)
+    g.add_node("slow", sleeper("slow", 1.0))
+    g.add_node("join", _lg_noop)
+    g.add_edge(START, "fast")
+    g.add_edge(START, "slow")
+    g.add_edge("fast", "fast_next")
+    g.add_edge(["fast_next", "slow"], "join")
+    g.add_edge("join", END)
+    graph = g.compile()
+    t0 = time.perf_counter()
+    await graph.ainvoke({"marks": []})
+    end = time.perf_counter()
+    return {
+        "fast_branch_done_ms": (marks["fast_next"] - t0) * 1e3,
+        "slow_branch_done_ms": (marks["slow"] - t0) * 1e3,
+        "run_done_ms": (end - t0) * 1e3,
+    }
+
+
+CASES = [
+    # name, steps, treadle program, langgraph graph, repeats (full / quick)
+    ("chain_3", 3, lambda: treadle_chain(3), lambda: langgraph_chain(3), 400, 40),
+    ("fanout_5_join", 7, lambda: treadle_fanout(5), lambda: langgraph_fanout(5), 300, 30),
+    ("chain_100", 100, lambda: treadle_chain(100), lambda: langgraph_chain(100), 20, 3),
+    ("fanout_1000_join", 1002, lambda: treadle_fanout(1000), lambda: langgraph_fanout(1000), 3, 1),
+]
+
+
+async def main(quick: bool) -> dict[str, Any]:
+    from importlib.metadata import version
+
+    _register()
+    results: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "langgraph": version("langgraph"),
+        "unit": "microseconds per step (median of 5 trials)",
+        "graphs": {},
+    }
+    print(f"scheduler overhead, no-op steps (langgraph {results['langgraph']})")
+    header = f"{'graph':<18}{'steps':>6}{'treadle':>10}{'+jsonl':>10}{'langgraph':>11}{'ratio':>8}"
+    print(header)
+    print("-" * len(header))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, steps, make_t, make_lg, repeats, quick_repeats in CASES:
+            n = quick_repeats if quick else repeats
+            prog = make_t()
+            t_us = await per_step_us(treadle_runner(prog), steps, n)
+            traced_us = await per_step_us(treadle_runner(prog, trace_dir=Path(tmp)), steps, n)
+            lg_us = await per_step_us(langgraph_runner(make_lg()), steps, n)
+            ratio = lg_us / t_us
+            results["graphs"][name] = {
+                "steps": steps,
+                "treadle_us_per_step": round(t_us, 2),
+                "treadle_jsonl_trace_us_per_step": round(traced_us, 2),
+                "langgraph_us_per_step": round(lg_us, 2),
+                "langgraph_over_treadle": round(ratio, 1),
+            }
+            print(
+                f"{name:<18}{steps:>6}{t_us:>10.1f}{traced_us:>10.1f}{lg_us:>11.1f}{ratio:>7.1f}x"
+            )
+    ratios = [g["langgraph_over_treadle"] for g in results["graphs"].values()]
+    results["min_ratio"] = min(ratios)
+    results["geomean_ratio"] = round(statistics.geometric_mean(ratios), 1)
+    print(f"LangGraph overhead / treadle overhead: min {min(ratios):.1f}x, "
+          f"geometric mean {results['geomean_ratio']:.1f}x (aim: at least 10x)")  # fmt: skip
+
+    print("\nindependence: fast branch (10 ms + a second step) beside a slow one (1 s)")
+    ind_t = await independence_treadle()
+    ind_lg = await independence_langgraph()
+    for label, ind in (("treadle", ind_t), ("langgraph", ind_lg)):
+        print(
+            f"{label:<10} fast branch done at {ind['fast_branch_done_ms']:7.1f} ms, "
+            f"slow branch done at {ind['slow_branch_done_ms']:7.1f} ms"
+        )
+    results["independence"] = {
+        "treadle": {k: round(v, 1) for k, v in ind_t.items()},
+        "langgraph": {k: round(v, 1) for k, v in ind_lg.items()},
+    }
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke test)")
+    ns = parser.parse_args()
+    figures = asyncio.run(main(ns.quick))
+    print(json.dumps(figures, separators=(",", ":")))
