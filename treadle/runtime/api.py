@@ -96,7 +96,7 @@ class Flow:
         concurrency: int | None = 16,
         cache: Any = True,
         seed: int | None = None,
-        sandbox: Sandbox | SandboxFactory | None = None,
+        sandbox: Sandbox | SandboxFactory | str | None = None,
         step_timeout: float | None = None,
         retries: int = 2,
         otel: bool = False,
@@ -107,8 +107,10 @@ class Flow:
         `model`: the default model spec (None: the embedded SmolLM2) or a backend; `models`:
         backends for further specs steps name. `trace`: a JSONL path, True for
         `.treadle/traces/<time>-<workflow>.jsonl`, None/False for spans in memory only.
-        `cache`: True (the on-disk model cache), False, or a `ModelCache`. `otel`: also export
-        spans through OpenTelemetry's global tracer provider (needs `opentelemetry-sdk`).
+        `cache`: True (the on-disk model cache), False, or a `ModelCache`. `sandbox`: "docker"
+        (the default), "process" (no isolation: an explicit opt-in), a `Sandbox` or a factory.
+        `otel`: also export spans through OpenTelemetry's global tracer provider (needs
+        `opentelemetry-sdk`).
         """
         values = dict(inputs or {})
         wf = self.workflow(workflow)

@@ -10,6 +10,7 @@ makes becomes a child span of the step's span, with the GenAI attributes OpenTel
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -65,7 +66,7 @@ class RunState:
         models: Mapping[str, ModelBackend] | None = None,
         cache: Any = True,
         seed: int | None = None,
-        sandbox: Sandbox | SandboxFactory | None = None,
+        sandbox: Sandbox | SandboxFactory | str | None = None,
     ) -> None:
         self.tracer = tracer
         self.seed = seed
@@ -137,8 +138,8 @@ class RunState:
         source = self._sandbox_source
         if isinstance(source, Sandbox):
             return source
-        if source is None:
-            source = _default_sandbox_factory()
+        if source is None or isinstance(source, str):
+            source = _default_sandbox_factory(source or "docker", self.tracer.trace_id[:12])
         self._sandbox_owned = True
         made = source()
         if inspect.isawaitable(made):
@@ -169,18 +170,14 @@ class RunState:
         self._cache = None
 
 
-def _default_sandbox_factory() -> SandboxFactory:
-    """The sandbox engineer's factory (Docker by default), imported only when a step needs it."""
-    import treadle.runtime.sandbox as sandbox_pkg
+def _default_sandbox_factory(kind: str, run_id: str) -> SandboxFactory:
+    """`open_sandbox` of the sandbox package (Docker unless `kind` is "process"), imported only
+    when a step needs a sandbox; its containers are labelled with the run's trace id."""
+    if kind not in ("docker", "process"):
+        raise SandboxError(f"unknown sandbox kind {kind!r}; use 'docker' or 'process'")
+    from treadle.runtime.sandbox import open_sandbox
 
-    for name in ("open_sandbox", "create_sandbox", "default_sandbox", "make_sandbox"):
-        factory = getattr(sandbox_pkg, name, None)
-        if callable(factory):
-            return factory
-    raise SandboxError(
-        "No sandbox is available: this installation has no sandbox factory. "
-        "Run `treadle sandbox build`, or pass a sandbox to the run."
-    )
+    return functools.partial(open_sandbox, kind, run_id=run_id)  # type: ignore[arg-type]
 
 
 class StepContext(OpContext):

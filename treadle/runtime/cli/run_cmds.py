@@ -66,40 +66,42 @@ def run(
         float | None,
         typer.Option("--step-timeout", help="seconds before a step that sets no timeout fails"),
     ] = None,
+    sandbox: Annotated[
+        str,
+        typer.Option(
+            "--sandbox",
+            help="where generated code runs: docker (isolated, default) or process (NOT isolated)",
+        ),
+    ] = "docker",
     otel: Annotated[
         bool, typer.Option("--otel", help="also export spans with OpenTelemetry")
     ] = False,
 ) -> None:
     """Run a workflow: outputs as JSON on stdout, progress and errors on stderr."""
-    code = _run(
-        file,
-        input or [],
-        inputs,
-        model,
-        trace,
-        concurrency,
-        no_cache,
-        workflow,
-        seed,
-        step_timeout,
-        otel,
-    )
-    raise typer.Exit(code)
+    if sandbox not in ("docker", "process"):
+        _err(f"Error: --sandbox is docker or process, got {sandbox!r}.")
+        raise typer.Exit(EXIT_INPUT)
+    options: dict[str, Any] = {
+        "workflow": workflow,
+        "model": model,
+        "concurrency": concurrency,
+        "cache": not no_cache,
+        "seed": seed,
+        "step_timeout": step_timeout,
+        "sandbox": sandbox,
+        "otel": otel,
+    }
+    raise typer.Exit(_run(file, input or [], inputs, trace, options))
 
 
 def _run(
     file: Path,
     pairs: list[str],
     inputs_file: Path | None,
-    model: str | None,
     trace: Path | None,
-    concurrency: int,
-    no_cache: bool,
-    workflow: str | None,
-    seed: int | None,
-    step_timeout: float | None,
-    otel: bool,
+    options: dict[str, Any],
 ) -> int:
+    """Compile, check inputs, run; map every failure to one paragraph and an exit code."""
     import asyncio
 
     from treadle.errors import TreadleError
@@ -107,21 +109,16 @@ def _run(
     trace_path: Path | None = None
     try:
         flow = _load(file)
-        wf = flow.workflow(workflow)
+        wf = flow.workflow(options["workflow"])
         values = _read_inputs(wf, pairs, inputs_file)
         flow.check_inputs(values, wf.name)
-        if concurrency < 1:
-            raise _input_error(f"--concurrency must be at least 1, got {concurrency}.")
+        if options["concurrency"] < 1:
+            raise _input_error(f"--concurrency must be at least 1, got {options['concurrency']}.")
         from treadle.runtime.tracing import default_trace_path
 
         trace_path = trace or default_trace_path(wf.name)
         _err(f"trace: {trace_path}")
-        result = asyncio.run(
-            _execute(
-                flow, values, wf.name, model, trace_path, concurrency, not no_cache, seed,
-                step_timeout, otel,
-            )
-        )  # fmt: skip
+        outputs = asyncio.run(_execute(flow, values, {**options, "workflow": wf.name}, trace_path))
     except KeyboardInterrupt:
         where = f" The trace so far is in {trace_path}." if trace_path else ""
         _err(f"Interrupted: the run was cancelled and every running step stopped.{where}")
@@ -138,22 +135,13 @@ def _run(
             "Run again with TREADLE_DEBUG=1 to see the traceback."
         )
         return EXIT_BUG
-    sys.stdout.write(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.write(json.dumps(outputs, ensure_ascii=False, indent=2) + "\n")
     sys.stdout.flush()
     return EXIT_OK
 
 
 async def _execute(
-    flow: Any,
-    values: dict[str, Any],
-    workflow: str,
-    model: str | None,
-    trace_path: Path,
-    concurrency: int,
-    cache: bool,
-    seed: int | None,
-    step_timeout: float | None,
-    otel: bool,
+    flow: Any, values: dict[str, Any], options: dict[str, Any], trace_path: Path
 ) -> dict[str, Any]:
     sinks = []
     if sys.stderr.isatty():
@@ -162,20 +150,9 @@ async def _execute(
         from treadle.runtime.trace_view import ProgressSink
 
         sinks.append(ProgressSink(Console(stderr=True)))
-    if otel:
+    if options["otel"]:
         _setup_otel()
-    result = await flow.run(
-        values,
-        workflow=workflow,
-        model=model,
-        trace=trace_path,
-        concurrency=concurrency,
-        cache=cache,
-        seed=seed,
-        step_timeout=step_timeout,
-        otel=otel,
-        sinks=sinks,
-    )
+    result = await flow.run(values, trace=trace_path, sinks=sinks, **options)
     return dict(result.outputs)
 
 
