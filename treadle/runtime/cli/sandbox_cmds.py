@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-
 import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -33,10 +33,14 @@ def _parse_size(text: str) -> int:
 
 @sandbox_app.command("build")
 def build(
-    method: str = typer.Option("auto", help="rootfs (Debian packages, no registry), base, or auto"),
-    base: str = typer.Option("python:3.11-slim", help="base image for --method base"),
-    mirror: str = typer.Option(None, help="Debian mirror URL (default: the host's apt sources)"),
-    force: bool = typer.Option(False, help="rebuild even when the tag exists"),
+    method: Annotated[
+        str, typer.Option(help="rootfs (Debian packages, no registry), base, or auto")
+    ] = "auto",
+    base: Annotated[str, typer.Option(help="base image for --method base")] = "python:3.11-slim",
+    mirror: Annotated[
+        str | None, typer.Option(help="Debian mirror URL (default: the host's apt sources)")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="rebuild even when the tag exists")] = False,
 ) -> None:
     """Build the sandbox image (skipped when the tag exists)."""
     from treadle.errors import SandboxError
@@ -65,7 +69,9 @@ def doctor() -> None:
     try:
         import docker  # noqa: F401
     except ImportError:
-        report(False, "docker Python package", "pip install docker  (or pip install 'treadle[run]')")
+        report(
+            False, "docker Python package", "pip install docker  (or pip install 'treadle[run]')"
+        )
         raise typer.Exit(1) from None
     report(True, "docker Python package")
     from treadle.errors import SandboxError
@@ -91,9 +97,8 @@ def doctor() -> None:
     report(bool(info.get("PidsLimit")), "pids limits", "use a kernel with the pids cgroup")
     has_image = image_exists(api, IMAGE)
     builder = shutil.which("mmdebstrap") or shutil.which("debootstrap")
-    report(has_image, f"sandbox image {IMAGE}",
-           "treadle sandbox build" + ("" if builder else
-           "  (first: apt-get install -y mmdebstrap; or --method base where a registry works)"))  # fmt: skip
+    hint = "" if builder else "  (first: apt-get install -y mmdebstrap)"
+    report(has_image, f"sandbox image {IMAGE}", "treadle sandbox build" + hint)
     if has_image:
         import asyncio
 
@@ -109,7 +114,9 @@ def doctor() -> None:
 
         try:
             out = asyncio.run(smoke())
-            report(out == "42", "a hardened container runs print(6*7)", f"unexpected output {out!r}")
+            report(
+                out == "42", "a hardened container runs print(6*7)", f"unexpected output {out!r}"
+            )
         except SandboxError as exc:
             report(False, "a hardened container runs", exc.message)
     if problems:
@@ -120,7 +127,9 @@ def doctor() -> None:
 
 @sandbox_app.command("sweep")
 def sweep(
-    all_: bool = typer.Option(False, "--all", help="also containers of live treadle processes"),
+    all_: Annotated[
+        bool, typer.Option("--all", help="also containers of live treadle processes")
+    ] = False,
 ) -> None:
     """Remove treadle containers left by dead processes (found by label)."""
     from treadle.errors import SandboxError
@@ -137,11 +146,15 @@ def sweep(
 
 @sandbox_app.command("run")
 def run(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="the script to run"),
-    timeout: float = typer.Option(10.0, help="seconds before the run is killed"),
-    memory: str = typer.Option("256m", help="memory limit (memory+swap), e.g. 512m, 1g"),
-    stdin: Path = typer.Option(None, exists=True, dir_okay=False, help="file fed to stdin"),
-    allow_network: bool = typer.Option(False, "--allow-network", help="give it a network"),
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the script to run")],
+    timeout: Annotated[float, typer.Option(help="seconds before the run is killed")] = 10.0,
+    memory: Annotated[str, typer.Option(help="memory limit (memory+swap), e.g. 512m, 1g")] = "256m",
+    stdin: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="file fed to stdin")
+    ] = None,
+    allow_network: Annotated[
+        bool, typer.Option("--allow-network", help="give the code a network (explicit)")
+    ] = False,
 ) -> None:
     """Run one script in the sandbox and print the result record as JSON."""
     import asyncio

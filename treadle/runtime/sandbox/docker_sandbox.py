@@ -214,7 +214,10 @@ class DockerSandbox(Sandbox):
             memswap_limit=mem,
             nano_cpus=int(limits.cpus * 1e9),
             init=True,
-            ulimits=[Ulimit(name="core", soft=0, hard=0), Ulimit(name="nofile", soft=256, hard=256)],
+            ulimits=[
+                Ulimit(name="core", soft=0, hard=0),
+                Ulimit(name="nofile", soft=256, hard=256),
+            ],
             ipc_mode="private",
         )
 
@@ -390,7 +393,9 @@ class DockerSandbox(Sandbox):
         )
 
 
-async def _read_reply(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> dict[str, Any] | None:
+async def _read_reply(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket
+) -> dict[str, Any] | None:
     """Read Docker's multiplexed attach stream until the agent's one-line JSON reply."""
     buf = bytearray()
     out = bytearray()

@@ -184,8 +184,7 @@ def build_image(
         dockerfile = (
             f"FROM {base}\n"
             "RUN rm -rf /usr/share/doc /usr/share/man /var/lib/apt/lists/* "
-            "&& mkdir -p /work && chmod 1777 /work\n"
-            + "".join(c + "\n" for c in _CHANGES)
+            "&& mkdir -p /work && chmod 1777 /work\n" + "".join(c + "\n" for c in _CHANGES)
         )
         try:
             for chunk in api.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True,

@@ -65,8 +65,14 @@ class ProcessSandbox(Sandbox):
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 
-        env = {"PATH": os.defpath + ":/usr/local/bin", "HOME": work, "TMPDIR": work,
-               "PYTHONUTF8": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}  # fmt: skip
+        env = {
+            "PATH": os.defpath + ":/usr/local/bin",
+            "HOME": work,
+            "TMPDIR": work,
+            "PYTHONUTF8": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
         cmd = [sys.executable if c in ("python3", "python") and i == 0 else c
                for i, c in enumerate(command)]  # fmt: skip
         start = time.monotonic()
@@ -105,10 +111,8 @@ class ProcessSandbox(Sandbox):
         except TimeoutError:
             timed_out = True
             _killpg(proc.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(proc.wait(), KILL_AFTER)
-            except TimeoutError:
-                pass
         _killpg(proc.pid, signal.SIGKILL)  # whatever the code left behind in its group
         await proc.wait()
         try:
