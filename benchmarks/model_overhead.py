@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -39,34 +40,47 @@ async def main(runs: int, max_tokens: int) -> dict[str, Any]:
     load_s = time.perf_counter() - t0
     kwargs = chat_kwargs(PROMPT, params)
 
-    def direct() -> tuple[int, float]:
-        start = time.perf_counter()
+    def direct() -> tuple[int, float, float]:
+        start, cpu = time.perf_counter(), time.process_time()
         reply = llama.create_chat_completion(**kwargs)
-        return reply["usage"]["completion_tokens"], time.perf_counter() - start
+        n = reply["usage"]["completion_tokens"]
+        return n, time.perf_counter() - start, time.process_time() - cpu
 
-    async def through_treadle() -> tuple[int, float]:
-        start = time.perf_counter()
+    async def through_treadle() -> tuple[int, float, float]:
+        start, cpu = time.perf_counter(), time.process_time()
         completion = await backend.complete(PROMPT, params)
-        return completion.usage.output_tokens, time.perf_counter() - start
+        n = completion.usage.output_tokens
+        return n, time.perf_counter() - start, time.process_time() - cpu
 
     direct()  # warm-up: first call pays for buffers and the prompt's KV cache
     await through_treadle()
     direct_tps: list[float] = []
     treadle_tps: list[float] = []
+    direct_cpu: list[float] = []
+    treadle_cpu: list[float] = []
     for i in range(runs):
         order = ("d", "t") if i % 2 == 0 else ("t", "d")
         for which in order:
             if which == "d":
-                n, s = direct()
-                direct_tps.append(n / s)
+                n, wall, cpu = direct()
+                direct_tps.append(n / wall)
+                direct_cpu.append(n / cpu)
             else:
-                n, s = await through_treadle()
-                treadle_tps.append(n / s)
+                n, wall, cpu = await through_treadle()
+                treadle_tps.append(n / wall)
+                treadle_cpu.append(n / cpu)
     d_med, t_med = statistics.median(direct_tps), statistics.median(treadle_tps)
+    d_best, t_best = max(direct_tps), max(treadle_tps)
+    dc_med, tc_med = statistics.median(direct_cpu), statistics.median(treadle_cpu)
     print(f"model: {path.name} (loaded in {load_s:.2f} s), {runs} runs, max_tokens={max_tokens}")
-    print(f"direct llama-cpp-python: {d_med:8.1f} tokens/s (median; min {min(direct_tps):.1f})")
-    print(f"treadle LlamaBackend:    {t_med:8.1f} tokens/s (median; min {min(treadle_tps):.1f})")
-    print(f"ratio treadle/direct:    {t_med / d_med:8.3f}")
+    print("                          median tok/s   best tok/s   tok per CPU-s (median)")
+    print(f"direct llama-cpp-python: {d_med:12.1f} {d_best:12.1f} {dc_med:16.1f}")
+    print(f"treadle LlamaBackend:    {t_med:12.1f} {t_best:12.1f} {tc_med:16.1f}")
+    print(
+        f"ratio treadle/direct:    {t_med / d_med:12.3f} {t_best / d_best:12.3f} "
+        f"{tc_med / dc_med:16.3f}"
+    )
+    print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
     with tempfile.TemporaryDirectory() as tmp:
         cached = CachedModel(backend, ModelCache(Path(tmp) / "bench.sqlite"))
@@ -90,7 +104,10 @@ async def main(runs: int, max_tokens: int) -> dict[str, Any]:
         "direct_tokens_per_s": round(d_med, 1),
         "treadle_tokens_per_s": round(t_med, 1),
         "ratio": round(t_med / d_med, 3),
+        "best_ratio": round(t_best / d_best, 3),
+        "cpu_ratio": round(tc_med / dc_med, 3),
         "within_5_percent": t_med >= 0.95 * d_med,
+        "load_average": round(os.getloadavg()[0], 2),
         "cache_miss_ms": round(miss_s * 1000, 1),
         "cache_hit_ms": round(hit_s * 1000, 2),
         "model_calls_on_cached_rerun": model_calls_on_rerun,
