@@ -22,8 +22,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         fmt: Annotated[str, typer.Option("--format", "-f", help="text, json or markdown")] = "text",
     ) -> None:
-        """List every operator with its signature: subject, prepositions, options with
-        defaults, and the type of its value."""
+        """List every operator's signature: subject, prepositions, options, value type."""
         from treadle.stdlib_ops import docs, registry
 
         if fmt not in docs.RENDERERS:
