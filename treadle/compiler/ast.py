@@ -57,7 +57,9 @@ class Str(Node):
 
     def as_text(self) -> str:
         """The string with interpolations written back as `{name}` (for `use` paths)."""
-        return "".join(p if isinstance(p, str) else "{" + ".".join(p.path) + "}" for p in self.parts)
+        return "".join(
+            p if isinstance(p, str) else "{" + ".".join(p.path) + "}" for p in self.parts
+        )
 
 
 class Num(Node):
@@ -251,7 +253,9 @@ def _strip(data: Any) -> Any:
     return data
 
 
-for _m in (ListLit, UnaryOp, BinaryOp, Arg, Option, Command, ForEach, Step, Arm, If, Repeat):
-    _m.model_rebuild()
-for _m in (Return, Invalid, TypeRef, Param, Workflow, Use, Module):
+_MODELS: tuple[type[BaseModel], ...] = (
+    ListLit, UnaryOp, BinaryOp, Arg, Option, Command, ForEach, Step, Arm, If, Repeat, Return,
+    Invalid, TypeRef, Param, Workflow, Use, Module,
+)  # fmt: skip
+for _m in _MODELS:
     _m.model_rebuild()

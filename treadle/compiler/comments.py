@@ -51,7 +51,11 @@ def _anchors(module: A.Module) -> list[_Anchor]:
     def block(stmts: tuple[A.Statement, ...]) -> None:
         for s in stmts:
             out.append(_Anchor(s.span.line, "stmt", s))
-            if isinstance(s, A.Step) and isinstance(s.value, A.ForEach) and s.value.body is not None:
+            if (
+                isinstance(s, A.Step)
+                and isinstance(s.value, A.ForEach)
+                and s.value.body is not None
+            ):
                 block(s.value.body)
                 out.append(_Anchor(s.span.end_line, "close", s.value))
             elif isinstance(s, A.If):

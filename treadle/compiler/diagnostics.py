@@ -21,13 +21,22 @@ Severity = Literal["error", "warning"]
 #: code -> (slug, severity, what it means); docs/language.md lists the same table
 CODES: dict[str, tuple[str, Severity, str]] = {
     "E001": ("syntax", "error", "the text does not follow the grammar"),
-    "E002": ("unclosed-block", "error", "a block (`workflow`, `if`, `for each`, `repeat`) is not closed"),
+    "E002": (
+        "unclosed-block",
+        "error",
+        "a block (`workflow`, `if`, `for each`, `repeat`) is not closed",
+    ),
     "E101": ("undefined-name", "error", "a name is read before anything binds it"),
     "E102": ("maybe-unbound", "error", "a name read after an `if` is not bound on every path"),
     "E103": ("duplicate-name", "error", "two workflows, inputs or outputs share a name"),
     "E104": ("shadowing", "error", "`for each` would rebind a name of the enclosing scope"),
+    "E105": ("no-workflow", "error", "the file defines no workflow"),
     "E201": ("unknown-operator", "error", "no operator or workflow has this name"),
-    "E202": ("unknown-preposition", "error", "the operator takes no argument with this preposition"),
+    "E202": (
+        "unknown-preposition",
+        "error",
+        "the operator takes no argument with this preposition",
+    ),
     "E203": ("missing-argument", "error", "a required argument is missing"),
     "E204": ("duplicate-argument", "error", "the same argument or option is given twice"),
     "E205": ("unknown-option", "error", "the operator has no option of this name"),
@@ -37,7 +46,11 @@ CODES: dict[str, tuple[str, Severity, str]] = {
     "E301": ("type-mismatch", "error", "a value's type does not fit where it flows"),
     "E302": ("unknown-field", "error", "a record has no field of this name"),
     "E303": ("unknown-type", "error", "a declared type is not a type of the language"),
-    "E304": ("operand-type", "error", "an operator of an expression gets a value of the wrong type"),
+    "E304": (
+        "operand-type",
+        "error",
+        "an operator of an expression gets a value of the wrong type",
+    ),
     "E401": ("template-name", "error", "a string template interpolates an unknown name"),
     "E501": ("unbounded-loop", "error", "a `repeat` has no `up to N times` bound"),
     "E502": ("loop-bound", "error", "a loop bound is not a whole-number constant in range"),
@@ -50,6 +63,11 @@ CODES: dict[str, tuple[str, Severity, str]] = {
     "E702": ("import-cycle", "error", "files `use` each other in a cycle"),
     "E703": ("import-errors", "error", "a `use`d file has errors"),
     "E704": ("ambiguous-workflow", "error", "two files give a workflow of the same name"),
+    "E705": (
+        "recursive-call",
+        "error",
+        "workflows call each other in a cycle, which might never end",
+    ),
     "W801": ("unused-step", "warning", "a step's value is never used"),
     "W802": ("unused-input", "warning", "a workflow input is never used"),
 }

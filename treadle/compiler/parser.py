@@ -120,7 +120,7 @@ class _ToAst(Transformer[Token, A.Module]):
     def workflow(self, meta: Meta, children: list[Any]) -> A.Workflow:
         kw, name = children[0], children[1]
         fields = [c for c in children[2:] if isinstance(c, tuple) or c is None][:2]
-        inputs, outputs = (list(fields) + [None, None])[:2]
+        inputs, outputs = [*fields, None, None][:2]
         body = tuple(c for c in children if isinstance(c, A.Stmt))
         end = _toks(children, "END")[-1]
         return A.Workflow(
@@ -352,7 +352,7 @@ def _expected(types: set[str]) -> str:
     words = sorted({describe(t) for t in types if t not in ("COMMENT", "WS")})
     if len(words) > 8:
         keep = [w for w in words if not w.startswith("`")] + [w for w in words if w.startswith("`")]
-        words = keep[:8] + ["…"]
+        words = [*keep[:8], "…"]
     return ", ".join(words)
 
 
@@ -391,7 +391,8 @@ class _Recovery:
     def run(self) -> tuple[A.Module, list[Diagnostic], set[int]]:
         ip = self.parser.parse_interactive(self.text)
         lexer = ip.lexer_thread.lexer
-        state: LexerState = ip.lexer_thread.state
+        state = ip.lexer_thread.state
+        assert state is not None
         line_ip = _snapshot(ip)
         line_ctr = copy(state.line_ctr)
         at_line_start = True
@@ -408,17 +409,23 @@ class _Recovery:
                 break
             except UnexpectedCharacters as e:
                 self._char_error(e)
-                ip, at_line_start, fed_on_line = self._recover(line_ip, line_ctr, state, e.pos_in_stream or 0)
+                ip, at_line_start, fed_on_line = self._recover(
+                    line_ip, line_ctr, state, e.pos_in_stream or 0
+                )
                 continue
             except _Misplaced as m:
                 self._token_error(m.token, m.expected)
-                ip, at_line_start, fed_on_line = self._recover(line_ip, line_ctr, state, m.token.start_pos or 0)
+                ip, at_line_start, fed_on_line = self._recover(
+                    line_ip, line_ctr, state, m.token.start_pos or 0
+                )
                 continue
             try:
                 ip.feed_token(tok)
             except UnexpectedToken as e:
                 self._token_error(tok, set(e.expected or ()))
-                ip, at_line_start, fed_on_line = self._recover(line_ip, line_ctr, state, tok.start_pos or 0)
+                ip, at_line_start, fed_on_line = self._recover(
+                    line_ip, line_ctr, state, tok.start_pos or 0
+                )
                 continue
             fed_on_line.append(tok)
             if tok.type == "_NL":
@@ -445,7 +452,8 @@ class _Recovery:
     # -- errors
 
     def _char_error(self, e: UnexpectedCharacters) -> None:
-        ch = self.text[e.pos_in_stream] if e.pos_in_stream < len(self.text) else ""
+        pos = e.pos_in_stream or 0
+        ch = self.text[pos] if pos < len(self.text) else ""
         span = A.Span(line=e.line, column=e.column, end_line=e.line, end_column=e.column + 1)
         hint = None
         if ch == '"':
@@ -573,13 +581,16 @@ class _Recovery:
         for _ in range(200):
             try:
                 tree = ip.feed_eof()
-                return _TO_AST.transform(tree)  # type: ignore[no-any-return]
+                return _TO_AST.transform(tree)
             except UnexpectedToken:
                 pass
             kind, opened = self.blocks.pop() if self.blocks else ("block", 0)
             closer = "until true" if kind == "repeat" else "end"
-            msg = f"the `{kind}` opened at line {opened} is never closed; expected `{closer.split()[0]}`"
-            self.diags.append(make("E002", msg, span, file=self.file, hint=f"add `{closer.split()[0]}`"))
+            word = closer.split()[0]
+            msg = f"the `{kind}` opened at line {opened} is never closed; expected `{word}`"
+            self.diags.append(
+                make("E002", msg, span, file=self.file, hint=f"add `{closer.split()[0]}`")
+            )
             names = [("UNTIL", "until"), ("TRUE", "true")] if kind == "repeat" else [("END", "end")]
             names.append(("_NL", "\n"))
             try:
