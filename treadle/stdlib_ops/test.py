@@ -1,0 +1,123 @@
+"""`test SOLUTION against TESTS [with entry_point NAME]`: run a solution against tests in the
+sandbox and report per test (AFlow's Test operator, without the model call).
+
+Tests are HumanEval-style (`def check(candidate): assert ...`, with `entry_point` naming the
+candidate) or plain top-level asserts. Each assert is reported on its own, with the value the
+solution produced, so `revise ... using report.feedback` knows what to fix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from treadle.runtime.context import OpContext
+from treadle.runtime.sandbox.base import Limits, RunResult
+from treadle.runtime.types import Code
+from treadle.stdlib_ops.registry import OpArgs, Operator, OpOptions, prep, register, subject
+
+#: the harness script shipped into the sandbox (standard library only)
+HARNESS = Path(__file__).parents[1] / "runtime" / "sandbox" / "harness.py"
+MARKER = "\x1etreadle-result "
+
+
+class TestArgs(OpArgs):
+    solution: Code = subject("the solution code")
+    tests: str = prep("against", "HumanEval-style `check(candidate)` tests, or plain asserts")
+
+
+class TestOptions(OpOptions):
+    entry_point: str | None = Field(None, description="the function `check` is called with")
+    time_limit: float = Field(10.0, gt=0, le=600, description="seconds for the whole test run")
+    per_test_limit: float = Field(3.0, gt=0, le=600, description="seconds for one assertion")
+    memory_mb: int = Field(256, ge=16, le=16384, description="memory limit of the run")
+
+
+class TestReport(BaseModel):
+    passed: bool
+    failures: list[str]
+    feedback: str
+    total: int = 0
+    timed_out: bool = False
+
+
+def harness_result(result: RunResult) -> dict[str, object] | None:
+    """The harness's JSON reply (the last marked stdout line), or None when it never came."""
+    _, sep, tail = result.stdout.rpartition(MARKER)
+    if not sep:
+        return None
+    try:
+        return dict(json.loads(tail.splitlines()[0]))
+    except (ValueError, IndexError):
+        return None
+
+
+def _crash_note(result: RunResult) -> str:
+    if result.timed_out:
+        return "the run timed out (an infinite loop, or far too slow)"
+    if result.oom_killed:
+        return "the run ran out of memory"
+    tail = "\n".join(result.stderr.strip().splitlines()[-8:])
+    return f"the run crashed with exit code {result.exit_code}" + (f":\n{tail}" if tail else "")
+
+
+def report_from(result: RunResult) -> TestReport:
+    data = harness_result(result)
+    if data is None:
+        note = _crash_note(result)
+        return TestReport(
+            passed=False, failures=[note], feedback=f"Tests did not finish: {note}.",
+            timed_out=result.timed_out,
+        )  # fmt: skip
+    if data.get("load_error"):
+        note = f"the solution failed before any test ran: {data['load_error']}"
+        return TestReport(passed=False, failures=[note], feedback=note[0].upper() + note[1:])
+    results = list(data.get("results") or [])  # type: ignore[call-overload]
+    failures = [str(r) for r in results if r is not None]
+    total = len(results)
+    if not total:
+        return TestReport(passed=False, failures=["no tests ran"], feedback="No tests ran.")
+    if not failures:
+        return TestReport(
+            passed=True, failures=[], feedback=f"All {total} tests passed.", total=total
+        )
+    lines = [f"{len(failures)} of {total} tests failed:"]
+    lines += [f"- {f}" for f in failures[:10]]
+    if len(failures) > 10:
+        lines.append(f"- ... and {len(failures) - 10} more")
+    printed = str(data.get("printed") or "").strip()
+    if printed:
+        lines.append("The solution printed:\n" + printed[:500])
+    return TestReport(passed=False, failures=failures, feedback="\n".join(lines), total=total)
+
+
+async def run(ctx: OpContext, args: TestArgs, options: TestOptions) -> TestReport:
+    sandbox = await ctx.sandbox()
+    files = {
+        "harness.py": HARNESS.read_bytes(),
+        "solution.py": str(args.solution).encode(),
+        "tests.py": args.tests.encode(),
+        "entry_point.txt": (options.entry_point or "").encode(),
+    }
+    limits = Limits(timeout_s=options.time_limit, memory_mb=options.memory_mb)
+    result = await sandbox.run(
+        ["python3", "harness.py", "test", str(options.per_test_limit)], files=files, limits=limits
+    )
+    report = report_from(result)
+    ctx.event("test.result", passed=report.passed, total=report.total, failed=len(report.failures))
+    return report
+
+
+register(
+    Operator(
+        name="test",
+        summary="Run a solution against tests in the sandbox; passed, per-test failures, feedback.",
+        args=TestArgs,
+        options=TestOptions,
+        output=TestReport,
+        run=run,
+        uses_sandbox=True,
+    )
+)
