@@ -91,7 +91,13 @@ class OpenAIBackend(ModelBackend):
 
     def _get_client(self) -> httpx.AsyncClient:
         """One client per event loop (an httpx client's connections belong to one loop)."""
-        import httpx
+        try:
+            import httpx
+        except ImportError as e:
+            raise ModelError(
+                "The OpenAI-compatible backend needs httpx, which is not installed. Install it "
+                "with `pip install httpx asyncio-throttle` (or `pip install treadle[run]`)."
+            ) from e
 
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop or self._client.is_closed:
@@ -130,9 +136,9 @@ class OpenAIBackend(ModelBackend):
         return body
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        client = self._get_client()
         import httpx
 
-        client = self._get_client()
         body = self.request_body(messages, params)
         where = f"the model server at {self.url}"
         attempt = 0
@@ -161,7 +167,8 @@ class OpenAIBackend(ModelBackend):
                 message = _server_message(response)
                 if status != 429 and status < 500:
                     raise ModelError(
-                        f"{where} rejected the request with HTTP {status}: {message}. "
+                        f"Model call failed: {where} rejected the request with HTTP {status}: "
+                        f"{message}. "
                         + _HINTS.get(status, "Check the model name and the request parameters."),
                         retryable=False,
                     )
@@ -174,8 +181,9 @@ class OpenAIBackend(ModelBackend):
                 delay = _retry_after(response)
                 if delay is not None and delay > self.max_retry_after:
                     raise ModelError(
-                        f"{failure}, and asks to wait {delay:g} s before retrying, longer than "
-                        f"the {self.max_retry_after:g} s treadle waits. {advice}",
+                        f"Model call failed: {failure}, and asks to wait {delay:g} s before "
+                        f"retrying, longer than the {self.max_retry_after:g} s treadle waits. "
+                        f"{advice}",
                         retryable=True,
                     )
             if attempt >= self.max_retries:
@@ -192,7 +200,8 @@ class OpenAIBackend(ModelBackend):
             data = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ModelError(
-                f"{where} answered with something that is not JSON: {_snippet(response.text)}. "
+                f"Model call failed: {where} answered with something that is not JSON: "
+                f"{_snippet(response.text)}. "
                 "Check that the URL points at an OpenAI-compatible API (it usually ends in /v1).",
                 retryable=False,
             ) from None
@@ -213,7 +222,8 @@ class OpenAIBackend(ModelBackend):
             )
         except (KeyError, IndexError, TypeError, AttributeError, ValueError):
             raise ModelError(
-                f"{where} answered JSON that is not a chat completion: {_snippet(response.text)}. "
+                f"Model call failed: {where} answered JSON that is not a chat completion: "
+                f"{_snippet(response.text)}. "
                 "Check that the URL points at an OpenAI-compatible chat completions API.",
                 retryable=False,
             ) from None
