@@ -86,3 +86,38 @@ def test_docs_module_runs_and_imports_nothing_heavy() -> None:
         [sys.executable, "-m", "treadle.stdlib_ops.docs", "html"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "usage:" in bad.stderr
+
+
+#: the values the documented example lines read, with the types a workflow would give them
+_EXAMPLE_INPUTS = {
+    "problem": "text",
+    "hint": "text",
+    "draft": "text",
+    "drafts": "list of text",
+    "numbers": "list of number",
+    "attempts": "list of code",
+    "solution": "code",
+    "best": "text",
+    "check": "text",
+    "report": "json",
+    "reply": "text",
+    "schema": "json",
+    "code": "code",
+    "script": "code",
+    "tests": "text",
+    "entry_point": "text",
+}
+
+
+def test_documented_examples_compile() -> None:
+    from treadle.compiler import check_source
+
+    for name, lines in docs.EXAMPLES.items():
+        for line in lines:
+            bound = line.split("=", 1)[0].strip()
+            inputs = ", ".join(f"{n}: {t}" for n, t in _EXAMPLE_INPUTS.items() if n != bound)
+            source = (
+                f"workflow example({inputs}) -> result: json\n  {line}\n  result = {bound}\nend\n"
+            )
+            errors = [d.message for d in check_source(source) if d.is_error]
+            assert errors == [], f"{name}: {line}"

@@ -32,7 +32,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "answer": ("a = answer for problem", "a = answer for problem given hint"),
     "write code": ("solution = write code for problem with entry_point entry_point",),
     "ensemble": ("best = ensemble drafts for problem",),
-    "vote": ("voted = vote numbers", 'same = vote attempts with compare "code"'),
+    "vote": ("voted = vote numbers", "same = vote attempts with compare code"),
     "review": (
         "verdict = review best for problem",
         "verdict = review best for problem given check",
@@ -44,9 +44,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "extract json": ("data = extract json from reply",),
     "extract answer": ("final = extract answer from draft",),
     "validate": ("check = validate reply against schema",),
-    "run": ("result = run code",),
-    "test": ("report = test solution against tests",),
-    "program": ("checked = program for problem",),
+    "run": ("result = run code", 'result = run script with stdin "3 4", time_limit 5'),
+    "test": ("report = test solution against tests with entry_point entry_point",),
+    "program": ("checked = program for problem", "checked = program for problem with attempts 2"),
 }
 
 
