@@ -6,9 +6,9 @@ them with options, and loosening the network is an explicit `with network true`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from treadle.runtime.context import OpContext
 from treadle.runtime.sandbox.base import Limits
@@ -16,8 +16,16 @@ from treadle.runtime.types import Code
 from treadle.stdlib_ops.registry import OpArgs, Operator, OpOptions, register, subject
 
 
+def _as_code(value: object) -> object:
+    return Code(value) if isinstance(value, str) and not isinstance(value, Code) else value
+
+
+#: a `code` parameter that accepts any text (the scheduler passes plain strings)
+CodeArg = Annotated[Code, BeforeValidator(_as_code)]
+
+
 class RunArgs(OpArgs):
-    code: Code = subject("the Python code (or a `#!` script) to run")
+    code: CodeArg = subject("the Python code (or a `#!` script) to run")
 
 
 class RunOptions(OpOptions):

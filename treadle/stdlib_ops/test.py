@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field
 
 from treadle.runtime.context import OpContext
 from treadle.runtime.sandbox.base import Limits, RunResult
-from treadle.runtime.types import Code
 from treadle.stdlib_ops.registry import OpArgs, Operator, OpOptions, prep, register, subject
+from treadle.stdlib_ops.run import CodeArg
 
 #: the harness script shipped into the sandbox (standard library only)
 HARNESS = Path(__file__).parents[1] / "runtime" / "sandbox" / "harness.py"
@@ -24,7 +24,7 @@ MARKER = "\x1etreadle-result "
 
 
 class TestArgs(OpArgs):
-    solution: Code = subject("the solution code")
+    solution: CodeArg = subject("the solution code")
     tests: str = prep("against", "HumanEval-style `check(candidate)` tests, or plain asserts")
 
 
