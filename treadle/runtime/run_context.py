@@ -124,6 +124,16 @@ class RunState:
             self._cache = setting if isinstance(setting, ModelCache) else ModelCache()
         return CachedModel(limited, self._cache)
 
+    def retries_inside(self, backend: ModelBackend) -> bool:
+        """Whether a backend retries failed calls itself (the OpenAI-compatible one does)."""
+        while True:
+            if int(getattr(backend, "max_retries", 0) or 0) > 0:
+                return True
+            inner = getattr(backend, "inner", None)
+            if not isinstance(inner, ModelBackend):
+                return False
+            backend = inner
+
     # ------------------------------------------------------------ sandbox
 
     async def sandbox(self) -> Sandbox:
@@ -223,6 +233,10 @@ class StepContext(OpContext):
             raise
         except ModelError as e:
             tracer.end(span, "error", error=e.message)
+            if e.retryable and self.state.retries_inside(backend):
+                # the backend already retried with its own backoff (and Retry-After): a step
+                # retry on top would multiply the attempts and the wait
+                e.retryable = False
             raise
         except Exception as e:
             message = f"the model backend {backend.backend} failed: {type(e).__name__}: {e}"

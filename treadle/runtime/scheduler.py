@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -658,7 +659,9 @@ def _where(node: ir.Node) -> str:
     s = node.span
     if s is None:
         return ""
-    return f" at {s.file + ':' if s.file else 'line '}{s.line}:{s.column}"
+    if s.file:
+        return f" at {os.path.basename(s.file)}:{s.line}:{s.column}"
+    return f" at line {s.line}"
 
 
 def _kind(value: Any) -> str:

@@ -66,6 +66,9 @@ def run(
         float | None,
         typer.Option("--step-timeout", help="seconds before a step that sets no timeout fails"),
     ] = None,
+    retries: Annotated[
+        int, typer.Option("--retries", help="extra attempts after a retryable step error")
+    ] = 2,
     sandbox: Annotated[
         str,
         typer.Option(
@@ -88,6 +91,7 @@ def run(
         "cache": not no_cache,
         "seed": seed,
         "step_timeout": step_timeout,
+        "retries": retries,
         "sandbox": sandbox,
         "otel": otel,
     }
@@ -247,18 +251,17 @@ def _read_inputs(wf: Any, pairs: list[str], inputs_file: Path | None) -> dict[st
 
 
 def _report(e: Exception, trace_path: Path | None) -> None:
-    from treadle.errors import CompileError
-
-    if isinstance(e, CompileError) and e.diagnostics:
-        for d in e.diagnostics:
-            render = getattr(d, "render", None)
-            _err(render() if callable(render) else str(d))
-        _err(getattr(e, "message", str(e)))
-        return
     message = getattr(e, "message", str(e))
     path = getattr(e, "trace_path", None) or trace_path
     where = f" The trace so far is in {path}." if path and Path(path).exists() else ""
-    _err(f"Error: {message}{where}")
+    # a compile error's message already holds every diagnostic, rendered with excerpts
+    _err(message if _is_compile_error(e) else f"Error: {message}{where}")
+
+
+def _is_compile_error(e: Exception) -> bool:
+    from treadle.errors import CompileError
+
+    return isinstance(e, CompileError)
 
 
 def _err(text: str) -> None:
