@@ -54,8 +54,11 @@ class Type(BaseModel):
         if self.kind == "code":
             return other.kind in ("code", "text")
         if self.kind == "list":
-            return other.kind == "list" and self.item is not None and other.item is not None and (
-                self.item.accepts(other.item)
+            return (
+                other.kind == "list"
+                and self.item is not None
+                and other.item is not None
+                and (self.item.accepts(other.item))
             )
         if self.kind == "record":
             return other.kind == "record" and (self.name is None or self.name == other.name)
@@ -94,7 +97,9 @@ def parse_type(text: str) -> Type:
         return list_of(parse_type(" ".join(words[2:])))
     if len(words) == 1 and words[0] in _SCALARS:
         return _SCALARS[words[0]]
-    raise ValueError(f"unknown type {text!r}; expected text, number, boolean, code, json or list of T")
+    raise ValueError(
+        f"unknown type {text!r}; expected text, number, boolean, code, json or list of T"
+    )
 
 
 TYPE_NAMES = tuple(_SCALARS)
@@ -152,9 +157,7 @@ def check_value(t: Type, value: Any) -> bool:
     if t.kind == "boolean":
         return isinstance(value, bool)
     if t.kind == "list":
-        return isinstance(value, list) and all(
-            check_value(t.item or ANY, v) for v in value
-        )
+        return isinstance(value, list) and all(check_value(t.item or ANY, v) for v in value)
     if t.kind == "record":
         return isinstance(value, dict)
     if t.kind == "choice":

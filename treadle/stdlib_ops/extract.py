@@ -18,7 +18,10 @@ class ExtractArgs(OpArgs):
     text: str = prep("from", "the reply to read")
 
 
-def _extractor(read: Callable[[str], Any]) -> Callable[[OpContext, ExtractArgs, NoOptions], Awaitable[Any]]:
+ExtractRun = Callable[[OpContext, ExtractArgs, NoOptions], Awaitable[Any]]
+
+
+def _extractor(read: Callable[[str], Any]) -> ExtractRun:
     async def run(ctx: OpContext, args: ExtractArgs, options: NoOptions) -> Any:
         return read(args.text)
 
@@ -26,11 +29,26 @@ def _extractor(read: Callable[[str], Any]) -> Callable[[OpContext, ExtractArgs, 
 
 
 _KINDS: list[tuple[str, str, Any, Callable[[str], Any]]] = [
-    ("number", "The number a reply commits to (its final answer's, else its last); null if none.", float | None, _text.number_in),
-    ("code", "The code in a reply: its last Python fenced block, else the whole reply.", Code, _text.code_in),
+    (
+        "number",
+        "The number a reply commits to (its final answer's, else its last); null if none.",
+        float | None,
+        _text.number_in,
+    ),
+    (
+        "code",
+        "The code in a reply: its last Python fenced block, else the whole reply.",
+        Code,
+        _text.code_in,
+    ),
     ("json", "The first JSON value in a reply; null if none.", Any, _text.json_in),
-    ("answer", "The final answer of a reply: \\boxed{}, after 'Answer:', else the last line.", str, _text.final_answer),
-]  # fmt: skip
+    (
+        "answer",
+        "The final answer of a reply: \\boxed{}, after 'Answer:', else the last line.",
+        str,
+        _text.final_answer,
+    ),
+]
 
 for _kind, _summary, _output, _read in _KINDS:
     register(

@@ -95,11 +95,14 @@ class Signature(BaseModel):
 
 #: Options every step takes; the scheduler applies them, not the operator (see `ir.Step`).
 #: `samples N` runs the operator N times and makes the step's value a list of the results.
-COMMON_OPTIONS: tuple[Option, ...] = (
-    Option(name="timeout", type=NUMBER, default=None, description="seconds before the step fails"),
-    Option(name="retries", type=NUMBER, default=None, description="extra attempts on retryable errors"),
-    Option(name="samples", type=NUMBER, default=None, description="run N times; the value is the list of results"),
-)  # fmt: skip
+COMMON_OPTIONS: tuple[Option, ...] = tuple(
+    Option(name=name, type=NUMBER, default=None, description=description)
+    for name, description in (
+        ("timeout", "seconds before the step fails"),
+        ("retries", "extra attempts on retryable errors"),
+        ("samples", "run N times; the value is the list of results"),
+    )
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from treadle.runtime.context import OpContext
 from treadle.stdlib_ops._text import normalize
-from treadle.stdlib_ops.registry import OpArgs, OpOptions, Operator, register, subject
+from treadle.stdlib_ops.registry import OpArgs, Operator, OpOptions, register, subject
 
 
 class VoteArgs(OpArgs):
