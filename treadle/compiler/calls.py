@@ -55,12 +55,13 @@ class Lowered:
 
 
 def split_words(terms: tuple[A.Expr, ...]) -> list[str]:
-    """The leading terms that are bare words (candidates for an operator's name)."""
+    """The leading terms that are names (candidates for an operator's name; a dotted name such
+    as `t.sleep` counts as one word, so operators may be namespaced)."""
     words = []
     for t in terms:
-        if not (isinstance(t, A.Name) and len(t.path) == 1):
+        if not isinstance(t, A.Name):
             break
-        words.append(t.path[0])
+        words.append(".".join(t.path))
     return words
 
 

@@ -193,7 +193,7 @@ class Compiler:
                     "E701",
                     f"`{use.path}` {reason}",
                     use.span,
-                    hint=f"paths are relative to the folder of this file: {here}",
+                    hint=f"paths are relative to the folder of the file that uses them ({_rel(here)})",
                     file=file,
                 )
             )
@@ -261,3 +261,10 @@ def _recursion(
                 )
             )
     return diags
+
+
+def _rel(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)

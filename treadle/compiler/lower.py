@@ -114,6 +114,8 @@ class WorkflowLowerer:
         self.file = file
         self.defs: list[Definition] = []
         self.params: list[str] = []
+        #: a line of this workflow did not parse (unused-warnings would be noise)
+        self._invalid = wf.broken
         self.exprs = ExprLowerer(
             diags,
             file,
@@ -170,6 +172,7 @@ class WorkflowLowerer:
             d = self._define(name, p.span, "input")
             env[name] = Binding(ir.Ref(name=name), t, p.span, defs=(d,))
             self.params.append(name)
+        errors_before = len(self.diags)
         self.diags.extend(check_returns(wf.body, self.file))
         g = _Graph(prefix=f"{sig.key}.")
         self._block(normalize(wf.body), env, g)
@@ -203,8 +206,9 @@ class WorkflowLowerer:
                     b.span,
                 )
             outputs[name] = b.expr
+        quiet = any(d.is_error for d in self.diags[errors_before:]) or self._invalid
         for df in self.defs:
-            if df.used:
+            if df.used or quiet:  # unused-warnings are noise next to errors
                 continue
             if df.kind == "input":
                 self.diags.append(
@@ -243,8 +247,10 @@ class WorkflowLowerer:
                 self._repeat(s, env, g)
             elif isinstance(s, A.Return):
                 self._return(s, env)
-            elif isinstance(s, A.Invalid) and s.name:
-                env[s.name] = Binding(_PLACEHOLDER, ANY, s.span, quiet=True)
+            elif isinstance(s, A.Invalid):
+                self._invalid = True
+                if s.name:
+                    env[s.name] = Binding(_PLACEHOLDER, ANY, s.span, quiet=True)
 
     def _step(self, s: A.Step, env: Env, g: _Graph) -> None:
         node_id = self._id(g, s.name)
