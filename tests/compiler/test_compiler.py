@@ -281,7 +281,10 @@ end
 
 
 def test_names_bound_on_every_arm_are_readable_after_if() -> None:
-    ok = 'workflow f(c: boolean) -> a: text\n  if c then\n    a = "1"\n  else\n    a = "2"\n  end\nend\n'
+    ok = (
+        "workflow f(c: boolean) -> a: text\n"
+        '  if c then\n    a = "1"\n  else\n    a = "2"\n  end\nend\n'
+    )
     assert codes(ok) == []
     bad = ok.replace('  else\n    a = "2"\n', "")
     assert codes(bad) == ["E601"]

@@ -193,7 +193,7 @@ class Compiler:
                     "E701",
                     f"`{use.path}` {reason}",
                     use.span,
-                    hint=f"paths are relative to the folder of the file that uses them ({_rel(here)})",
+                    hint=f"paths are relative to the using file's folder ({_rel(here)})",
                     file=file,
                 )
             )
