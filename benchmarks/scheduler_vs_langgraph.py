@@ -213,7 +213,7 @@ async def independence_langgraph() -> dict[str, float]:
 
     marks: dict[str, float] = {}
 
-    def sleeper(name: str, seconds: float) -> Callable[[State], Awaitable[None]]:
+    def sleeper(name: str, seconds: float) -> Any:
         async def node(state: State) -> None:
             await asyncio.sleep(seconds)
             marks[name] = time.perf_counter()

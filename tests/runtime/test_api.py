@@ -109,13 +109,15 @@ async def test_opentelemetry_export_uses_gen_ai_conventions() -> None:
     wf, st, chat = (
         spans["invoke_workflow answer"], spans["execute_tool generate"], spans["chat scripted"]
     )  # fmt: skip
-    assert wf.attributes["gen_ai.operation.name"] == "invoke_workflow"
-    assert wf.attributes["gen_ai.workflow.name"] == "answer"
-    assert chat.attributes["gen_ai.operation.name"] == "chat"
-    assert chat.attributes["gen_ai.request.model"] == "scripted"
-    assert chat.attributes["gen_ai.usage.input_tokens"] == 2
-    assert chat.attributes["gen_ai.usage.output_tokens"] == 1
-    assert st.attributes["gen_ai.tool.name"] == "generate"
+    wf_attrs, st_attrs, chat_attrs = (dict(s.attributes or {}) for s in (wf, st, chat))
+    assert wf_attrs["gen_ai.operation.name"] == "invoke_workflow"
+    assert wf_attrs["gen_ai.workflow.name"] == "answer"
+    assert chat_attrs["gen_ai.operation.name"] == "chat"
+    assert chat_attrs["gen_ai.request.model"] == "scripted"
+    assert chat_attrs["gen_ai.usage.input_tokens"] == 2
+    assert chat_attrs["gen_ai.usage.output_tokens"] == 1
+    assert st_attrs["gen_ai.tool.name"] == "generate"
+    assert chat.parent is not None and st.parent is not None
     assert chat.parent.span_id == st.context.span_id
     assert st.parent.span_id == wf.context.span_id
     assert len({s.context.trace_id for s in spans.values()}) == 1

@@ -317,7 +317,7 @@ def test_ctrl_c_cancels_everything_and_keeps_the_trace(tmp_path: Path) -> None:
     assert out == ""
     text = error_paragraph(err)
     assert text.startswith("Interrupted") and str(trace) in text
-    spans = {s.name: s.status for s in read_trace(trace).spans}
-    assert spans == {"main": "cancelled", "quick": "ok", "long1": "cancelled", "long2": "cancelled"}
+    final = {s.name: s.status for s in read_trace(trace).spans}
+    assert final == {"main": "cancelled", "quick": "ok", "long1": "cancelled", "long2": "cancelled"}
     shown = treadle("trace", "show", str(trace), cwd=tmp_path)
     assert shown.returncode == 0 and "cancelled" in shown.stdout

@@ -19,7 +19,7 @@ def r(name: str, *path: str) -> ir.Ref:
 
 
 def b(op: str, left: Any, right: Any) -> ir.Binary:
-    return ir.Binary(op=op, left=left, right=right)  # type: ignore[arg-type]
+    return ir.Binary(op=op, left=left, right=right)
 
 
 ENV = {"n": 3.0, "i": 3, "t": "hi", "l": [1, 2.5, "x"], "rec": {"passed": True, "nested": {"k": 1}}}
