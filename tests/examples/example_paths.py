@@ -67,13 +67,11 @@ def path_of(spans: list[Span]) -> Path_:
 
 
 async def run_example(
-    file: str, inputs: dict[str, Any], script: Any, *, sandbox: Any = None, **backend: Any
+    file: str, inputs: dict[str, Any], script: Any, *, workflow: str | None = None
 ) -> tuple[RunResult, Path_, ScriptedBackend]:
-    """Compile `examples/<file>` and run it on a scripted model through the real scheduler."""
-    model = ScriptedBackend(script, **backend)
+    """Compile `examples/<file>` and run it on a scripted model through the real scheduler
+    (code runs in the default sandbox: Docker)."""
+    model = ScriptedBackend(script)
     flow = Flow.load(EXAMPLES / file)
-    options: dict[str, Any] = {"model": model, "cache": False, "trace": None, "seed": 1}
-    if sandbox is not None:
-        options["sandbox"] = sandbox
-    result = await flow.run(inputs, **options)
+    result = await flow.run(inputs, workflow=workflow, model=model, cache=False, trace=None, seed=1)
     return result, path_of(result.spans), model

@@ -72,6 +72,16 @@ async def test_revise_keeps_code_as_code(call: Call, scripted: Scripted) -> None
     assert "```python" in ctx.backend.prompts[0]
 
 
+async def test_revise_keeps_a_script_whole(call: Call, scripted: Scripted) -> None:
+    ctx = scripted("```python\nprint(sum(range(1, 11)))\n```")
+    got = await call(
+        "revise",
+        ctx,
+        {"solution": "print(sum(range(1, 11)) / 0)\n", "feedback": "ZeroDivisionError"},
+    )
+    assert got == "print(sum(range(1, 11)))\n"
+
+
 async def test_revise_kind_option_overrides_detection(call: Call, scripted: Scripted) -> None:
     ctx = scripted("```python\nx = 1\n```")
     got = await call("revise", ctx, {"solution": "set x to one", "feedback": "f"}, {"kind": "code"})

@@ -43,7 +43,12 @@ def test_sanitize_leaves_unparsable_and_clean_code_alone() -> None:
 def test_is_code_and_defines() -> None:
     assert is_code("def f():\n    return 1\n")
     assert is_code("import math")
+    assert is_code("x = 1")
+    assert is_code("print(sum(range(3)))")
     assert not is_code("42")
+    assert not is_code("Paris")
+    assert not is_code("Answer: 8")
+    assert not is_code("2 + 2")
     assert not is_code("The answer is 42.")
     assert defines("def f(): pass\nclass C: pass\nY = 1", "f")
     assert defines("def f(): pass\nclass C: pass\nY = 1", "C")
@@ -83,3 +88,12 @@ async def test_write_code_default_token_budget_fits_a_function(
     assert await call("write code", ctx, {"problem": "p"}) == "def f():\n    return 1\n"
     assert ctx.backend.calls[0].params.max_tokens == 1024
     assert "must be named" not in ctx.backend.prompts[0]
+
+
+async def test_without_an_entry_point_a_script_is_kept_whole(
+    call: Call, scripted: Scripted
+) -> None:
+    script = "def main():\n    print(55)\n\nmain()\n"
+    ctx = scripted(f"```python\n{script}```")
+    assert await call("write code", ctx, {"problem": "print 55"}) == script
+    assert ctx.events == []

@@ -20,15 +20,45 @@ _KEEP = (
 )
 
 
+#: statements only code has (prose that happens to parse is a bare name or number)
+_STATEMENTS = (
+    *_KEEP,
+    ast.AugAssign,
+    ast.For,
+    ast.While,
+    ast.If,
+    ast.With,
+    ast.Try,
+    ast.Return,
+)
+
+
 def is_code(text: str) -> bool:
-    """Whether `text` is Python that defines or imports something (not prose, not a bare
-    number, which would parse as an expression too)."""
+    """Whether `text` is Python with at least one real statement: a definition, an import,
+    an assignment, a loop, a call... Prose that happens to parse (`Paris`, `42`) is not."""
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
         return False
-    definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
-    return any(isinstance(node, definitions) for node in tree.body)
+    return any(_is_statement(node) for node in tree.body)
+
+
+def _is_statement(node: ast.stmt) -> bool:
+    if isinstance(node, ast.AnnAssign):
+        # `Answer: 8` parses as a bare annotation; code annotates with a value or a type name
+        return node.value is not None
+    if isinstance(node, ast.Expr):
+        return isinstance(node.value, ast.Call)
+    return isinstance(node, _STATEMENTS)
+
+
+def only_definitions(code: str) -> bool:
+    """Whether the code is a module of definitions alone (a function to test, not a script)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return bool(tree.body) and all(isinstance(node, _KEEP) for node in tree.body)
 
 
 def sanitize(code: str) -> str:

@@ -2,7 +2,8 @@
 feedback (AFlow's Revise).
 
 Code stays code: when the solution is Python (or `kind` says so), the reply's code block is
-taken and trimmed like `write code`'s, so a repair loop can test the result directly.
+taken, so a repair loop can run or test the result directly. A solution of definitions alone
+(a function under test) gets back definitions alone, without demo calls; a script stays whole.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ async def run(ctx: OpContext, args: ReviseArgs, options: ReviseOptions) -> str:
     messages = [Message(role="user", content=content)]
     completion = await ctx.complete(messages, gen_params(ctx, options), model=options.model)
     if kind == "code":
-        return _code.sanitize(_text.code_in(completion.text))
+        code = _text.code_in(completion.text)
+        return _code.sanitize(code) if _code.only_definitions(args.solution) else code
     return completion.text.strip()
 
 

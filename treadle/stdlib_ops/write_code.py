@@ -1,9 +1,11 @@
 """`write code for PROBLEM [with entry_point NAME]`: a Python function for a problem, taken
 from the model's reply (AFlow's CustomCodeGenerate).
 
-The reply's last Python block is kept and trimmed to its definitions (demo calls and
-`__main__` blocks would run, print or fail under `test`). A missing entry point is recorded
-on the trace rather than raised: `test` then reports it as feedback a `revise` can act on.
+The reply's last Python block is kept. When an entry point is named (a function that tests
+will call), the code is trimmed to its definitions: demo calls and `__main__` blocks would
+run, print or fail under `test`. Without one the code may be a script, and is kept whole.
+A missing entry point is recorded on the trace rather than raised: `test` then reports it as
+feedback a `revise` can act on.
 """
 
 from __future__ import annotations
@@ -41,16 +43,18 @@ async def run(ctx: OpContext, args: WriteCodeArgs, options: WriteCodeOptions) ->
     content = render(args.problem, options.entry_point, args.context)
     messages = [Message(role="user", content=content)]
     completion = await ctx.complete(messages, gen_params(ctx, options), model=options.model)
-    code = _code.sanitize(_text.code_in(completion.text))
-    if options.entry_point and not _code.defines(code, options.entry_point):
-        ctx.event("write_code.missing_entry_point", entry_point=options.entry_point)
+    code = _text.code_in(completion.text)
+    if options.entry_point:
+        code = _code.sanitize(code)
+        if not _code.defines(code, options.entry_point):
+            ctx.event("write_code.missing_entry_point", entry_point=options.entry_point)
     return code
 
 
 register(
     Operator(
         name="write code",
-        summary="Write a Python function for a problem; the code alone, demo calls removed.",
+        summary="Write Python code for a problem; with an entry point, demo calls are removed.",
         args=WriteCodeArgs,
         options=WriteCodeOptions,
         output=Code,
