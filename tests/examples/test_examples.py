@@ -4,12 +4,14 @@ branch arms, and the events operators recorded."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from example_paths import EXAMPLES, run_example
 
 from treadle.compiler import check_file, compile_file
+from treadle.runtime.models.base import Message
 
 FLOWS = sorted(p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.rglob("*.flow"))
 MINE = [
@@ -42,6 +44,49 @@ def test_readme_lines_point_at_existing_files() -> None:
     readme = (EXAMPLES / "README.md").read_text()
     for name in re.findall(r"`([\w/]+\.flow)`", readme):
         assert Path(EXAMPLES / name).is_file(), name
+
+
+# ---------------------------------------------------------------- 1. GSM8K self-consistency
+
+APPLES = {"problem": "Tom has 3 apples and buys 4 more. How many apples does he have?"}
+
+
+def _self_consistency_script(drafts: list[str], pick: str) -> Callable[[list[Message]], str]:
+    """Drafts in call order for the sampled step, then the ensemble's pick."""
+    queue = iter(drafts)
+
+    def reply(messages: list[Message]) -> str:
+        if "Several solutions were written" in messages[-1].content:
+            return pick
+        return next(queue)
+
+    return reply
+
+
+async def test_self_consistency_samples_three_drafts_and_the_model_picks_one() -> None:
+    script = _self_consistency_script(["Answer: 7", "Answer: 8", "So 7.\nAnswer: 7"], "Choice: C")
+    result, path, model = await run_example("gsm8k_self_consistency.flow", APPLES, script)
+    assert path.ran == ["drafts", "solution", "answer"]
+    assert path.counts == {"drafts": 1, "solution": 1, "answer": 1}
+    assert path.events == [("solution", "ensemble.choice", {"chosen": "C"})]
+    drafts = next(s.outputs["value"] for s in result.spans if s.name == "drafts")
+    assert sorted(drafts) == ["Answer: 7", "Answer: 8", "So 7.\nAnswer: 7"]
+    assert result.outputs == {"answer": 7, "solution": drafts[2]}
+    # three samples at temperature 0.7, each with its own seed, then one ensemble call
+    samples = [c.params for c in model.calls[:3]]
+    assert [p.temperature for p in samples] == [0.7, 0.7, 0.7]
+    assert sorted(p.seed for p in samples) == [1, 2, 3]
+    assert len(model.calls) == 4
+
+
+async def test_self_consistency_invalid_pick_falls_back_to_the_majority() -> None:
+    script = _self_consistency_script(["Answer: 8", "Answer: 7", "Answer: 7.0"], "Choice: F")
+    result, path, _ = await run_example("gsm8k_self_consistency.flow", APPLES, script)
+    assert path.ran == ["drafts", "solution", "answer"]
+    ((step, event, attrs),) = path.events
+    assert (step, event) == ("solution", "ensemble.fallback")
+    assert attrs["reason"] == "choice 'F' is not one of A-C"
+    assert result.outputs["answer"] == 7
 
 
 # ---------------------------------------------------------------- 2. MATH revise chain
