@@ -138,6 +138,15 @@ async def test_a_different_file_has_a_different_identity(gguf_path: Path, tmp_pa
     assert file_identity(copy) != file_identity(gguf_path.resolve())
 
 
+async def test_prompt_longer_than_the_context(gguf_path: Path) -> None:
+    small = LlamaBackend(gguf_path, n_ctx=64)
+    with pytest.raises(ModelError, match="context window of 64 tokens") as info:
+        await small.complete(ask("word " * 100), GREEDY)
+    assert not info.value.retryable
+    # the model is still usable after the failure
+    assert (await small.complete(ask("Hi"), GenParams(max_tokens=4))).text
+
+
 async def test_missing_model_file(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"Model file not found: .*gone\.gguf"):
         LlamaBackend(tmp_path / "gone.gguf")

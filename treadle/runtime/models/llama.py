@@ -204,7 +204,7 @@ class LlamaBackend(ModelBackend):
             try:
                 result = await asyncio.to_thread(self._run, loaded, kwargs, fresh, cancelled)
             except asyncio.CancelledError:
-                cancelled.set()  # stop generating at the next token
+                cancelled.set()  # a call still waiting for the model never starts
                 raise
         return result
 
@@ -220,10 +220,17 @@ class LlamaBackend(ModelBackend):
                     loaded.llama.reset()
                 reply = loaded.llama.create_chat_completion(**kwargs)
             except ValueError as e:
+                text = str(e)
+                if "context window" in text or "broadcast" in text:
+                    # llama-cpp-python reports an overlong prompt either way
+                    raise ModelError(
+                        f"The prompt is too long for the embedded model {self.path.name}: it "
+                        f"does not fit in the context window of {self.n_ctx} tokens. Shorten "
+                        "the prompt, or load the model with a larger context "
+                        "(load_model(spec, n_ctx=...)).",
+                    ) from e
                 raise ModelError(
-                    f"The embedded model {self.path.name} rejected the request: {e}. If the "
-                    f"prompt is too long for the context window ({self.n_ctx} tokens), shorten "
-                    "it or load the model with a larger n_ctx.",
+                    f"The embedded model {self.path.name} rejected the request: {text}.",
                 ) from e
             except Exception as e:
                 raise ModelError(
