@@ -13,8 +13,10 @@ install-test:
 	@command -v mmdebstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq mmdebstrap; }
 	$(PIP) install -e ".[dev]"
 
+# The sandbox image, built from Debian packages (no registry needed); skipped when it exists.
 sandbox-image:
 	treadle sandbox build
+	treadle sandbox doctor
 
 lint:
 	ruff check .
