@@ -71,6 +71,15 @@ async def test_runs_of_one_flow_can_overlap(ops: Recorder) -> None:
     assert ops.max_running == 5
 
 
+async def test_each_run_of_a_flow_has_its_own_trace(ops: Recorder) -> None:
+    flow = Flow(program(step("s", "t.echo", value=r("x")), inputs={"x": "number"},
+                        outputs={"y": r("s")}))  # fmt: skip
+    for i in range(3):
+        result = await flow.run({"x": i})
+        assert [(s.kind, s.name) for s in result.spans] == [("workflow", "main"), ("step", "s")]
+        assert len({s.trace_id for s in result.spans}) == 1
+
+
 async def test_errors_carry_the_trace(ops: Recorder, tmp_path: Path) -> None:
     flow = Flow(program(step("bad", "t.boom", value=1), outputs={}))
     with pytest.raises(RunError) as info:

@@ -95,7 +95,11 @@ class Scope:
 
 
 class _NodePlan:
-    """What never changes about a node between runs: its dependencies and compiled parts."""
+    """What never changes about a node between runs: its dependencies and compiled parts.
+
+    Plans are shared by every run of a program, so `execute` is the unbound `Scheduler`
+    method, called with the running scheduler (a bound method would run on the first one).
+    """
 
     __slots__ = ("args", "default_options", "deps", "execute", "id", "node", "op", "options")
 
@@ -234,7 +238,7 @@ class Scheduler:
 
     def _plan_node(self, node: ir.Node) -> _NodePlan:
         if isinstance(node, ir.Step):
-            p = _NodePlan(node, self._exec_step)
+            p = _NodePlan(node, Scheduler._exec_step)
             from treadle.stdlib_ops.registry import get
 
             p.op = get(node.op)
@@ -252,18 +256,18 @@ class Scheduler:
                     p.default_options = None
             p.deps = ref_names([*node.args.values(), *node.options.values()])
         elif isinstance(node, ir.Call):
-            p = _NodePlan(node, self._exec_call)
+            p = _NodePlan(node, Scheduler._exec_call)
             p.args = _compiled(node.args)
             p.deps = ref_names(node.args.values())
         elif isinstance(node, ir.Branch):
-            p = _NodePlan(node, self._exec_branch)
+            p = _NodePlan(node, Scheduler._exec_branch)
             p.op = tuple(_ArmPlan(a) for a in node.arms)
         elif isinstance(node, ir.Loop):
-            p = _NodePlan(node, self._exec_loop)
+            p = _NodePlan(node, Scheduler._exec_loop)
             p.args = _compiled(node.init)
             p.deps = ref_names(node.init.values())
         elif isinstance(node, ir.Map):
-            p = _NodePlan(node, self._exec_map)
+            p = _NodePlan(node, Scheduler._exec_map)
             p.args = (("over", compile_expr(node.over)),)
             p.deps = ref_names([node.over])
         else:  # pragma: no cover - the IR has no other nodes
@@ -305,7 +309,7 @@ class Scheduler:
                 raise self._node_error(np.node, e) from None
             if not dep.done():
                 await dep
-        value = await np.execute(np, scope, parent)
+        value = await np.execute(self, np, scope, parent)
         if not fut.done():
             fut.set_result(value)
 
