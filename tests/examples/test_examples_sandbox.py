@@ -44,10 +44,10 @@ async def test_cross_check_agreeing_program_keeps_the_ensemble_answer() -> None:
     result, path, model = await run_example("gsm8k_cross_check.flow", EGGS, script)
     assert path.ran == [
         *("direct", "listed", "backward", "coded"),
-        *("solution", "voted", "verdict", "recheck"),
+        *("solution", "voted", "verdict", "recheck", "checked"),
     ]
     assert path.skipped == []
-    assert path.arms == {"cross_check.if1": 1}  # else: the ensemble's number stands
+    assert path.arms == {"cross_check.if1": 3}  # else: the ensemble's number stands
     assert result.outputs == {"answer": 18, "solution": "Answer: 18"}
     # the ensemble saw the program's number as a fourth candidate
     ensemble_prompt = next(p for p in model.prompts if "Several solutions" in p)
@@ -60,13 +60,27 @@ async def test_cross_check_agreeing_program_keeps_the_ensemble_answer() -> None:
 async def test_cross_check_prefers_the_program_when_they_disagree_by_over_0_1_percent() -> None:
     script = _cross_check_script(("Answer: 16", "Answer: 16", "Answer: 18"), "18", "9 * 2", "A")
     result, path, _ = await run_example("gsm8k_cross_check.flow", EGGS, script)
-    assert path.arms == {"cross_check.if1": 0}
+    assert path.arms == {"cross_check.if1": 2}
     assert result.outputs["answer"] == 18
     assert result.outputs["solution"] == "Answer: 16"
 
 
 async def test_cross_check_ignores_a_difference_under_0_1_percent() -> None:
     script = _cross_check_script(("Answer: 18", "Answer: 18", "Answer: 18"), "18", "18.01", "B")
+    result, path, _ = await run_example("gsm8k_cross_check.flow", EGGS, script)
+    assert path.arms == {"cross_check.if1": 3}
+    assert result.outputs["answer"] == 18
+
+
+async def test_cross_check_keeps_the_ensemble_answer_when_the_program_returns_nothing() -> None:
+    script = _cross_check_script(("Answer: 18", "Answer: 18", "Answer: 17"), "18", "None", "A")
+    result, path, _ = await run_example("gsm8k_cross_check.flow", EGGS, script)
+    assert path.arms == {"cross_check.if1": 0}
+    assert result.outputs["answer"] == 18
+
+
+async def test_cross_check_takes_the_program_when_the_solution_has_no_number() -> None:
+    script = _cross_check_script(("no idea", "no idea", "no idea"), "18", "18", "A")
     result, path, _ = await run_example("gsm8k_cross_check.flow", EGGS, script)
     assert path.arms == {"cross_check.if1": 1}
     assert result.outputs["answer"] == 18
@@ -147,9 +161,9 @@ async def test_capabilities_verified_and_valid_first_time() -> None:
         ("check", "lib/capabilities.verify_number"),
         ("summary", "lib/capabilities.json_answer"),
     ]
-    assert path.ran == ["worked", "claimed", "checked", "reply", "check"]
+    assert path.ran == ["worked", "claimed", "computed", "checked", "reply", "check"]
     assert path.skipped == ["fixed", "recheck"]
-    assert sorted(path.arms.values()) == [0, 2]  # verify: agreed (else); json: valid (then)
+    assert sorted(path.arms.values()) == [0, 3]  # json: valid (then); verify: agreed (else)
     assert result.outputs == {
         "answer": 18,
         "report": {"answer": 18, "steps": ["16 - 3 - 4 = 9", "9 * 2 = 18"]},
@@ -166,8 +180,11 @@ async def test_capabilities_program_overrules_and_json_is_repaired_once() -> Non
     }
     inputs = {**EGGS, "schema": SCHEMA}
     result, path, model = await run_example("use_capabilities.flow", inputs, script)
-    assert path.ran == ["worked", "claimed", "checked", "reply", "check", "fixed", "recheck"]
-    assert sorted(path.arms.values()) == [1, 1]  # verify: disagreed; json: repaired
+    assert path.ran == [
+        *("worked", "claimed", "computed", "checked"),
+        *("reply", "check", "fixed", "recheck"),
+    ]
+    assert sorted(path.arms.values()) == [1, 2]  # json: repaired; verify: they disagree
     assert result.outputs["answer"] == 18
     assert result.outputs["verified"] is False  # the claim was overruled
     revise_prompt = next(p for p in model.prompts if "Improve the solution" in p)
