@@ -46,11 +46,15 @@ async def main(runs: int, max_tokens: int) -> dict[str, Any]:
         n = reply["usage"]["completion_tokens"]
         return n, time.perf_counter() - start, time.process_time() - cpu
 
+    overheads: list[float] = []
+
     async def through_treadle() -> tuple[int, float, float]:
-        start, cpu = time.perf_counter(), time.process_time()
+        start, cpu, inside = time.perf_counter(), time.process_time(), backend.model_seconds
         completion = await backend.complete(PROMPT, params)
+        wall = time.perf_counter() - start
+        overheads.append(wall - (backend.model_seconds - inside))
         n = completion.usage.output_tokens
-        return n, time.perf_counter() - start, time.process_time() - cpu
+        return n, wall, time.process_time() - cpu
 
     direct()  # warm-up: first call pays for buffers and the prompt's KV cache
     await through_treadle()
@@ -80,6 +84,14 @@ async def main(runs: int, max_tokens: int) -> dict[str, Any]:
         f"ratio treadle/direct:    {t_med / d_med:12.3f} {t_best / d_best:12.3f} "
         f"{tc_med / dc_med:16.3f}"
     )
+    # treadle's own cost per call: the wall time of `complete` minus the time inside llama.cpp
+    # (thread hand-off, locks, argument and result conversion); immune to other load
+    overhead_ms = statistics.median(overheads) * 1000
+    call_ms = max_tokens / t_med * 1000
+    print(
+        f"treadle overhead per call: {overhead_ms:.3f} ms (median) = "
+        f"{overhead_ms / call_ms * 100:.3f} % of a {max_tokens}-token call"
+    )
     print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,6 +118,8 @@ async def main(runs: int, max_tokens: int) -> dict[str, Any]:
         "ratio": round(t_med / d_med, 3),
         "best_ratio": round(t_best / d_best, 3),
         "cpu_ratio": round(tc_med / dc_med, 3),
+        "overhead_ms_per_call": round(overhead_ms, 3),
+        "overhead_ratio": round(1 - overhead_ms / call_ms, 5),
         "within_5_percent": t_med >= 0.95 * d_med,
         "load_average": round(os.getloadavg()[0], 2),
         "cache_miss_ms": round(miss_s * 1000, 1),

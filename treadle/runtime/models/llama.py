@@ -14,6 +14,7 @@ import hashlib
 import os
 import random
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,6 +176,8 @@ class LlamaBackend(ModelBackend):
         self._loaded: _LoadedModel | None = None
         #: model calls actually made (not counting ones that failed before running)
         self.calls = 0
+        #: seconds spent inside llama.cpp, so overhead around it can be measured
+        self.model_seconds = 0.0
 
     def __repr__(self) -> str:
         return f"LlamaBackend({str(self.path)!r})"
@@ -218,7 +221,9 @@ class LlamaBackend(ModelBackend):
             try:
                 if fresh:
                     loaded.llama.reset()
+                start = time.perf_counter()
                 reply = loaded.llama.create_chat_completion(**kwargs)
+                self.model_seconds += time.perf_counter() - start
             except ValueError as e:
                 text = str(e)
                 if "context window" in text or "broadcast" in text:
