@@ -109,7 +109,7 @@ def _statements(depth: int) -> st.SearchStrategy[A.Statement]:
                     body=draw(body),
                     trailing=draw(trailing),
                     end_comments=draw(comments),
-                )  # fmt: skip
+                )
             )
         if draw(st.booleans()):
             arms.append(
@@ -118,7 +118,7 @@ def _statements(depth: int) -> st.SearchStrategy[A.Statement]:
                     body=draw(body),
                     trailing=draw(trailing),
                     end_comments=draw(comments),
-                )  # fmt: skip
+                )
             )
         return A.If(arms=tuple(arms), comments=draw(comments), trailing=draw(trailing))
 

@@ -21,10 +21,10 @@ from treadle.compiler.diagnostics import did_you_mean
 from treadle.compiler.exprs import ExprLowerer, describe_type, list_names
 from treadle.compiler.scope import Env
 from treadle.runtime import ir
-from treadle.runtime.types import ANY, NUMBER, Type, record
+from treadle.runtime.types import ANY, NUMBER, Type, list_of, record
 
-#: options every step takes, applied by the scheduler (`Step.timeout_s`, `Step.retries`)
-COMMON = {"timeout", "retries"}
+#: options every step takes, applied by the scheduler (`Step.timeout_s`, `.retries`, `.samples`)
+COMMON = {"timeout", "retries", "samples"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,6 +196,7 @@ class CallLowerer:
         options: dict[str, ir.Expr] = {}
         timeout: float | None = None
         retries: int | None = None
+        samples: int | None = None
         seen: set[str] = set()
         for o in cmd.options:
             if o.name in seen:
@@ -216,8 +217,10 @@ class CallLowerer:
                 c = self._constant_number(o)
                 if o.name == "timeout":
                     timeout = c
-                elif c is not None:
+                elif c is not None and o.name == "retries":
                     retries = int(c)
+                elif c is not None:
+                    samples = int(c)
                 continue
             options[o.name] = self._value(o.value, opt.type, env, f"option `{o.name}`", code="E206")
         node = ir.Step(
@@ -229,18 +232,26 @@ class CallLowerer:
             options=options,
             timeout_s=timeout,
             retries=retries,
+            samples=samples,
         )
-        return Lowered(node, ir.Ref(name=node_id), sig.output)
+        out = list_of(sig.output) if samples is not None else sig.output
+        return Lowered(node, ir.Ref(name=node_id), out)
 
     def _constant_number(self, o: A.Option) -> float | None:
         v = o.value
+        whole = o.name != "timeout"
+        least = 1 if o.name == "samples" else 0
         if (
             isinstance(v, A.Num)
-            and v.value >= 0
-            and (o.name != "retries" or v.value == int(v.value))
+            and v.value >= least
+            and (not whole or v.value == int(v.value))
         ):
             return float(v.value)
-        want = "a whole number" if o.name == "retries" else "a number of seconds"
+        want = {
+            "timeout": "a number of seconds",
+            "retries": "a whole number",
+            "samples": "a whole number from 1",
+        }[o.name]
         self.exprs.error("E206", f"option `{o.name}` must be {want} written as a constant", v.span)
         return None
 

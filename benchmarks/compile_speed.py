@@ -1,0 +1,137 @@
+"""How fast the compiler is: a 40-step flow in a warm process, lines per second on a 2,000-line
+file, and `treadle check examples/*.flow` as a fresh process.
+
+    python benchmarks/compile_speed.py
+
+Prints its figures; the last line is one JSON object with them. Aims: under 5 ms for the
+40-step flow (parse + check + lower), under 300 ms for the fresh-process check.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from treadle.compiler import compile_source  # noqa: E402
+from treadle.compiler.parser import parse  # noqa: E402
+
+
+def flow(steps: int, name: str = "bench") -> str:
+    """A workflow of `steps` steps mixing operators, a map, branches and a bounded loop."""
+    lines = [f"workflow {name}(problem: text) -> answer: text"]
+    lines.append('  d0 = generate from "Solve: {problem}" with temperature 0.7')
+    n = 1
+    while n < steps:
+        k = n % 8
+        prev = f"d{n - 1}"
+        if k == 1:
+            lines.append(f'  d{n} = generate from "Improve: {{{prev}}}" given problem')
+        elif k == 2:
+            lines.append(f"  d{n} = for each s in [1, 2, 3]: generate from {prev} with seed s")
+        elif k == 3:
+            lines.append(f"  d{n} = vote {prev}")
+        elif k == 4:
+            lines.append(f'  r{n} = review "{{{prev}}}" for problem')
+            lines.append(f"  if r{n}.approved then")
+            lines.append(f'    d{n} = "{{{prev}}}"')
+            lines.append("  else")
+            lines.append(f'    d{n} = revise "{{{prev}}}" using r{n}.feedback for problem')
+            lines.append("  end")
+        elif k == 5:
+            lines.append(f"  d{n} = answer for problem given d{n - 1}")
+        elif k == 6:
+            lines.append(f"  d{n} = d{n - 1}.answer")
+        elif k == 7:
+            lines.append(f"  d{n} = {prev}")
+            lines.append("  repeat up to 3 times")
+            lines.append(f"    c{n} = review d{n} for problem")
+            lines.append(f"    d{n} = revise d{n} using c{n}.feedback")
+            lines.append(f"  until c{n}.approved")
+        else:
+            lines.append(f"  d{n} = format {prev} for problem")
+        n += 1
+    lines.append(f'  answer = "{{d{n - 1}}}"')
+    lines.append("end")
+    return "\n".join(lines) + "\n"
+
+
+def median_ms(fn, runs: int) -> float:  # type: ignore[no-untyped-def]
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    small = flow(40)
+    compile_source(small)  # warm: grammar tables, operator registry
+    step_count = small.count(" = ")
+    ms40 = median_ms(lambda: compile_source(small), 200)
+    parse40 = median_ms(lambda: parse(small), 200)
+    print(f"40-step flow ({step_count} bindings, {small.count(chr(10))} lines):")
+    print(f"  parse + check + lower: median {ms40:.2f} ms   (parse alone {parse40:.2f} ms)")
+
+    big = "\n".join(flow(30, f"w{i}") for i in range(60))
+    while big.count("\n") < 2000:
+        big += "\n" + flow(30, f"x{big.count(chr(10))}")
+    n_lines = big.count("\n")
+    compile_source(big)
+    ms_big = median_ms(lambda: compile_source(big), 5)
+    lps = n_lines / (ms_big / 1000)
+    print(f"{n_lines}-line file: median {ms_big:.1f} ms, {lps:,.0f} lines/s")
+
+    files = sorted(glob.glob(str(ROOT / "examples" / "*.flow")))
+    cmd = [sys.executable, "-c", "from treadle.runtime.cli import main; main()", "check", *files]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run(cmd, capture_output=True, env=env, cwd=ROOT)  # warm the disk caches
+    cli = []
+    for _ in range(7):
+        t = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, env=env, cwd=ROOT)
+        cli.append((time.perf_counter() - t) * 1000)
+    cli_ms = statistics.median(cli)
+    print(
+        f"treadle check examples/*.flow ({len(files)} files), fresh process: median {cli_ms:.0f} ms"
+    )
+    heavy = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from treadle.compiler import check_file; "
+            f"[check_file(f) for f in {files!r}]; "
+            "print(','.join(m for m in ('llama_cpp', 'docker', 'httpx') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    ).stdout.strip()
+    print(f"heavy modules imported by check: {heavy or 'none'}")
+    print(
+        json.dumps(
+            {
+                "compile_40_steps_median_ms": round(ms40, 3),
+                "parse_40_steps_median_ms": round(parse40, 3),
+                "big_file_lines": n_lines,
+                "big_file_median_ms": round(ms_big, 1),
+                "lines_per_second": round(lps),
+                "cli_check_examples_median_ms": round(cli_ms, 1),
+                "cli_heavy_imports": heavy.split(",") if heavy else [],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
