@@ -50,6 +50,13 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
 }
 
 
+def _option_default(o: Option) -> str:
+    """An option's default as a step would write it (a choice is a bare word)."""
+    if o.type.kind == "choice" and isinstance(o.default, str):
+        return o.default
+    return _default(o.default)
+
+
 def _default(value: Any) -> str:
     if value is None:
         return "none"
@@ -84,7 +91,7 @@ def usage(op: Operator) -> str:
     parts.extend(_param_text(p) for p in sig.params if p.prep is not None)
     if sig.options:
         parts.append(
-            "[with " + ", ".join(f"{o.name} {_default(o.default)}" for o in sig.options) + "]"
+            "[with " + ", ".join(f"{o.name} {_option_default(o)}" for o in sig.options) + "]"
         )
     return " ".join(parts) + f" -> {type_text(sig.output, fields=True)}"
 
@@ -238,7 +245,7 @@ def _markdown_op(op: Operator) -> list[str]:
     if sig.options:
         lines += ["", "| option | type | default | meaning |", "|---|---|---|---|"]
         for o in sig.options:
-            default = f"`{_default(o.default)}`"
+            default = f"`{_option_default(o)}`"
             lines.append(_row(f"`{o.name}`", type_text(o.type), default, _cell(o.description)))
     lines += ["", f"Value: `{type_text(sig.output, fields=True)}`"]
     fields = _output_fields(op)
@@ -259,7 +266,7 @@ def render_selected(ops: list[Operator], fmt: str) -> str:
         out += [usage(op), f"    {op.summary}"]
         out += [f"    {p.prep or 'subject'} {p.name}: {p.description}" for p in op.signature.params]
         out += [
-            f"    with {o.name} ({_default(o.default)}): {o.description}"
+            f"    with {o.name} ({_option_default(o)}): {o.description}"
             for o in op.signature.options
         ]
         out.append("")
