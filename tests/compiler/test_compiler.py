@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -314,3 +317,57 @@ def test_parse_keeps_comments() -> None:
     (wf,) = module.workflows
     assert wf.comments == ("# doc",) and wf.trailing == "# head"
     assert wf.body[0].comments == ("# lead",) and wf.body[0].trailing == "# tail"
+
+
+def test_samples_makes_a_list() -> None:
+    p = build(
+        "workflow f(q: text) -> a: json\n  d = generate from q with samples 3\n  a = vote d\nend\n"
+    )
+    step = p.workflows["f"].graph.nodes[0]
+    assert isinstance(step, ir.Step) and step.samples == 3 and step.options == {}
+    assert codes("workflow f(q: text) -> a: text\n  a = generate from q with samples 0\nend\n") == [
+        "E206"
+    ]
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from treadle.runtime.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+
+
+def test_cli_check_compile_fmt(tmp_path: Path) -> None:
+    ok = _cli("check", *(str(ROOT / "examples" / n) for n in MY_EXAMPLES))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = tmp_path / "bad.flow"
+    bad.write_text("workflow f(q: text) -> a: text\n  a = genrate from q\nend\n")
+    r = _cli("check", str(bad), "--format", "json")
+    assert r.returncode == 1
+    (d,) = json.loads(r.stdout)
+    assert d["code"] == "E201" and d["line"] == 2 and d["hint"] == "did you mean `generate`?"
+    r = _cli("compile", str(ROOT / "examples" / "solve_code.flow"))
+    assert r.returncode == 0 and ir.Program.model_validate_json(r.stdout).entry == "solve_code"
+    for emit, head in (("mermaid", "flowchart TD"), ("dot", "digraph")):
+        r = _cli("compile", str(ROOT / "examples" / "solve_code.flow"), "--emit", emit)
+        assert r.returncode == 0 and r.stdout.startswith(head)
+    assert _cli("compile", str(bad)).returncode == 1
+    messy = tmp_path / "messy.flow"
+    messy.write_text("workflow f(q:text)->a:text\n        a=generate  from q   # hi\nend")
+    assert _cli("fmt", "--check", str(messy)).returncode == 1
+    assert _cli("fmt", str(messy)).returncode == 0
+    assert messy.read_text() == (
+        "workflow f(q: text) -> a: text\n  a = generate from q  # hi\nend\n"
+    )
+    assert _cli("fmt", "--check", str(messy)).returncode == 0
+    assert _cli("check", str(tmp_path / "missing.flow")).returncode == 2
+
+
+def test_examples_are_formatted() -> None:
+    r = _cli("fmt", "--check", *(str(ROOT / "examples" / n) for n in MY_EXAMPLES))
+    assert r.returncode == 0, r.stdout
