@@ -514,7 +514,7 @@ class Scheduler:
             if truthy(outputs["$until"]):
                 break
         span.attrs["iterations"] = turn
-        return {**outputs, "$iterations": turn}
+        return {**carried, **outputs, "$iterations": turn}
 
     async def _exec_map(self, np: _NodePlan, scope: Scope, parent: Span | None) -> Any:
         node: ir.Map = np.node  # type: ignore[assignment]

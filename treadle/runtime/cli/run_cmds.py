@@ -106,8 +106,6 @@ def _run(
     options: dict[str, Any],
 ) -> int:
     """Compile, check inputs, run; map every failure to one paragraph and an exit code."""
-    import asyncio
-
     from treadle.errors import TreadleError
 
     trace_path: Path | None = None
@@ -122,14 +120,14 @@ def _run(
 
         trace_path = trace or default_trace_path(wf.name)
         _err(f"trace: {trace_path}")
-        outputs = asyncio.run(_execute(flow, values, {**options, "workflow": wf.name}, trace_path))
+        outputs = _run_async(_execute(flow, values, {**options, "workflow": wf.name}, trace_path))
     except KeyboardInterrupt:
         where = f" The trace so far is in {trace_path}." if trace_path else ""
         _err(f"Interrupted: the run was cancelled and every running step stopped.{where}")
-        return EXIT_INTERRUPTED
+        return _finish(EXIT_INTERRUPTED)
     except TreadleError as e:
         _report(e, trace_path)
-        return int(getattr(e, "exit_code", EXIT_RUNTIME) or EXIT_RUNTIME)
+        return _finish(int(getattr(e, "exit_code", EXIT_RUNTIME) or EXIT_RUNTIME))
     except Exception as e:  # a bug in treadle: still one paragraph, traceback on request
         if os.environ.get("TREADLE_DEBUG"):
             raise
@@ -142,6 +140,40 @@ def _run(
     sys.stdout.write(json.dumps(outputs, ensure_ascii=False, indent=2) + "\n")
     sys.stdout.flush()
     return EXIT_OK
+
+
+def _run_async(coro: Any) -> Any:
+    """`asyncio.run`, except that a run that failed or was interrupted does not wait for
+    worker threads: a cancelled model call may still be generating in one (llama.cpp cannot be
+    stopped mid-call), and waiting would hold the process long after Ctrl-C."""
+    import asyncio
+
+    runner = asyncio.Runner()
+    done = False
+    try:
+        result = runner.run(coro)
+        done = True
+        return result
+    finally:
+        if done or not _worker_threads():
+            runner.close()
+
+
+def _worker_threads() -> list[Any]:
+    import threading
+
+    main = threading.main_thread()
+    return [t for t in threading.enumerate() if t is not main and not t.daemon and t.is_alive()]
+
+
+def _finish(code: int) -> int:
+    """Exit now when worker threads of an abandoned run are still alive (the trace is written
+    and the run's resources closed by then); otherwise return the code."""
+    if _worker_threads():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 async def _execute(
