@@ -398,6 +398,10 @@ class OtelSink:
         self._open.clear()
 
 
+#: step spans that are structure (control flow), not an operator call
+_STRUCTURE = ("branch", "loop", "map", "turn", "item")
+
+
 def _otel_name(span: Span) -> str:
     if span.kind == "workflow":
         return f"invoke_workflow {span.name}"
@@ -405,6 +409,12 @@ def _otel_name(span: Span) -> str:
         return span.name  # `chat MODEL`
     if span.kind == "sandbox":
         return f"sandbox {span.step or ''}".strip()
+    if span.op == "call":
+        return f"invoke_workflow {span.attrs.get('workflow') or span.name}"
+    if span.op in ("turn", "item"):
+        return span.name  # `repeat turn 2`, `picks item 0`
+    if span.op in _STRUCTURE:
+        return f"{span.op} {span.name}"
     return f"execute_tool {span.op or span.name}"
 
 
@@ -413,7 +423,10 @@ def _otel_attributes(span: Span) -> dict[str, Any]:
         "treadle.span.kind": span.kind,
         "treadle.status": span.status or "unfinished",
     }
-    if span.kind == "step" and span.op:
+    if span.kind == "step" and span.op == "call":
+        attrs["gen_ai.operation.name"] = "invoke_workflow"
+        attrs["gen_ai.workflow.name"] = str(span.attrs.get("workflow") or span.name)
+    elif span.kind == "step" and span.op and span.op not in _STRUCTURE:
         attrs["gen_ai.operation.name"] = "execute_tool"
         attrs["gen_ai.tool.name"] = span.op
     if span.step:
