@@ -344,3 +344,23 @@ async def test_input_errors_list_expected_inputs(
     with pytest.raises(InputError) as info:
         await run(prog, inputs)
     assert expected in info.value.message and "It takes: x: number" in info.value.message
+
+
+async def test_stray_cancellation_inside_an_operator_fails_the_step(
+    ops: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from treadle.stdlib_ops import registry
+    from treadle.stdlib_ops.registry import OpArgs, Operator, subject
+
+    class ValueArgs(OpArgs):
+        value: Any = subject("any value")
+
+    async def leaky(ctx: Any, args: Any, options: Any) -> Any:
+        raise asyncio.CancelledError()
+
+    monkeypatch.setitem(
+        registry._OPERATORS, "t.leaky", Operator("t.leaky", "leaky", ValueArgs, Any, leaky)
+    )
+    prog = program(step("l", "t.leaky", value=1), step("after", "t.echo", value=r("l")), outputs={})
+    with pytest.raises(StepFailed, match="stray cancellation"):
+        await asyncio.wait_for(run(prog), timeout=30)

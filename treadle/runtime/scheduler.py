@@ -292,7 +292,12 @@ class Scheduler:
                     if not fut.done():
                         await fut
         except BaseExceptionGroup as group:
-            raise _first_error(group) from None
+            first = _first_error(group)
+            if isinstance(first, ExprError):
+                raise RunError(
+                    f"The outputs of the graph could not be computed: {first}."
+                ) from None
+            raise first from None
         lookup = scope.value
         try:
             return {name: fn(lookup) for name, fn in plan.outputs}
@@ -417,6 +422,13 @@ class Scheduler:
                                 f"it ran longer than its {timeout:g} s time limit"
                             ) from None
                 return to_json(out)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling() == 0:
+                    # nobody cancelled this step: the operator leaked a cancellation of its own,
+                    # which would otherwise leave every step waiting on this one hanging
+                    raise StepError("the operator stopped with a stray cancellation") from None
+                raise
             except StepError as e:
                 if not e.retryable or attempt >= retries:
                     raise
