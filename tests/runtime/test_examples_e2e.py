@@ -1,0 +1,48 @@
+"""The shipped examples end to end through `treadle run`: compiler, scheduler, operators, a
+scripted model and (for the program cross-check) the real Docker sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from treadle.runtime.tracing import read_trace
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+MODEL = 'scripted:{"": "Let me think.\\nAnswer: 4\\n```python\\nprint(2 + 2)\\n```"}'
+
+
+def treadle(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from treadle.runtime.cli import main; main()", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TREADLE_CACHE_DIR": str(cwd / "cache")},
+    )  # fmt: skip
+
+
+def test_answer_example(tmp_path: Path) -> None:
+    res = treadle(
+        "run", str(EXAMPLES / "answer.flow"), "-i", "question=2+2?", "--model", MODEL,
+        "--trace", "t.jsonl", cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["answer"].startswith("Let me think.")
+
+
+@pytest.mark.docker
+def test_solve_math_example_with_the_docker_sandbox(tmp_path: Path) -> None:
+    res = treadle(
+        "run", str(EXAMPLES / "solve_math.flow"), "-i", "problem=What is 2+2?",
+        "--model", MODEL, "--trace", "t.jsonl", cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == {"answer": 4}
+    spans = read_trace(tmp_path / "t.jsonl").spans
+    sandbox = [s for s in spans if s.kind == "sandbox"]
+    assert sandbox and all(s.status == "ok" for s in sandbox)
+    assert {s.status for s in spans} == {"ok"}
