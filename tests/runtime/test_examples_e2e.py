@@ -46,3 +46,40 @@ def test_solve_math_example_with_the_docker_sandbox(tmp_path: Path) -> None:
     sandbox = [s for s in spans if s.kind == "sandbox"]
     assert sandbox and all(s.status == "ok" for s in sandbox)
     assert {s.status for s in spans} == {"ok"}
+
+
+@pytest.mark.docker
+def test_ctrl_c_during_a_sandbox_run_removes_its_containers(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    sleepy = 'scripted:{"": "```python\\nimport time\\ntime.sleep(8)\\nprint(4)\\n```"}'
+    trace = tmp_path / "t.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from treadle.runtime.cli import main; main()", "run",
+         str(EXAMPLES / "solve_math.flow"), "-i", "problem=x", "--model", sleepy,
+         "--no-cache", "--trace", str(trace)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            spans = read_trace(trace).spans if trace.exists() else []
+            if any(s.kind == "sandbox" for s in spans):
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    spans = read_trace(trace).spans
+    assert next(s for s in spans if s.kind == "sandbox").status == "cancelled"
+    run_id = spans[0].trace_id[:12]
+    left = subprocess.run(
+        ["docker", "ps", "-a", "-q", "--filter", f"label=treadle.run={run_id}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert left.stdout.strip() == ""
