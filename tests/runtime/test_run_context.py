@@ -187,3 +187,14 @@ async def test_no_sandbox_opened_when_no_step_needs_one(ops: Recorder) -> None:
     made: list[int] = []
     await run(program(step("a", "t.echo", value=1), outputs={}), sandbox=lambda: made.append(1))
     assert made == []
+
+
+async def test_runs_sharing_a_backend_share_its_limit(ops: Recorder) -> None:
+    model = Counting(limit=2)
+    body = ir.Graph(params=("x",), nodes=(ask("m.q", r("x")),), outputs={"$item": r("m.q")})
+    prog = program(
+        ir.Map(id="m", name="m", over=c([f"q{i}" for i in range(4)]), var="x", body=body),
+        outputs={"out": r("m")},
+    )
+    await asyncio.gather(*(run(prog, model=model, cache=False) for _ in range(3)))
+    assert model.peak == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,24 @@ if TYPE_CHECKING:
 SandboxFactory = Callable[[], Sandbox | Awaitable[Sandbox]]
 
 
+#: one semaphore per backend object and event loop, so concurrent runs that share a backend
+#: object (an agent passing the same `model=` to many runs) share its limit too
+_SLOTS: weakref.WeakKeyDictionary[Any, dict[int, asyncio.Semaphore]] = weakref.WeakKeyDictionary()
+
+
+def _slots_for(backend: ModelBackend, limit: int) -> asyncio.Semaphore:
+    loop_id = id(asyncio.get_running_loop())
+    try:
+        per_loop = _SLOTS.setdefault(backend, {})
+    except TypeError:  # a backend that cannot be weakly referenced: a limit per run
+        return asyncio.Semaphore(limit)
+    slots = per_loop.get(loop_id)
+    if slots is None:
+        per_loop.clear()  # the loops of earlier `run_sync` calls are gone
+        slots = per_loop[loop_id] = asyncio.Semaphore(limit)
+    return slots
+
+
 class _Limited(ModelBackend):
     """A backend behind a semaphore sized by its `max_concurrency`.
 
@@ -39,7 +58,7 @@ class _Limited(ModelBackend):
         self.backend = inner.backend
         self.model = inner.model
         self.max_concurrency = max(1, int(inner.max_concurrency or 1))
-        self._slots = asyncio.Semaphore(self.max_concurrency)
+        self._slots = _slots_for(inner, self.max_concurrency)
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
         async with self._slots:
