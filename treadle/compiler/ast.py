@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 class Span(BaseModel):
     """1-based line and column of the first character; the end is exclusive."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     line: int
     column: int
@@ -24,11 +24,13 @@ class Span(BaseModel):
     end_column: int
 
 
-NO_SPAN = Span(line=0, column=0, end_line=0, end_column=0)
+NO_SPAN = Span.model_construct(line=0, column=0, end_line=0, end_column=0)
 
 
 class Node(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # schemas are built on first validation only: the parser constructs nodes without it,
+    # which keeps `treadle check` start-up and parsing fast
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     span: Span = NO_SPAN
 
@@ -253,9 +255,3 @@ def _strip(data: Any) -> Any:
     return data
 
 
-_MODELS: tuple[type[BaseModel], ...] = (
-    ListLit, UnaryOp, BinaryOp, Arg, Option, Command, ForEach, Step, Arm, If, Repeat, Return,
-    Invalid, TypeRef, Param, Workflow, Use, Module,
-)  # fmt: skip
-for _m in _MODELS:
-    _m.model_rebuild()

@@ -74,7 +74,7 @@ CODES: dict[str, tuple[str, Severity, str]] = {
 
 
 class Diagnostic(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     code: str
     severity: Severity
@@ -107,7 +107,7 @@ def make(
     code: str, message: str, span: Span | None, *, hint: str | None = None, file: str | None = None
 ) -> Diagnostic:
     s = span or NO_SPAN
-    return Diagnostic(
+    return Diagnostic.model_construct(
         code=code,
         severity=CODES[code][1],
         message=message,
@@ -117,6 +117,7 @@ def make(
         end_column=s.end_column,
         file=file,
         hint=hint,
+        excerpt="",
     )
 
 
