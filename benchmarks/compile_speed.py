@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +65,7 @@ def flow(steps: int, name: str = "bench") -> str:
     return "\n".join(lines) + "\n"
 
 
-def median_ms(fn, runs: int) -> float:  # type: ignore[no-untyped-def]
+def median_ms(fn: Callable[[], object], runs: int) -> float:
     times = []
     for _ in range(runs):
         t = time.perf_counter()
@@ -73,7 +74,14 @@ def median_ms(fn, runs: int) -> float:  # type: ignore[no-untyped-def]
     return statistics.median(times)
 
 
+def calibration_ms() -> float:
+    """A fixed pure-Python loop, to compare figures across machines (~45 ms on a 2023 laptop)."""
+    return median_ms(lambda: sum(range(3_000_000)), 5)
+
+
 def main() -> None:
+    calib = calibration_ms()
+    print(f"machine calibration (sum(range(3e6))): {calib:.0f} ms")
     small = flow(40)
     compile_source(small)  # warm: grammar tables, operator registry
     step_count = small.count(" = ")
@@ -121,6 +129,7 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "calibration_ms": round(calib, 1),
                 "compile_40_steps_median_ms": round(ms40, 3),
                 "parse_40_steps_median_ms": round(parse40, 3),
                 "big_file_lines": n_lines,

@@ -253,5 +253,3 @@ def _strip(data: Any) -> Any:
     if isinstance(data, list | tuple):
         return [_strip(v) for v in data]
     return data
-
-

@@ -241,11 +241,7 @@ class CallLowerer:
         v = o.value
         whole = o.name != "timeout"
         least = 1 if o.name == "samples" else 0
-        if (
-            isinstance(v, A.Num)
-            and v.value >= least
-            and (not whole or v.value == int(v.value))
-        ):
+        if isinstance(v, A.Num) and v.value >= least and (not whole or v.value == int(v.value)):
             return float(v.value)
         want = {
             "timeout": "a number of seconds",
@@ -339,7 +335,9 @@ def _cover(exprs: tuple[A.Expr, ...] | list[A.Expr]) -> A.Span:
     if not exprs:
         return A.NO_SPAN
     a, b = exprs[0].span, exprs[-1].span
-    return A.Span.model_construct(line=a.line, column=a.column, end_line=b.end_line, end_column=b.end_column)
+    return A.Span.model_construct(
+        line=a.line, column=a.column, end_line=b.end_line, end_column=b.end_column
+    )
 
 
 def _usage(sig: Any) -> str:

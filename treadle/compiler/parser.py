@@ -11,12 +11,11 @@ from __future__ import annotations
 import functools
 import re
 from copy import copy
-from typing import Any
+from typing import Any, cast
 
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token, Transformer, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 from lark.lexer import LexerState
-from lark.tree import Meta
 
 from treadle.compiler import ast as A
 from treadle.compiler.comments import attach_comments
@@ -37,15 +36,9 @@ def lark_parser() -> Lark:
         grammar_text(),
         parser="lalr",
         lexer="contextual",
-        propagate_positions=True,
         maybe_placeholders=True,
+        transformer=_ToAst(),
         cache=True,
-    )
-
-
-def _span(meta: Meta) -> A.Span:
-    return A.Span.model_construct(
-        line=meta.line, column=meta.column, end_line=meta.end_line, end_column=meta.end_column
     )
 
 
@@ -59,7 +52,9 @@ def _tspan(tok: Token) -> A.Span:
 
 
 def _join(a: A.Span, b: A.Span) -> A.Span:
-    return A.Span.model_construct(line=a.line, column=a.column, end_line=b.end_line, end_column=b.end_column)
+    return A.Span.model_construct(
+        line=a.line, column=a.column, end_line=b.end_line, end_column=b.end_column
+    )
 
 
 def _toks(children: list[Any], *types: str) -> list[Token]:
@@ -93,7 +88,9 @@ def parse_string(tok: Token) -> A.Str:
             if buf:
                 parts.append("".join(buf))
                 buf = []
-            span = A.Span.model_construct(line=line, column=col0 + i, end_line=line, end_column=col0 + m.end())
+            span = A.Span.model_construct(
+                line=line, column=col0 + i, end_line=line, end_column=col0 + m.end()
+            )
             parts.append(A.Interp.model_construct(path=tuple(m.group(1).split(".")), span=span))
             i = m.end()
         else:
@@ -104,24 +101,54 @@ def parse_string(tok: Token) -> A.Str:
     return A.Str.model_construct(parts=tuple(parts), span=_tspan(tok))
 
 
-@v_args(meta=True)
+_STATEMENTS = (A.Step, A.If, A.Repeat, A.Return, A.Invalid)
+
+
+def _stmts(children: list[Any]) -> tuple[A.Statement, ...]:
+    return tuple(c for c in children if isinstance(c, _STATEMENTS))
+
+
+def _pos(x: Any, last: bool = False) -> A.Span | None:
+    """The span of a child: a token, a tree node, or the first/last of a tuple of nodes."""
+    if isinstance(x, Token):
+        return _tspan(x)
+    if isinstance(x, A.Node):
+        return x.span
+    if isinstance(x, tuple | list) and x:
+        return _pos(x[-1] if last else x[0], last)
+    if isinstance(x, _Bound):
+        return x.expr.span
+    return None
+
+
+def _cover(children: list[Any]) -> A.Span:
+    """From the first positioned child to the last one."""
+    first = next((p for c in children if (p := _pos(c)) is not None), None)
+    end = next((p for c in reversed(children) if (p := _pos(c, True)) is not None), None)
+    if first is None or end is None:
+        return A.NO_SPAN
+    return _join(first, end)
+
+
 class _ToAst(Transformer[Token, A.Module]):
-    """Lark parse tree → `treadle.compiler.ast` nodes."""
+    """Lark rule callbacks → `treadle.compiler.ast` nodes (run inside the LALR parser)."""
 
     # ------------------------------------------------------------ files
 
-    def start(self, meta: Meta, children: list[Any]) -> A.Module:
+    def start(self, children: list[Any]) -> A.Module:
         return A.Module.model_construct(items=tuple(_nodes(children)))
 
-    def use(self, meta: Meta, children: list[Any]) -> A.Use:
+    def use(self, children: list[Any]) -> A.Use:
         kw, s = children[0], _toks(children, "STRING")[0]
-        return A.Use.model_construct(path=parse_string(s).as_text(), span=_join(_tspan(kw), _tspan(s)))
+        return A.Use.model_construct(
+            path=parse_string(s).as_text(), span=_join(_tspan(kw), _tspan(s))
+        )
 
-    def workflow(self, meta: Meta, children: list[Any]) -> A.Workflow:
+    def workflow(self, children: list[Any]) -> A.Workflow:
         kw, name = children[0], children[1]
         fields = [c for c in children[2:] if isinstance(c, tuple) or c is None][:2]
         inputs, outputs = [*fields, None, None][:2]
-        body = tuple(c for c in children if isinstance(c, A.Stmt))
+        body = _stmts(children)
         end = _toks(children, "END")[-1]
         return A.Workflow.model_construct(
             name=str(name),
@@ -131,21 +158,23 @@ class _ToAst(Transformer[Token, A.Module]):
             span=_join(_tspan(kw), _tspan(end)),
         )
 
-    def fields(self, meta: Meta, children: list[Any]) -> tuple[A.Param, ...]:
+    def fields(self, children: list[Any]) -> tuple[A.Param, ...]:
         return tuple(children)
 
-    def field(self, meta: Meta, children: list[Any]) -> A.Param:
-        return A.Param.model_construct(name=str(children[0]), type=children[1], span=_span(meta))
+    def field(self, children: list[Any]) -> A.Param:
+        return A.Param.model_construct(
+            name=str(children[0]), type=children[1], span=_cover(children)
+        )
 
-    def type_name(self, meta: Meta, children: list[Any]) -> A.TypeRef:
-        return A.TypeRef.model_construct(name=str(children[0]), span=_span(meta))
+    def type_name(self, children: list[Any]) -> A.TypeRef:
+        return A.TypeRef.model_construct(name=str(children[0]), span=_cover(children))
 
-    def type_list(self, meta: Meta, children: list[Any]) -> A.TypeRef:
-        return A.TypeRef.model_construct(name="list", item=children[-1], span=_span(meta))
+    def type_list(self, children: list[Any]) -> A.TypeRef:
+        return A.TypeRef.model_construct(name="list", item=children[-1], span=_cover(children))
 
     # ------------------------------------------------------------ statements
 
-    def step(self, meta: Meta, children: list[Any]) -> A.Stmt:
+    def step(self, children: list[Any]) -> A.Stmt:
         name, value = children[0], children[-1]
         span = _join(_tspan(name), value.span)
         if (
@@ -157,67 +186,78 @@ class _ToAst(Transformer[Token, A.Module]):
             return A.Invalid.model_construct(name=str(name), span=span)
         return A.Step.model_construct(name=str(name), value=value, span=span)
 
-    def for_inline(self, meta: Meta, children: list[Any]) -> A.ForEach:
+    def for_inline(self, children: list[Any]) -> A.ForEach:
         var, over, command = _toks(children, "NAME")[0], _nodes(children)[0], children[-1]
-        return A.ForEach.model_construct(var=str(var), over=over, command=command, span=_span(meta))
+        return A.ForEach.model_construct(
+            var=str(var), over=over, command=command, span=_cover(children)
+        )
 
-    def for_block(self, meta: Meta, children: list[Any]) -> A.ForEach:
+    def for_block(self, children: list[Any]) -> A.ForEach:
         var = _toks(children, "NAME")[0]
         nodes = _nodes(children)
-        body = tuple(c for c in nodes[1:] if isinstance(c, A.Stmt))
-        return A.ForEach.model_construct(var=str(var), over=nodes[0], body=body, span=_span(meta))
+        body = _stmts(nodes[1:])
+        return A.ForEach.model_construct(
+            var=str(var), over=nodes[0], body=body, span=_cover(children)
+        )
 
-    def command_one(self, meta: Meta, children: list[Any]) -> A.Command:
-        return self._command(meta, children[:1], children[1:])
+    def command_one(self, children: list[Any]) -> A.Command:
+        return self._command(children, children[:1], children[1:])
 
-    def command_words(self, meta: Meta, children: list[Any]) -> A.Command:
+    def command_words(self, children: list[Any]) -> A.Command:
         terms = [c for c in children if not isinstance(c, A.Arg | tuple) and c is not None]
         rest = [c for c in children if isinstance(c, A.Arg | tuple)]
-        return self._command(meta, terms, rest)
+        return self._command(children, terms, rest)
 
-    def _command(self, meta: Meta, terms: list[Any], rest: list[Any]) -> A.Command:
+    def _command(self, children: list[Any], terms: list[Any], rest: list[Any]) -> A.Command:
         args = tuple(c for c in rest if isinstance(c, A.Arg))
         opts = next((c for c in rest if isinstance(c, tuple)), ())
-        return A.Command.model_construct(terms=tuple(terms), args=args, options=opts, span=_span(meta))
+        return A.Command.model_construct(
+            terms=tuple(terms), args=args, options=opts, span=_cover(children)
+        )
 
-    def arg(self, meta: Meta, children: list[Any]) -> A.Arg:
-        return A.Arg.model_construct(prep=children[0], value=children[1], span=_span(meta))
+    def arg(self, children: list[Any]) -> A.Arg:
+        return A.Arg.model_construct(
+            prep=str(children[0]), value=children[1], span=_cover(children)
+        )
 
-    def prep(self, meta: Meta, children: list[Any]) -> str:
-        return str(children[0])
+    def prep(self, children: list[Any]) -> Token:
+        tok: Token = children[0]
+        return tok
 
-    def options(self, meta: Meta, children: list[Any]) -> tuple[A.Option, ...]:
+    def options(self, children: list[Any]) -> tuple[A.Option, ...]:
         return tuple(c for c in children if isinstance(c, A.Option))
 
-    def option(self, meta: Meta, children: list[Any]) -> A.Option:
-        return A.Option.model_construct(name=str(children[0]), value=children[1], span=_span(meta))
+    def option(self, children: list[Any]) -> A.Option:
+        return A.Option.model_construct(
+            name=str(children[0]), value=children[1], span=_cover(children)
+        )
 
-    def if_(self, meta: Meta, children: list[Any]) -> A.If:
+    def if_(self, children: list[Any]) -> A.If:
         kw, end = children[0], _toks(children, "END")[-1]
         cond = _nodes(children)[0]
-        body = tuple(c for c in children if isinstance(c, A.Stmt))
+        body = _stmts(children)
         first_end = body[-1].span if body else _tspan(_toks(children, "THEN")[0])
         arms = [A.Arm.model_construct(cond=cond, body=body, span=_join(_tspan(kw), first_end))]
         arms += [c for c in children if isinstance(c, A.Arm)]
         return A.If.model_construct(arms=tuple(arms), span=_join(_tspan(kw), _tspan(end)))
 
-    def elif_(self, meta: Meta, children: list[Any]) -> A.Arm:
+    def elif_(self, children: list[Any]) -> A.Arm:
         kw = children[0]
         cond = _nodes(children)[0]
-        body = tuple(c for c in children if isinstance(c, A.Stmt))
+        body = _stmts(children)
         last = body[-1].span if body else _tspan(_toks(children, "THEN")[0])
         return A.Arm.model_construct(cond=cond, body=body, span=_join(_tspan(kw), last))
 
-    def else_(self, meta: Meta, children: list[Any]) -> A.Arm:
+    def else_(self, children: list[Any]) -> A.Arm:
         kw = children[0]
-        body = tuple(c for c in children if isinstance(c, A.Stmt))
+        body = _stmts(children)
         last = body[-1].span if body else _tspan(kw)
         return A.Arm.model_construct(cond=None, body=body, span=_join(_tspan(kw), last))
 
-    def repeat(self, meta: Meta, children: list[Any]) -> A.Repeat:
+    def repeat(self, children: list[Any]) -> A.Repeat:
         kw = children[0]
         bound = next((c for c in children if isinstance(c, _Bound)), None)
-        body = tuple(c for c in children if isinstance(c, A.Stmt))
+        body = _stmts(children)
         until = _nodes(children)[-1]
         return A.Repeat.model_construct(
             bound=bound.expr if bound else None,
@@ -226,10 +266,10 @@ class _ToAst(Transformer[Token, A.Module]):
             span=_join(_tspan(kw), until.span),
         )
 
-    def bound(self, meta: Meta, children: list[Any]) -> _Bound:
+    def bound(self, children: list[Any]) -> _Bound:
         return _Bound(_nodes(children)[0])
 
-    def return_(self, meta: Meta, children: list[Any]) -> A.Return:
+    def return_(self, children: list[Any]) -> A.Return:
         kw = children[0]
         value = _nodes(children)[0] if _nodes(children) else None
         end = value.span if value is not None else _tspan(kw)
@@ -237,48 +277,56 @@ class _ToAst(Transformer[Token, A.Module]):
 
     # ------------------------------------------------------------ expressions
 
-    def or_expr(self, meta: Meta, children: list[Any]) -> A.BinaryOp:
-        return A.BinaryOp.model_construct(op="or", left=children[0], right=children[-1], span=_span(meta))
+    def or_expr(self, children: list[Any]) -> A.BinaryOp:
+        return A.BinaryOp.model_construct(
+            op="or", left=children[0], right=children[-1], span=_cover(children)
+        )
 
-    def and_expr(self, meta: Meta, children: list[Any]) -> A.BinaryOp:
-        return A.BinaryOp.model_construct(op="and", left=children[0], right=children[-1], span=_span(meta))
+    def and_expr(self, children: list[Any]) -> A.BinaryOp:
+        return A.BinaryOp.model_construct(
+            op="and", left=children[0], right=children[-1], span=_cover(children)
+        )
 
-    def not_expr(self, meta: Meta, children: list[Any]) -> A.UnaryOp:
-        return A.UnaryOp.model_construct(op="not", operand=children[-1], span=_span(meta))
+    def not_expr(self, children: list[Any]) -> A.UnaryOp:
+        return A.UnaryOp.model_construct(op="not", operand=children[-1], span=_cover(children))
 
-    def neg(self, meta: Meta, children: list[Any]) -> A.UnaryOp:
-        return A.UnaryOp.model_construct(op="-", operand=children[-1], span=_span(meta))
+    def neg(self, children: list[Any]) -> A.UnaryOp:
+        return A.UnaryOp.model_construct(op="-", operand=children[-1], span=_cover(children))
 
-    def compare_expr(self, meta: Meta, children: list[Any]) -> A.BinaryOp:
-        return A.BinaryOp.model_construct(op=children[1], left=children[0], right=children[2], span=_span(meta))
+    def compare_expr(self, children: list[Any]) -> A.BinaryOp:
+        return A.BinaryOp.model_construct(
+            op=children[1], left=children[0], right=children[2], span=_cover(children)
+        )
 
     binary = compare_expr
 
-    def comp_op(self, meta: Meta, children: list[Any]) -> str:
+    def comp_op(self, children: list[Any]) -> str:
         return " ".join(str(c) for c in children)
 
     sum_op = comp_op
     prod_op = comp_op
 
-    def ref(self, meta: Meta, children: list[Any]) -> A.Name:
-        return A.Name.model_construct(path=tuple(str(c) for c in children if c.type == "NAME"), span=_span(meta))
+    def ref(self, children: list[Any]) -> A.Name:
+        return A.Name.model_construct(
+            path=tuple(str(c) for c in children if c.type == "NAME"), span=_cover(children)
+        )
 
-    def string(self, meta: Meta, children: list[Any]) -> A.Str:
+    def string(self, children: list[Any]) -> A.Str:
         return parse_string(children[0])
 
-    def number(self, meta: Meta, children: list[Any]) -> A.Num:
+    def number(self, children: list[Any]) -> A.Num:
         text = str(children[0])
         value: int | float = float(text) if "." in text else int(text)
-        return A.Num.model_construct(value=value, span=_span(meta))
+        return A.Num.model_construct(value=value, span=_tspan(children[0]))
 
-    def true(self, meta: Meta, children: list[Any]) -> A.Bool:
-        return A.Bool.model_construct(value=True, span=_span(meta))
+    def true(self, children: list[Any]) -> A.Bool:
+        return A.Bool.model_construct(value=True, span=_cover(children))
 
-    def false(self, meta: Meta, children: list[Any]) -> A.Bool:
-        return A.Bool.model_construct(value=False, span=_span(meta))
+    def false(self, children: list[Any]) -> A.Bool:
+        return A.Bool.model_construct(value=False, span=_cover(children))
 
-    def list(self, meta: Meta, children: list[Any]) -> A.ListLit:
-        return A.ListLit.model_construct(items=tuple(_nodes(children)), span=_span(meta))
+    def list(self, children: list[Any]) -> A.ListLit:
+        return A.ListLit.model_construct(items=tuple(_nodes(children)), span=_cover(children))
 
 
 class _Bound:
@@ -288,15 +336,11 @@ class _Bound:
         self.expr = expr
 
 
-_TO_AST = _ToAst()
-
-
 def parse(text: str, file: str | None = None) -> tuple[A.Module, list[Diagnostic]]:
     """Parse a whole file: the tree (with stand-ins for bad lines) and its syntax errors."""
     source = text if text.endswith("\n") else text + "\n"
     try:
-        tree = lark_parser().parse(source)
-        module = _TO_AST.transform(tree)
+        module = cast(A.Module, lark_parser().parse(source))  # the transformer's value
         diags: list[Diagnostic] = []
         broken: set[int] = set()
     except UnexpectedInput:
@@ -454,7 +498,9 @@ class _Recovery:
     def _char_error(self, e: UnexpectedCharacters) -> None:
         pos = e.pos_in_stream or 0
         ch = self.text[pos] if pos < len(self.text) else ""
-        span = A.Span.model_construct(line=e.line, column=e.column, end_line=e.line, end_column=e.column + 1)
+        span = A.Span.model_construct(
+            line=e.line, column=e.column, end_line=e.line, end_column=e.column + 1
+        )
         hint = None
         if ch == '"':
             msg = "unterminated string"
@@ -580,8 +626,8 @@ class _Recovery:
         span = A.Span.model_construct(line=last_line, column=1, end_line=last_line, end_column=1)
         for _ in range(200):
             try:
-                tree = ip.feed_eof()
-                return _TO_AST.transform(tree)
+                module: A.Module = ip.feed_eof()
+                return module
             except UnexpectedToken:
                 pass
             kind, opened = self.blocks.pop() if self.blocks else ("block", 0)
