@@ -13,13 +13,10 @@ the event loop directly.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import io
 import json
 import socket
 import struct
-import tarfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -89,17 +86,24 @@ def check_files(files: dict[str, bytes]) -> None:
             )
 
 
-def make_tar(files: dict[str, bytes]) -> bytes:
+def encode_request(
+    command: list[str], files: dict[str, bytes], stdin: bytes, limits: Limits
+) -> bytes:
+    """The agent's request (see agent.py): a header line, the arguments, the files, stdin."""
     check_files(files)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(str(PurePosixPath(name)))
-            info.size = len(data)
-            info.mode = 0o755 if data.startswith(b"#!") else 0o644
-            info.mtime = int(time.time())
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    parts = [
+        f"{float(limits.timeout_s)!r} {float(KILL_AFTER)!r} {int(limits.output_bytes)} "
+        f"{len(command)} {len(files)} {len(stdin)}\n".encode()
+    ]
+    for arg in command:
+        raw = str(arg).encode("utf-8", "surrogateescape")
+        parts += [b"%d\n" % len(raw), raw]
+    for name, data in files.items():
+        raw = str(PurePosixPath(name)).encode("utf-8", "surrogateescape")
+        mode = 0o755 if data.startswith(b"#!") else 0o644
+        parts += [b"%d %d %d\n" % (len(raw), len(data), mode), raw, data]
+    parts.append(stdin)
+    return b"".join(parts)
 
 
 def _shape(limits: Limits) -> tuple[Any, ...]:
@@ -322,17 +326,7 @@ class DockerSandbox(Sandbox):
         if self._closed:
             raise SandboxError("This sandbox was closed; open a new one.")
         limits = limits or self.limits
-        tar = make_tar(files or {})
-        data = stdin or b""
-        header = {
-            "cmd": list(command),
-            "timeout": limits.timeout_s,
-            "kill_after": KILL_AFTER,
-            "out_cap": limits.output_bytes,
-            "files_len": len(tar) if files else 0,
-            "stdin_len": len(data),
-        }
-        request = json.dumps(header).encode() + b"\n" + (tar if files else b"") + data
+        request = encode_request(command, files or {}, stdin or b"", limits)
         start = time.monotonic()
         warm = await self._take(limits)
         loop = asyncio.get_running_loop()
@@ -358,8 +352,7 @@ class DockerSandbox(Sandbox):
             self._remove_later(warm)
         if reply.get("error"):
             raise SandboxError(f"The sandbox agent failed: {reply['error']}")
-        out = base64.b64decode(reply["stdout"])
-        err = base64.b64decode(reply["stderr"])
+        out, err = reply["stdout"], reply["stderr"]
         code = int(reply["exit_code"])
         if code < 0:  # killed by a signal: report it the way shells and Docker do
             code = 128 - code
@@ -396,19 +389,31 @@ class DockerSandbox(Sandbox):
 async def _read_reply(
     loop: asyncio.AbstractEventLoop, sock: socket.socket
 ) -> dict[str, Any] | None:
-    """Read Docker's multiplexed attach stream until the agent's one-line JSON reply."""
+    """Read Docker's multiplexed attach stream until the agent's reply: a JSON line, then
+    `stdout_len` bytes of the code's stdout and `stderr_len` bytes of its stderr."""
     buf = bytearray()
     out = bytearray()
+    header: dict[str, Any] | None = None
+    body = 0
     while True:
         while len(buf) >= 8:
-            stream, size = buf[0], struct.unpack(">I", buf[4:8])[0]
+            stream, size = buf[0], struct.unpack_from(">I", buf, 4)[0]
             if len(buf) < 8 + size:
                 break
             if stream == 1:
                 out += buf[8 : 8 + size]
             del buf[: 8 + size]
-            if out.endswith(b"\n"):
-                return dict(json.loads(out))
+        if header is None:
+            nl = out.find(b"\n")
+            if nl >= 0:
+                header = dict(json.loads(out[:nl]))
+                del out[: nl + 1]
+                body = int(header.get("stdout_len") or 0) + int(header.get("stderr_len") or 0)
+        if header is not None and len(out) >= body:
+            n = int(header.get("stdout_len") or 0)
+            header["stdout"] = bytes(out[:n])
+            header["stderr"] = bytes(out[n:body])
+            return header
         chunk = await loop.sock_recv(sock, 1 << 16)
         if not chunk:
             return None

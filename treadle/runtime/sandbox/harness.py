@@ -12,10 +12,14 @@ they cannot push the result past the output cap.
 
 import ast
 import io
-import json
-import signal
 import sys
-import traceback
+
+# the interpreter's built-in modules, not `signal`, `json` and `traceback`: those import enum,
+# re and linecache from the image's disk, which a fresh container pays for on every run
+try:
+    import _signal as signal
+except ImportError:  # another Python implementation
+    import signal  # type: ignore[no-redef]
 
 MARKER = "\x1etreadle-result "
 _PRINT_CAP = 4000
@@ -45,6 +49,8 @@ def _short(value):
 def _error_line(exc):
     if isinstance(exc, _TestTimeout):
         return "timed out"
+    import traceback
+
     tb = traceback.extract_tb(exc.__traceback__)
     where = ""
     for frame in reversed(tb):
@@ -139,6 +145,49 @@ def run_tests(per_test):
     return {"results": results}
 
 
+def _dumps(value):
+    """json.dumps(value) for None, bools, ints, strings, lists and string-keyed dicts, without
+    importing json (whose import costs more than the rest of a typical test run)."""
+    try:
+        from _json import encode_basestring_ascii as quote
+    except ImportError:
+        quote = None
+    parts = []
+
+    def put(v):
+        if v is None:
+            parts.append("null")
+        elif v is True or v is False:
+            parts.append("true" if v else "false")
+        elif type(v) is int:
+            parts.append(int.__repr__(v))
+        elif type(v) is str and quote is not None:
+            parts.append(quote(v))
+        elif type(v) is list:
+            parts.append("[")
+            for i, item in enumerate(v):
+                if i:
+                    parts.append(", ")
+                put(item)
+            parts.append("]")
+        elif type(v) is dict and all(type(k) is str for k in v):
+            parts.append("{")
+            for i, (k, item) in enumerate(v.items()):
+                if i:
+                    parts.append(", ")
+                put(k)
+                parts.append(": ")
+                put(item)
+            parts.append("}")
+        else:
+            import json
+
+            parts.append(json.dumps(v))
+
+    put(value)
+    return "".join(parts)
+
+
 def run_program(entry, per_test):
     solution = _read("solution.py")
     ns: dict = {"__name__": "solution"}
@@ -148,12 +197,16 @@ def run_program(entry, per_test):
         if entry not in ns:
             return {"error": f"the code does not define `{entry}()`"}
         value = ns[entry]()
+        import json
+
         try:
             json.dumps(value)
         except (TypeError, ValueError):
             value = repr(value)
         return {"value": value}
     except BaseException as exc:
+        import traceback
+
         detail = "".join(traceback.format_exception(exc)[-6:])
         return {"error": f"{_error_line(exc)}\n{detail}"[:2000]}
     finally:
@@ -176,7 +229,7 @@ def main():
     finally:
         sys.stdout = real_stdout
     result["printed"] = captured.getvalue()
-    real_stdout.write("\n" + MARKER + json.dumps(result) + "\n")
+    real_stdout.write("\n" + MARKER + _dumps(result) + "\n")
     real_stdout.flush()
 
 
