@@ -174,14 +174,14 @@ def _run(argv, data, cap, drain_grace):
         in_w = -1
     status = None
     elapsed = 0.0
-    deadline = None
+    deadline = -1.0  # set when the child has ended
     pipes = {out_r, err_r}
     while True:
         if status is None and (pidfd < 0 or not pipes):
             waited, st = os.waitpid(pid, 0 if not pipes else os.WNOHANG)
             if waited:
                 status = st
-        if status is not None and deadline is None:
+        if status is not None and deadline < 0:
             elapsed = time.monotonic() - start
             # processes the code left behind (a setsid sleeper holding the pipes open) must
             # not hold the reply: the container is single-use, so everything but us and init
@@ -271,7 +271,7 @@ def main():
         _warm_up()
     stdin = sys.stdin.buffer
     stdout = sys.stdout.buffer
-    reply = {
+    reply: dict = {
         "exit_code": -1,
         "timed_out": False,
         "oom": False,

@@ -19,7 +19,7 @@ import sys
 try:
     import _signal as signal
 except ImportError:  # another Python implementation
-    import signal  # type: ignore[no-redef]
+    import signal
 
 MARKER = "\x1etreadle-result "
 _PRINT_CAP = 4000
@@ -151,7 +151,7 @@ def _dumps(value):
     try:
         from _json import encode_basestring_ascii as quote
     except ImportError:
-        quote = None
+        quote = None  # type: ignore[assignment]
     parts = []
 
     def put(v):
