@@ -44,7 +44,7 @@ ALPHABET = [
 
 def make_input(rng: random.Random) -> str:
     kind = rng.random()
-    if kind < 0.3:
+    if kind < 0.4:
         return "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 40)))
     toks = _TOKEN.findall(rng.choice(SEEDS))
     for _ in range(rng.randint(1, 3)):

@@ -62,41 +62,40 @@ def _quote(text: str) -> str:
 
 def to_mermaid(program: ir.Program) -> str:
     lines = ["flowchart TD"]
-    ids: set[str] = set()
 
-    def graph(g: ir.Graph, depth: int) -> None:
+    def graph(g: ir.Graph, depth: int, scope: dict[str, str], key: str) -> None:
         pad = "  " * depth
-        for p in g.params:
-            pid = _mid(p)
-            if pid not in ids:
-                ids.add(pid)
-                lines.append(f'{pad}{pid}(["{_quote(p)}"])')
+        scope = dict(scope)
+        for p in g.params:  # parameters are per graph: give each its own drawing id
+            scope[p] = _mid(f"{key}.{p}")
+            lines.append(f'{pad}{scope[p]}(["{_quote(p)}"])')
         for n, subs, labels in _walk(g):
             nid = _mid(n.id)
-            ids.add(nid)
             if subs:
                 lines.append(f'{pad}subgraph {nid}["{_quote(_label(n))}"]')
                 for sub, label in zip(subs, labels, strict=True):
                     if len(subs) > 1:
-                        lines.append(f'{pad}  subgraph {nid}_{label.replace(" ", "")}["{label}"]')
-                        graph(sub, depth + 2)
+                        tag = label.replace(" ", "")
+                        lines.append(f'{pad}  subgraph {nid}_{tag}["{label}"]')
+                        graph(sub, depth + 2, scope, f"{n.id}.{tag}")
                         lines.append(f"{pad}  end")
                     else:
-                        graph(sub, depth + 1)
+                        graph(sub, depth + 1, scope, n.id)
                 lines.append(f"{pad}end")
             else:
                 lines.append(f'{pad}{nid}["{_quote(_label(n))}"]')
             for d in _deps(n):
-                lines.append(f"{pad}{_mid(d)} --> {nid}")
+                lines.append(f"{pad}{scope.get(d, _mid(d))} --> {nid}")
 
     for name, wf in program.workflows.items():
         lines.append(f'  subgraph {_mid("wf_" + name)}["workflow {_quote(name)}"]')
-        graph(wf.graph, 2)
+        graph(wf.graph, 2, {}, name)
+        top = {p: _mid(f"{name}.{p}") for p in wf.graph.params}
         for out, e in wf.graph.outputs.items():
             oid = _mid(f"{name}.out.{out}")
             lines.append(f'    {oid}[/"{_quote(out)}"/]')
             for r in ir.refs(e):
-                lines.append(f"    {_mid(r.name)} --> {oid}")
+                lines.append(f"    {top.get(r.name, _mid(r.name))} --> {oid}")
         lines.append("  end")
     return "\n".join(lines) + "\n"
 
