@@ -8,15 +8,17 @@ Comments ride along on the statement they precede so formatting never loses them
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import dataclasses
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 
-class Span(BaseModel):
-    """1-based line and column of the first character; the end is exclusive."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Span:
+    """1-based line and column of the first character; the end is exclusive.
 
-    model_config = ConfigDict(frozen=True, defer_build=True)
+    A plain dataclass, not a model: the parser makes one per token, so it must be cheap."""
 
     line: int
     column: int
@@ -24,7 +26,7 @@ class Span(BaseModel):
     end_column: int
 
 
-NO_SPAN = Span.model_construct(line=0, column=0, end_line=0, end_column=0)
+NO_SPAN = Span(line=0, column=0, end_line=0, end_column=0)
 
 
 class Node(BaseModel):
@@ -239,6 +241,31 @@ class Module(Node):
     @property
     def uses(self) -> list[Use]:
         return [i for i in self.items if isinstance(i, Use)]
+
+
+_DEFAULTS: dict[type[BaseModel], dict[str, Any]] = {}
+_N = TypeVar("_N", bound=BaseModel)
+
+
+def new(cls: type[_N], **fields: Any) -> _N:
+    """Build a node without validation (what `model_construct` does, minus its per-call
+    default lookup): the parser makes hundreds of nodes per file and knows their types."""
+    defaults = _DEFAULTS.get(cls)
+    if defaults is None:
+        defaults = {
+            name: f.get_default(call_default_factory=True)
+            for name, f in cls.model_fields.items()
+            if not f.is_required()
+        }
+        _DEFAULTS[cls] = defaults
+    obj = cls.__new__(cls)
+    data = dict(defaults)
+    data.update(fields)
+    object.__setattr__(obj, "__dict__", data)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(fields))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
 
 
 def without_spans(node: Any) -> Any:

@@ -335,9 +335,7 @@ def _cover(exprs: tuple[A.Expr, ...] | list[A.Expr]) -> A.Span:
     if not exprs:
         return A.NO_SPAN
     a, b = exprs[0].span, exprs[-1].span
-    return A.Span.model_construct(
-        line=a.line, column=a.column, end_line=b.end_line, end_column=b.end_column
-    )
+    return A.Span(line=a.line, column=a.column, end_line=b.end_line, end_column=b.end_column)
 
 
 def _usage(sig: Any) -> str:

@@ -100,7 +100,7 @@ def normalize(body: tuple[A.Statement, ...]) -> tuple[A.Statement, ...]:
             if s.arms[-1].cond is None:
                 pass
             else:
-                arms.append(A.Arm.model_construct(cond=None, body=normalize(rest), span=s.span))
+                arms.append(A.new(A.Arm, cond=None, body=normalize(rest), span=s.span))
             out.append(s.model_copy(update={"arms": tuple(arms)}))
             return tuple(out)
         out.append(s)

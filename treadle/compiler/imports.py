@@ -137,7 +137,7 @@ class Compiler:
             lowerable.append(wf)
         visible.update(sigs)
         if not module.workflows and not diags:
-            span = A.Span.model_construct(line=1, column=1, end_line=1, end_column=1)
+            span = A.Span(line=1, column=1, end_line=1, end_column=1)
             diags.append(
                 make(
                     "E105",
@@ -245,7 +245,7 @@ def _recursion(
             reported.update(cycle)
             call = next(c for c in edges[start] if c.workflow == cycle[1])
             s = call.span
-            span = A.Span.model_construct(
+            span = A.Span(
                 line=s.line if s else 0,
                 column=s.column if s else 0,
                 end_line=s.end_line if s else 0,

@@ -43,7 +43,7 @@ def lark_parser() -> Lark:
 
 
 def _tspan(tok: Token) -> A.Span:
-    return A.Span.model_construct(
+    return A.Span(
         line=tok.line or 0,
         column=tok.column or 0,
         end_line=tok.end_line or 0,
@@ -52,9 +52,7 @@ def _tspan(tok: Token) -> A.Span:
 
 
 def _join(a: A.Span, b: A.Span) -> A.Span:
-    return A.Span.model_construct(
-        line=a.line, column=a.column, end_line=b.end_line, end_column=b.end_column
-    )
+    return A.Span(line=a.line, column=a.column, end_line=b.end_line, end_column=b.end_column)
 
 
 def _toks(children: list[Any], *types: str) -> list[Token]:
@@ -88,17 +86,15 @@ def parse_string(tok: Token) -> A.Str:
             if buf:
                 parts.append("".join(buf))
                 buf = []
-            span = A.Span.model_construct(
-                line=line, column=col0 + i, end_line=line, end_column=col0 + m.end()
-            )
-            parts.append(A.Interp.model_construct(path=tuple(m.group(1).split(".")), span=span))
+            span = A.Span(line=line, column=col0 + i, end_line=line, end_column=col0 + m.end())
+            parts.append(A.new(A.Interp, path=tuple(m.group(1).split(".")), span=span))
             i = m.end()
         else:
             buf.append(ch)
             i += 1
     if buf:
         parts.append("".join(buf))
-    return A.Str.model_construct(parts=tuple(parts), span=_tspan(tok))
+    return A.new(A.Str, parts=tuple(parts), span=_tspan(tok))
 
 
 _STATEMENTS = (A.Step, A.If, A.Repeat, A.Return, A.Invalid)
@@ -136,13 +132,11 @@ class _ToAst(Transformer[Token, A.Module]):
     # ------------------------------------------------------------ files
 
     def start(self, children: list[Any]) -> A.Module:
-        return A.Module.model_construct(items=tuple(_nodes(children)))
+        return A.new(A.Module, items=tuple(_nodes(children)))
 
     def use(self, children: list[Any]) -> A.Use:
         kw, s = children[0], _toks(children, "STRING")[0]
-        return A.Use.model_construct(
-            path=parse_string(s).as_text(), span=_join(_tspan(kw), _tspan(s))
-        )
+        return A.new(A.Use, path=parse_string(s).as_text(), span=_join(_tspan(kw), _tspan(s)))
 
     def workflow(self, children: list[Any]) -> A.Workflow:
         kw, name = children[0], children[1]
@@ -150,7 +144,8 @@ class _ToAst(Transformer[Token, A.Module]):
         inputs, outputs = [*fields, None, None][:2]
         body = _stmts(children)
         end = _toks(children, "END")[-1]
-        return A.Workflow.model_construct(
+        return A.new(
+            A.Workflow,
             name=str(name),
             inputs=inputs or (),
             outputs=outputs or (),
@@ -162,15 +157,13 @@ class _ToAst(Transformer[Token, A.Module]):
         return tuple(children)
 
     def field(self, children: list[Any]) -> A.Param:
-        return A.Param.model_construct(
-            name=str(children[0]), type=children[1], span=_cover(children)
-        )
+        return A.new(A.Param, name=str(children[0]), type=children[1], span=_cover(children))
 
     def type_name(self, children: list[Any]) -> A.TypeRef:
-        return A.TypeRef.model_construct(name=str(children[0]), span=_cover(children))
+        return A.new(A.TypeRef, name=str(children[0]), span=_cover(children))
 
     def type_list(self, children: list[Any]) -> A.TypeRef:
-        return A.TypeRef.model_construct(name="list", item=children[-1], span=_cover(children))
+        return A.new(A.TypeRef, name="list", item=children[-1], span=_cover(children))
 
     # ------------------------------------------------------------ statements
 
@@ -183,22 +176,18 @@ class _ToAst(Transformer[Token, A.Module]):
             and isinstance(value.terms[0], A.Name)
             and value.terms[0].path == (INVALID,)
         ):
-            return A.Invalid.model_construct(name=str(name), span=span)
-        return A.Step.model_construct(name=str(name), value=value, span=span)
+            return A.new(A.Invalid, name=str(name), span=span)
+        return A.new(A.Step, name=str(name), value=value, span=span)
 
     def for_inline(self, children: list[Any]) -> A.ForEach:
         var, over, command = _toks(children, "NAME")[0], _nodes(children)[0], children[-1]
-        return A.ForEach.model_construct(
-            var=str(var), over=over, command=command, span=_cover(children)
-        )
+        return A.new(A.ForEach, var=str(var), over=over, command=command, span=_cover(children))
 
     def for_block(self, children: list[Any]) -> A.ForEach:
         var = _toks(children, "NAME")[0]
         nodes = _nodes(children)
         body = _stmts(nodes[1:])
-        return A.ForEach.model_construct(
-            var=str(var), over=nodes[0], body=body, span=_cover(children)
-        )
+        return A.new(A.ForEach, var=str(var), over=nodes[0], body=body, span=_cover(children))
 
     def command_one(self, children: list[Any]) -> A.Command:
         return self._command(children, children[:1], children[1:])
@@ -211,14 +200,10 @@ class _ToAst(Transformer[Token, A.Module]):
     def _command(self, children: list[Any], terms: list[Any], rest: list[Any]) -> A.Command:
         args = tuple(c for c in rest if isinstance(c, A.Arg))
         opts = next((c for c in rest if isinstance(c, tuple)), ())
-        return A.Command.model_construct(
-            terms=tuple(terms), args=args, options=opts, span=_cover(children)
-        )
+        return A.new(A.Command, terms=tuple(terms), args=args, options=opts, span=_cover(children))
 
     def arg(self, children: list[Any]) -> A.Arg:
-        return A.Arg.model_construct(
-            prep=str(children[0]), value=children[1], span=_cover(children)
-        )
+        return A.new(A.Arg, prep=str(children[0]), value=children[1], span=_cover(children))
 
     def prep(self, children: list[Any]) -> Token:
         tok: Token = children[0]
@@ -228,38 +213,37 @@ class _ToAst(Transformer[Token, A.Module]):
         return tuple(c for c in children if isinstance(c, A.Option))
 
     def option(self, children: list[Any]) -> A.Option:
-        return A.Option.model_construct(
-            name=str(children[0]), value=children[1], span=_cover(children)
-        )
+        return A.new(A.Option, name=str(children[0]), value=children[1], span=_cover(children))
 
     def if_(self, children: list[Any]) -> A.If:
         kw, end = children[0], _toks(children, "END")[-1]
         cond = _nodes(children)[0]
         body = _stmts(children)
         first_end = body[-1].span if body else _tspan(_toks(children, "THEN")[0])
-        arms = [A.Arm.model_construct(cond=cond, body=body, span=_join(_tspan(kw), first_end))]
+        arms = [A.new(A.Arm, cond=cond, body=body, span=_join(_tspan(kw), first_end))]
         arms += [c for c in children if isinstance(c, A.Arm)]
-        return A.If.model_construct(arms=tuple(arms), span=_join(_tspan(kw), _tspan(end)))
+        return A.new(A.If, arms=tuple(arms), span=_join(_tspan(kw), _tspan(end)))
 
     def elif_(self, children: list[Any]) -> A.Arm:
         kw = children[0]
         cond = _nodes(children)[0]
         body = _stmts(children)
         last = body[-1].span if body else _tspan(_toks(children, "THEN")[0])
-        return A.Arm.model_construct(cond=cond, body=body, span=_join(_tspan(kw), last))
+        return A.new(A.Arm, cond=cond, body=body, span=_join(_tspan(kw), last))
 
     def else_(self, children: list[Any]) -> A.Arm:
         kw = children[0]
         body = _stmts(children)
         last = body[-1].span if body else _tspan(kw)
-        return A.Arm.model_construct(cond=None, body=body, span=_join(_tspan(kw), last))
+        return A.new(A.Arm, cond=None, body=body, span=_join(_tspan(kw), last))
 
     def repeat(self, children: list[Any]) -> A.Repeat:
         kw = children[0]
         bound = next((c for c in children if isinstance(c, _Bound)), None)
         body = _stmts(children)
         until = _nodes(children)[-1]
-        return A.Repeat.model_construct(
+        return A.new(
+            A.Repeat,
             bound=bound.expr if bound else None,
             body=body,
             until=until,
@@ -273,29 +257,29 @@ class _ToAst(Transformer[Token, A.Module]):
         kw = children[0]
         value = _nodes(children)[0] if _nodes(children) else None
         end = value.span if value is not None else _tspan(kw)
-        return A.Return.model_construct(value=value, span=_join(_tspan(kw), end))
+        return A.new(A.Return, value=value, span=_join(_tspan(kw), end))
 
     # ------------------------------------------------------------ expressions
 
     def or_expr(self, children: list[Any]) -> A.BinaryOp:
-        return A.BinaryOp.model_construct(
-            op="or", left=children[0], right=children[-1], span=_cover(children)
+        return A.new(
+            A.BinaryOp, op="or", left=children[0], right=children[-1], span=_cover(children)
         )
 
     def and_expr(self, children: list[Any]) -> A.BinaryOp:
-        return A.BinaryOp.model_construct(
-            op="and", left=children[0], right=children[-1], span=_cover(children)
+        return A.new(
+            A.BinaryOp, op="and", left=children[0], right=children[-1], span=_cover(children)
         )
 
     def not_expr(self, children: list[Any]) -> A.UnaryOp:
-        return A.UnaryOp.model_construct(op="not", operand=children[-1], span=_cover(children))
+        return A.new(A.UnaryOp, op="not", operand=children[-1], span=_cover(children))
 
     def neg(self, children: list[Any]) -> A.UnaryOp:
-        return A.UnaryOp.model_construct(op="-", operand=children[-1], span=_cover(children))
+        return A.new(A.UnaryOp, op="-", operand=children[-1], span=_cover(children))
 
     def compare_expr(self, children: list[Any]) -> A.BinaryOp:
-        return A.BinaryOp.model_construct(
-            op=children[1], left=children[0], right=children[2], span=_cover(children)
+        return A.new(
+            A.BinaryOp, op=children[1], left=children[0], right=children[2], span=_cover(children)
         )
 
     binary = compare_expr
@@ -307,8 +291,8 @@ class _ToAst(Transformer[Token, A.Module]):
     prod_op = comp_op
 
     def ref(self, children: list[Any]) -> A.Name:
-        return A.Name.model_construct(
-            path=tuple(str(c) for c in children if c.type == "NAME"), span=_cover(children)
+        return A.new(
+            A.Name, path=tuple(str(c) for c in children if c.type == "NAME"), span=_cover(children)
         )
 
     def string(self, children: list[Any]) -> A.Str:
@@ -317,16 +301,16 @@ class _ToAst(Transformer[Token, A.Module]):
     def number(self, children: list[Any]) -> A.Num:
         text = str(children[0])
         value: int | float = float(text) if "." in text else int(text)
-        return A.Num.model_construct(value=value, span=_tspan(children[0]))
+        return A.new(A.Num, value=value, span=_tspan(children[0]))
 
     def true(self, children: list[Any]) -> A.Bool:
-        return A.Bool.model_construct(value=True, span=_cover(children))
+        return A.new(A.Bool, value=True, span=_cover(children))
 
     def false(self, children: list[Any]) -> A.Bool:
-        return A.Bool.model_construct(value=False, span=_cover(children))
+        return A.new(A.Bool, value=False, span=_cover(children))
 
     def list(self, children: list[Any]) -> A.ListLit:
-        return A.ListLit.model_construct(items=tuple(_nodes(children)), span=_cover(children))
+        return A.new(A.ListLit, items=tuple(_nodes(children)), span=_cover(children))
 
 
 class _Bound:
@@ -498,9 +482,7 @@ class _Recovery:
     def _char_error(self, e: UnexpectedCharacters) -> None:
         pos = e.pos_in_stream or 0
         ch = self.text[pos] if pos < len(self.text) else ""
-        span = A.Span.model_construct(
-            line=e.line, column=e.column, end_line=e.line, end_column=e.column + 1
-        )
+        span = A.Span(line=e.line, column=e.column, end_line=e.line, end_column=e.column + 1)
         hint = None
         if ch == '"':
             msg = "unterminated string"
@@ -521,7 +503,7 @@ class _Recovery:
         if tok.type == "_NL":
             line = self._line_of(tok.start_pos or 0)
             col = len(self.text.splitlines()[line - 1].rstrip()) + 1
-            span = A.Span.model_construct(line=line, column=col, end_line=line, end_column=col + 1)
+            span = A.Span(line=line, column=col, end_line=line, end_column=col + 1)
             what = "unexpected end of line"
         else:
             span = _tspan(tok)
@@ -623,7 +605,7 @@ class _Recovery:
     def _finish(self, ip: Any) -> A.Module:
         """Close every block left open at the end of the file, then build the tree."""
         last_line = self.text.count("\n")
-        span = A.Span.model_construct(line=last_line, column=1, end_line=last_line, end_column=1)
+        span = A.Span(line=last_line, column=1, end_line=last_line, end_column=1)
         for _ in range(200):
             try:
                 module: A.Module = ip.feed_eof()
@@ -644,7 +626,9 @@ class _Recovery:
                     ip.feed_token(Token(t, v, 0, last_line, 1, last_line, 1, 0))
             except UnexpectedToken:
                 break
-        return A.Module.model_construct()
+        return A.new(
+            A.Module,
+        )
 
 
 def _hint(tok: Token, expected: set[str]) -> str | None:
