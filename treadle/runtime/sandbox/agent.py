@@ -132,12 +132,32 @@ def _spawn(argv, stdin_fd, stdout_fd, stderr_fd):
 
 def _warm_up():
     """Start the tools once while idle: a fresh container's file lookups are slow the first
-    time (each goes through the storage driver), and this moves that cost off the request."""
+    time (each goes through the storage driver), and this moves that cost off the request.
+    It runs beside the wait for the request; a request that comes first stops it (see
+    _stop_warm_up), so a busy pool does not pay for warming containers it uses at once."""
     try:
         null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-        pid = _spawn(["timeout", "5", "python3", "-c", "pass"], null, null, null)
+        try:
+            return _spawn(["timeout", "5", "python3", "-c", "pass"], null, null, null)
+        finally:
+            os.close(null)
+    except OSError:
+        return None
+
+
+def _stop_warm_up(pid):
+    if pid is None:
+        return
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            return
+        # `timeout` leads its own process group, with its child in it
+        for kill, target in ((os.killpg, pid), (os.kill, pid)):
+            try:  # noqa: SIM105 - contextlib is read from disk, the agent avoids it
+                kill(target, 9)
+            except OSError:
+                pass
         os.waitpid(pid, 0)
-        os.close(null)
     except OSError:
         pass
 
@@ -267,8 +287,7 @@ def _reply_line(reply):
 
 
 def main():
-    if "--warm" in sys.argv[1:]:
-        _warm_up()
+    warm_pid = _warm_up() if "--warm" in sys.argv[1:] else None
     stdin = sys.stdin.buffer
     stdout = sys.stdout.buffer
     reply: dict = {
@@ -285,6 +304,7 @@ def main():
     out = err = b""
     try:
         first = stdin.readline()
+        _stop_warm_up(warm_pid)
         if not first:
             return  # the host went away before sending a request
         timeout_s, kill_after, out_cap, nargs, nfiles, stdin_len = first.split()
