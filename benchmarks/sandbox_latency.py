@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -42,7 +43,12 @@ async def measure(pool_size: int, pause: float) -> list[float]:
         await sb.aclose()
 
 
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 async def main() -> None:
+    load_before = load()
     cold = await measure(0, 0.3)
     warm = await measure(2, 1.0)
     fig = {
@@ -53,6 +59,8 @@ async def main() -> None:
         "warm_p95_ms": round(pct(warm, 0.95), 1),
     }
     fig["speedup_p50"] = round(fig["cold_p50_ms"] / fig["warm_p50_ms"], 1)
+    fig["load_before"] = load_before
+    fig["load_after"] = load()
     print(f"print(1) in the sandbox, {N} runs each (same image and hardening)")
     for name in ("cold", "warm"):
         label = "cold container per run:" if name == "cold" else "warm pool:             "
@@ -60,6 +68,8 @@ async def main() -> None:
         print(f"  {label} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms")
     mean = statistics.mean(warm) * 1000
     print(f"  warm is {fig['speedup_p50']}x faster at p50 (mean warm {mean:.1f} ms)")
+    after = fig["load_after"]
+    print(f"  load average before: {load_before}; after: {after} ({os.cpu_count()} cores)")
     print(json.dumps(fig))
 
 

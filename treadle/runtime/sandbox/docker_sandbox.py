@@ -34,6 +34,8 @@ WORKDIR = "/work"
 KILL_AFTER = 1.0
 #: extra seconds the host waits (agent start, extraction, reply) before removing the container
 HOST_GRACE = 5.0
+#: the warm pool grows to the number of runs in progress, up to this many idle containers
+MAX_POOL = 8
 
 
 def connect() -> Any:
@@ -150,6 +152,7 @@ class DockerSandbox(Sandbox):
         self._closed = False
         self._started = False
         self._create_sem = asyncio.Semaphore(4)
+        self._active = 0  # runs in progress: the pool grows to match them (up to MAX_POOL)
         self.swept: list[str] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -199,7 +202,7 @@ class DockerSandbox(Sandbox):
     # ------------------------------------------------------------------ containers
 
     def _host_config(self, limits: Limits) -> Any:
-        from docker.types import Ulimit
+        from docker.types import LogConfig, Ulimit
 
         api = self._api
         mem = f"{limits.memory_mb}m"
@@ -223,6 +226,9 @@ class DockerSandbox(Sandbox):
                 Ulimit(name="nofile", soft=256, hard=256),
             ],
             ipc_mode="private",
+            # the host reads the output from the attached stream; a log driver would also copy
+            # it (JSON-encoded) into a file on the host's disk, for nothing
+            log_config=LogConfig(type="none"),
         )
 
     def _create_blocking(self, limits: Limits, warm: bool = False) -> _Warm:
@@ -274,7 +280,8 @@ class DockerSandbox(Sandbox):
     def _refill(self) -> None:
         if self._closed:
             return
-        while self._pool.qsize() + self._filling < self.pool_size:
+        target = max(self.pool_size, min(self._active, MAX_POOL)) if self.pool_size else 0
+        while self._pool.qsize() + self._filling < target:
             self._filling += 1
             self._track(asyncio.ensure_future(self._fill_one()))
 
@@ -328,7 +335,12 @@ class DockerSandbox(Sandbox):
         limits = limits or self.limits
         request = encode_request(command, files or {}, stdin or b"", limits)
         start = time.monotonic()
-        warm = await self._take(limits)
+        self._active += 1
+        try:
+            warm = await self._take(limits)
+        except BaseException:
+            self._active -= 1
+            raise
         loop = asyncio.get_running_loop()
         try:
             try:
@@ -349,6 +361,7 @@ class DockerSandbox(Sandbox):
             if reply is None:
                 return await self._lost(warm, start)
         finally:
+            self._active -= 1
             self._remove_later(warm)
         if reply.get("error"):
             raise SandboxError(f"The sandbox agent failed: {reply['error']}")
