@@ -49,7 +49,7 @@ def test_solve_math_example_with_the_docker_sandbox(tmp_path: Path) -> None:
 
 
 @pytest.mark.docker
-def test_ctrl_c_during_a_sandbox_run_removes_its_containers(tmp_path: Path) -> None:
+def test_ctrl_c_during_a_sandbox_run_stops_its_containers(tmp_path: Path) -> None:
     import signal
     import time
 
