@@ -177,16 +177,24 @@ def langgraph_runner(graph: Any) -> Callable[[], Awaitable[Any]]:
 # ---------------------------------------------------------------- measuring
 
 
-async def per_step_us(run: Callable[[], Awaitable[Any]], steps: int, repeats: int) -> float:
-    """Median over 5 trials of (wall time / (repeats × steps)), after a warm-up run."""
-    await run()
-    trials = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            await run()
-        trials.append((time.perf_counter() - t0) / (repeats * steps) * 1e6)
-    return statistics.median(trials)
+async def per_step_us(
+    runs: list[Callable[[], Awaitable[Any]]], steps: int, repeats: int, trials: int = 5
+) -> list[float]:
+    """For each runner, the median over `trials` of wall time / (repeats × steps) in µs.
+
+    The runners take turns within each trial, so a burst of load on a shared machine hits
+    every side alike instead of whichever happened to be measured at the time.
+    """
+    for run in runs:
+        await run()  # warm-up
+    samples: list[list[float]] = [[] for _ in runs]
+    for _ in range(trials):
+        for i, run in enumerate(runs):
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                await run()
+            samples[i].append((time.perf_counter() - t0) / (repeats * steps) * 1e6)
+    return [statistics.median(s) for s in samples]
 
 
 async def independence_treadle() -> dict[str, float]:
@@ -260,7 +268,7 @@ async def main(quick: bool) -> dict[str, Any]:
     results: dict[str, Any] = {
         "python": sys.version.split()[0],
         "langgraph": version("langgraph"),
-        "unit": "microseconds per step (median of 5 trials)",
+        "unit": "microseconds per step (median of 5 interleaved trials)",
         "graphs": {},
     }
     print(f"scheduler overhead, no-op steps (langgraph {results['langgraph']})")
@@ -271,9 +279,12 @@ async def main(quick: bool) -> dict[str, Any]:
         for name, steps, make_t, make_lg, repeats, quick_repeats in CASES:
             n = quick_repeats if quick else repeats
             prog = make_t()
-            t_us = await per_step_us(treadle_runner(prog), steps, n)
-            traced_us = await per_step_us(treadle_runner(prog, trace_dir=Path(tmp)), steps, n)
-            lg_us = await per_step_us(langgraph_runner(make_lg()), steps, n)
+            runners = [
+                treadle_runner(prog),
+                treadle_runner(prog, trace_dir=Path(tmp)),
+                langgraph_runner(make_lg()),
+            ]
+            t_us, traced_us, lg_us = await per_step_us(runners, steps, n)
             ratio = lg_us / t_us
             results["graphs"][name] = {
                 "steps": steps,
