@@ -1,28 +1,52 @@
 """The `treadle` command. Each group of commands lives in its own module and registers on `app`.
 
-Start-up stays fast: command modules import heavy parts inside the command functions.
+Start-up stays fast: command modules import heavy parts inside the command functions, and a
+plain `treadle check|compile|fmt FILE...` runs without importing typer at all
+(`compile_cmds.fast_path`); help, usage errors and every other command go through typer.
 """
 
 from __future__ import annotations
 
-import typer
+import sys
+from typing import TYPE_CHECKING, Any
 
-app = typer.Typer(
-    name="treadle",
-    help="A workflow language for LLM agents: check, compile, format and run .flow files.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+if TYPE_CHECKING:
+    import typer
+
+_app: typer.Typer | None = None
 
 
-def _register_commands() -> None:
+def _make_app() -> typer.Typer:
+    import typer
+
     from treadle.runtime.cli import compile_cmds, ops_cmds, run_cmds, sandbox_cmds
 
+    app = typer.Typer(
+        name="treadle",
+        help="A workflow language for LLM agents: check, compile, format and run .flow files.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
     for module in (compile_cmds, run_cmds, sandbox_cmds, ops_cmds):
         module.register(app)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """`app`, the typer app with every command, built on first use."""
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = _make_app()
+        return _app
+    raise AttributeError(name)
 
 
 def main() -> None:
-    _register_commands()
-    app()
+    from treadle.runtime.cli.compile_cmds import fast_path
+
+    code = fast_path(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
+    __getattr__("app")()
