@@ -15,7 +15,9 @@ from typing import Any, cast
 
 from lark import Lark, Token, Transformer, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
-from lark.lexer import LexerState
+from lark.lexer import BasicLexer, LexerState, UnlessCallback
+from lark.parse_tree_builder import ChildFilter, ExpandSingleChild
+from lark.parsers.lalr_analysis import Shift
 
 from treadle.compiler import ast as A
 from treadle.compiler.comments import attach_comments
@@ -323,18 +325,166 @@ class _Bound:
 def parse(text: str, file: str | None = None) -> tuple[A.Module, list[Diagnostic]]:
     """Parse a whole file: the tree (with stand-ins for bad lines) and its syntax errors."""
     source = text if text.endswith("\n") else text + "\n"
-    try:
-        module = cast(A.Module, lark_parser().parse(source))  # the transformer's value
-        diags: list[Diagnostic] = []
-        broken: set[int] = set()
-    except UnexpectedInput:
-        module, diags, broken = _Recovery(source, file).run()
+    diags: list[Diagnostic] = []
+    broken: set[int] = set()
+    fast = _fast_parse(source)
+    if fast is not None:
+        module = fast
+    else:
+        try:
+            module = cast(A.Module, lark_parser().parse(source))  # the transformer's value
+        except UnexpectedInput:
+            module, diags, broken = _Recovery(source, file).run()
     if broken:
         for wf in module.workflows:
             if wf.span.line in broken:
                 wf.broken = True
     attach_comments(module, source)
     return module, diags
+
+
+# ---------------------------------------------------------------- the fast path
+
+#: per parser state: terminal -> (True, next state) for a shift, or (False, (rule length,
+#: callback, rule name)) for a reduce; callback None: the rule's value is its one child
+_Actions = dict[int, dict[str, tuple[bool, Any]]]
+#: per parser state: its contextual lexer's (regexps, ignored, multi-line terminals, keyword
+#: lookups: terminal -> the function giving a keyword's terminal for a matched text or None)
+_Lexers = dict[int, tuple[list[Any], frozenset[str], frozenset[str], dict[str, Any]]]
+
+
+@functools.cache
+def _fast_tables() -> tuple[int, int, _Actions, _Lexers] | None:
+    """Lark's own LALR table, rule callbacks and per-state lexers, flattened for `_fast_parse`;
+    None if the parser is not built the way the fast path assumes (then Lark parses)."""
+    lark = lark_parser()
+    frontend = lark.parser
+    lexer = frontend.lexer
+    parser = frontend.parser.parser
+    table, callbacks = parser.parse_table, parser.callbacks
+    if any(isinstance(k, str) for k in callbacks) or lark.options.lexer_callbacks:
+        return None  # terminal callbacks: not handled here
+    actions: _Actions = {}
+    for state, acts in table.states.items():
+        row: dict[str, tuple[bool, Any]] = {}
+        for term, (action, arg) in acts.items():
+            if action is Shift:
+                row[term] = (True, arg)
+            else:
+                size, cb = len(arg.expansion), callbacks[arg]
+                if _passes_child(size, cb):
+                    cb = None
+                row[term] = (False, (size, cb, arg.origin.name))
+        actions[state] = row
+    lexers: _Lexers = {}
+    built: dict[int, tuple[list[Any], frozenset[str], frozenset[str], dict[str, Any]]] = {}
+    for state, basic in lexer.lexers.items():
+        if id(basic) not in built:
+            if type(basic) is not BasicLexer:
+                return None
+            scanner = basic.scanner  # builds `basic.callback` too
+            keywords: dict[str, Any] = {}
+            for term, cb in basic.callback.items():
+                if type(cb) is not UnlessCallback or term in basic.ignore_types:
+                    return None
+                keywords[term] = functools.cache(cb.scanner.fullmatch)
+            built[id(basic)] = (scanner._mres, basic.ignore_types, basic.newline_types, keywords)
+        lexers[state] = built[id(basic)]
+    return table.start_states["start"], table.end_states["start"], actions, lexers
+
+
+def _passes_child(size: int, cb: Any) -> bool:
+    """Whether a rule callback returns its only child as is (an inlined `?rule` with one
+    symbol), which the fast path then skips calling."""
+    if size != 1:
+        return False
+    if type(cb) is ExpandSingleChild:
+        return True
+    return (
+        isinstance(cb, ChildFilter)
+        and type(cb.node_builder) is ExpandSingleChild
+        and list(cb.to_include) == [(0, False, 0)]
+        and not getattr(cb, "append_none", 0)
+    )
+
+
+def _fast_parse(text: str) -> A.Module | None:
+    """What `lark_parser().parse(text)` returns for a file without syntax errors, or None.
+
+    The same contextual lexing, LALR table and rule callbacks as Lark's parser, in one loop
+    without Lark's per-token layers; at the first lexing or parsing error it gives up (None)
+    and `parse` runs Lark itself, whose errors the recovery needs."""
+    tables = _fast_tables()
+    if tables is None:
+        return None
+    start_state, end_state, actions, lexers = tables
+    state_stack = [start_state]
+    value_stack: list[Any] = []
+    pos, line, line_start, n = 0, 1, 0, len(text)
+    new_str = str.__new__
+    while True:
+        mres, ignore, multiline, keywords = lexers[state_stack[-1]]
+        term = "$END"
+        tok: Any = None
+        while pos < n:
+            for mre in mres:
+                m = mre.match(text, pos)
+                if m is not None:
+                    break
+            else:
+                return None
+            value = m.group(0)
+            term = m.lastgroup
+            start, start_line, column = pos, line, pos - line_start + 1
+            if term in multiline:
+                k = value.count("\n")
+                if k:
+                    line += k
+                    line_start = pos + value.rindex("\n") + 1
+            pos += len(value)
+            if term in ignore:
+                term = "$END"
+                continue
+            keyword = keywords.get(term)
+            if keyword is not None:
+                term = keyword(value) or term
+            tok = new_str(Token, value)  # what Token(...) builds, minus its argument checks
+            tok.type = term
+            tok.start_pos = start
+            tok.value = value
+            tok.line = start_line
+            tok.column = column
+            tok.end_line = line
+            tok.end_column = pos - line_start + 1
+            tok.end_pos = pos
+            break
+        while True:
+            act = actions[state_stack[-1]].get(term)
+            if act is None:
+                return None
+            if act[0]:
+                if tok is None:
+                    return None
+                state_stack.append(act[1])
+                value_stack.append(tok)
+                break
+            size, callback, origin = act[1]
+            if callback is None:  # the child is the value: only the state changes
+                state_stack.pop()
+                state_stack.append(actions[state_stack[-1]][origin][1])
+                if tok is None and state_stack[-1] == end_state:
+                    return cast(A.Module, value_stack[-1])
+                continue
+            if size:
+                children = value_stack[-size:]
+                del state_stack[-size:]
+                del value_stack[-size:]
+            else:
+                children = []
+            value_stack.append(callback(children))
+            state_stack.append(actions[state_stack[-1]][origin][1])
+            if tok is None and state_stack[-1] == end_state:
+                return cast(A.Module, value_stack[-1])
 
 
 # ---------------------------------------------------------------- error recovery
