@@ -408,6 +408,21 @@ def _passes_child(size: int, cb: Any) -> bool:
     )
 
 
+#: (state under the top, top state, next terminal) -> the top state after every one-child
+#: reduction that terminal triggers in a row (they only ever replace the top state)
+_PASS_CHAINS: dict[tuple[int, int, str], int] = {}
+
+
+def _pass_chain(actions: _Actions, end_state: int, under: int, top: int, term: str) -> int:
+    while True:
+        act = actions[top].get(term)
+        if act is None or act[0] or act[1][1] is not None:
+            return top
+        top = actions[under][act[1][2]][1]
+        if term == "$END" and top == end_state:
+            return top
+
+
 def _fast_parse(text: str) -> A.Module | None:
     """What `lark_parser().parse(text)` returns for a file without syntax errors, or None.
 
@@ -469,10 +484,14 @@ def _fast_parse(text: str) -> A.Module | None:
                 value_stack.append(tok)
                 break
             size, callback, origin = act[1]
-            if callback is None:  # the child is the value: only the state changes
-                state_stack.pop()
-                state_stack.append(actions[state_stack[-1]][origin][1])
-                if tok is None and state_stack[-1] == end_state:
+            if callback is None:  # the child is the value: only the top state changes
+                key = (state_stack[-2], state_stack[-1], term)
+                top = _PASS_CHAINS.get(key)
+                if top is None:
+                    top = _pass_chain(actions, end_state, *key)
+                    _PASS_CHAINS[key] = top
+                state_stack[-1] = top
+                if tok is None and top == end_state:
                     return cast(A.Module, value_stack[-1])
                 continue
             if size:
