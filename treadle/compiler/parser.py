@@ -355,8 +355,9 @@ _Lexers = dict[int, tuple[list[Any], frozenset[str], frozenset[str], dict[str, A
 
 @functools.cache
 def _fast_tables() -> tuple[int, int, _Actions, _Lexers] | None:
-    """Lark's own LALR table, rule callbacks and per-state lexers, flattened for `_fast_parse`;
-    None if the parser is not built the way the fast path assumes (then Lark parses)."""
+    """Lark's own LALR table and rule callbacks, flattened for `_fast_parse`, and the per-state
+    lexers (filled by `_state_lexer` as states are reached); None if the parser is not built
+    the way the fast path assumes (then Lark parses)."""
     lark = lark_parser()
     frontend = lark.parser
     lexer = frontend.lexer
@@ -376,21 +377,33 @@ def _fast_tables() -> tuple[int, int, _Actions, _Lexers] | None:
                     cb = None
                 row[term] = (False, (size, cb, arg.origin.name))
         actions[state] = row
-    lexers: _Lexers = {}
-    built: dict[int, tuple[list[Any], frozenset[str], frozenset[str], dict[str, Any]]] = {}
-    for state, basic in lexer.lexers.items():
-        if id(basic) not in built:
-            if type(basic) is not BasicLexer:
-                return None
-            scanner = basic.scanner  # builds `basic.callback` too
-            keywords: dict[str, Any] = {}
-            for term, cb in basic.callback.items():
-                if type(cb) is not UnlessCallback or term in basic.ignore_types:
-                    return None
-                keywords[term] = functools.cache(cb.scanner.fullmatch)
-            built[id(basic)] = (scanner._mres, basic.ignore_types, basic.newline_types, keywords)
-        lexers[state] = built[id(basic)]
-    return table.start_states["start"], table.end_states["start"], actions, lexers
+    if any(type(basic) is not BasicLexer for basic in lexer.lexers.values()):
+        return None
+    return table.start_states["start"], table.end_states["start"], actions, {}
+
+
+_LEXER_CACHE: dict[int, Any] = {}
+
+
+def _state_lexer(state: int) -> Any:
+    """The fast path's view of the contextual lexer of a parser state, built on first use (as
+    Lark builds its scanners: most states of the table never lex in a given run)."""
+    basic = lark_parser().parser.lexer.lexers[state]
+    view = _LEXER_CACHE.get(id(basic))
+    if view is None:
+        scanner = basic.scanner  # builds `basic.callback` too
+        keywords: dict[str, Any] = {}
+        for term, cb in basic.callback.items():
+            if type(cb) is not UnlessCallback or term in basic.ignore_types:
+                raise _NotFast
+            keywords[term] = functools.cache(cb.scanner.fullmatch)
+        view = (scanner._mres, basic.ignore_types, basic.newline_types, keywords)
+        _LEXER_CACHE[id(basic)] = view
+    return view
+
+
+class _NotFast(Exception):
+    """The parser is not built the way the fast path assumes."""
 
 
 def _passes_child(size: int, cb: Any) -> bool:
@@ -438,7 +451,13 @@ def _fast_parse(text: str) -> A.Module | None:
     pos, line, line_start, n = 0, 1, 0, len(text)
     new_str = str.__new__
     while True:
-        mres, ignore, multiline, keywords = lexers[state_stack[-1]]
+        view = lexers.get(state_stack[-1])
+        if view is None:
+            try:
+                view = lexers[state_stack[-1]] = _state_lexer(state_stack[-1])
+            except _NotFast:
+                return None
+        mres, ignore, multiline, keywords = view
         term = "$END"
         tok: Any = None
         while pos < n:
