@@ -10,6 +10,7 @@ itself, so a call whose task was cancelled cannot overlap the next one.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import os
 import random
@@ -144,8 +145,22 @@ def _load(path: Path, n_ctx: int, n_threads: int, n_gpu_layers: int) -> _LoadedM
                 "support; try re-downloading it or upgrading llama-cpp-python."
             ) from e
         loaded = _LoadedModel(llama=llama, identity=file_identity(path))
+        if not _LOADED:
+            atexit.register(_close_all)
         _LOADED[key] = loaded
         return loaded
+
+
+def _close_all() -> None:
+    """Free the loaded models while llama_cpp's module is still whole: left to `Llama.__del__`
+    at interpreter teardown, freeing them prints a TypeError for every model."""
+    with _LOAD_LOCK:
+        for loaded in _LOADED.values():
+            # a generation still running in a worker thread keeps its model (and llama.cpp
+            # frees it with the process); only idle models are closed
+            if loaded.thread_lock.acquire(timeout=1.0):
+                loaded.llama.close()
+        _LOADED.clear()
 
 
 def unload_all() -> None:
