@@ -45,16 +45,11 @@ def lark_parser() -> Lark:
 
 
 def _tspan(tok: Token) -> A.Span:
-    return A.Span(
-        line=tok.line or 0,
-        column=tok.column or 0,
-        end_line=tok.end_line or 0,
-        end_column=tok.end_column or 0,
-    )
+    return A.Span(tok.line or 0, tok.column or 0, tok.end_line or 0, tok.end_column or 0)
 
 
 def _join(a: A.Span, b: A.Span) -> A.Span:
-    return A.Span(line=a.line, column=a.column, end_line=b.end_line, end_column=b.end_column)
+    return A.Span(a.line, a.column, b.end_line, b.end_column)
 
 
 def _toks(children: list[Any], *types: str) -> list[Token]:
@@ -106,10 +101,11 @@ def _stmts(children: list[Any]) -> tuple[A.Statement, ...]:
     return tuple(c for c in children if isinstance(c, _STATEMENTS))
 
 
-def _pos(x: Any, last: bool = False) -> A.Span | None:
-    """The span of a child: a token, a tree node, or the first/last of a tuple of nodes."""
+def _pos(x: Any, last: bool = False) -> Any:
+    """What gives a child's position: a token, a tree node's span, or that of the first/last
+    of a tuple of nodes (both have `line`, `column`, `end_line` and `end_column`)."""
     if isinstance(x, Token):
-        return _tspan(x)
+        return x
     if isinstance(x, A.Node):
         return x.span
     if isinstance(x, tuple | list) and x:
@@ -121,11 +117,17 @@ def _pos(x: Any, last: bool = False) -> A.Span | None:
 
 def _cover(children: list[Any]) -> A.Span:
     """From the first positioned child to the last one."""
-    first = next((p for c in children if (p := _pos(c)) is not None), None)
-    end = next((p for c in reversed(children) if (p := _pos(c, True)) is not None), None)
-    if first is None or end is None:
+    for c in children:
+        first = _pos(c)
+        if first is not None:
+            break
+    else:
         return A.NO_SPAN
-    return _join(first, end)
+    for c in reversed(children):
+        end = _pos(c, True)
+        if end is not None:
+            break
+    return A.Span(first.line or 0, first.column or 0, end.end_line or 0, end.end_column or 0)
 
 
 class _ToAst(Transformer[Token, A.Module]):
