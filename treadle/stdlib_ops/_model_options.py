@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from treadle.runtime.context import OpContext
-from treadle.runtime.models.base import GenParams
+from treadle.runtime.models.base import GenParams, Message
 from treadle.stdlib_ops.registry import OpOptions
 
 
@@ -28,3 +28,14 @@ def gen_params(ctx: OpContext, options: ModelOptions, **overrides: object) -> Ge
         **overrides,
     }
     return GenParams.model_validate(values)
+
+
+async def ask(
+    ctx: OpContext, options: ModelOptions, content: str, *, system: str | None = None
+) -> str:
+    """One user turn to the step's model (with an optional system message); the reply's text."""
+    messages = [Message(role="user", content=content)]
+    if system:
+        messages.insert(0, Message(role="system", content=system))
+    completion = await ctx.complete(messages, gen_params(ctx, options), model=options.model)
+    return completion.text

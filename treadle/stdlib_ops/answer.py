@@ -12,9 +12,8 @@ import re
 from pydantic import BaseModel, Field
 
 from treadle.runtime.context import OpContext
-from treadle.runtime.models.base import Message
 from treadle.stdlib_ops import _text
-from treadle.stdlib_ops._model_options import ModelOptions, gen_params
+from treadle.stdlib_ops._model_options import ModelOptions, ask
 from treadle.stdlib_ops._prompts import prompt
 from treadle.stdlib_ops.registry import OpArgs, Operator, prep, register
 
@@ -82,9 +81,7 @@ def _first_line(text: str) -> str:
 
 async def run(ctx: OpContext, args: AnswerArgs, options: AnswerOptions) -> Answer:
     problem = args.problem if args.context is None else f"{args.problem}\n\n{args.context}"
-    messages = [Message(role="user", content=prompt("answer").format(problem=problem))]
-    completion = await ctx.complete(messages, gen_params(ctx, options), model=options.model)
-    return parse_answer(completion.text)
+    return parse_answer(await ask(ctx, options, prompt("answer").format(problem=problem)))
 
 
 register(

@@ -17,9 +17,8 @@ from pydantic import Field
 
 from treadle.errors import StepError
 from treadle.runtime.context import OpContext
-from treadle.runtime.models.base import Message
 from treadle.stdlib_ops import _code, _text
-from treadle.stdlib_ops._model_options import ModelOptions, gen_params
+from treadle.stdlib_ops._model_options import ModelOptions, ask
 from treadle.stdlib_ops._prompts import prompt
 from treadle.stdlib_ops.registry import OpArgs, Operator, prep, register, subject
 from treadle.stdlib_ops.vote import majority
@@ -125,9 +124,8 @@ async def run(ctx: OpContext, args: EnsembleArgs, options: EnsembleOptions) -> A
         candidates=listing,
         labels=", ".join(names),
     )
-    messages = [Message(role="user", content=content)]
-    completion = await ctx.complete(messages, gen_params(ctx, options), model=options.model)
-    index, reason = parse_choice(completion.text, len(candidates))
+    reply = await ask(ctx, options, content)
+    index, reason = parse_choice(reply, len(candidates))
     if index is None:
         index = fallback(candidates, options.compare)
         ctx.event("ensemble.fallback", reason=reason, chosen=names[index], method="majority vote")

@@ -11,8 +11,7 @@ import re
 from pydantic import Field
 
 from treadle.runtime.context import OpContext
-from treadle.runtime.models.base import Message
-from treadle.stdlib_ops._model_options import ModelOptions, gen_params
+from treadle.stdlib_ops._model_options import ModelOptions, ask
 from treadle.stdlib_ops._prompts import prompt
 from treadle.stdlib_ops.registry import OpArgs, Operator, prep, register, subject
 
@@ -47,9 +46,8 @@ def short_answer(reply: str) -> str:
 
 async def run(ctx: OpContext, args: FormatArgs, options: FormatOptions) -> str:
     content = prompt("format").format(problem=args.problem or "(not given)", solution=args.solution)
-    messages = [Message(role="user", content=content)]
-    completion = await ctx.complete(messages, gen_params(ctx, options), model=options.model)
-    return short_answer(completion.text)
+    reply = await ask(ctx, options, content)
+    return short_answer(reply)
 
 
 register(

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from treadle.runtime.context import OpContext
-from treadle.runtime.models.base import Message
-from treadle.stdlib_ops._model_options import ModelOptions, gen_params
+from treadle.stdlib_ops._model_options import ModelOptions, ask
 from treadle.stdlib_ops.registry import OpArgs, Operator, prep, register
 
 
@@ -21,11 +20,7 @@ class GenerateOptions(ModelOptions):
 
 async def run(ctx: OpContext, args: GenerateArgs, options: GenerateOptions) -> str:
     content = args.prompt if args.input is None else f"{args.prompt}\n\n{args.input}"
-    messages = [Message(role="user", content=content)]
-    if options.system:
-        messages.insert(0, Message(role="system", content=options.system))
-    completion = await ctx.complete(messages, gen_params(ctx, options), model=options.model)
-    return completion.text.strip()
+    return (await ask(ctx, options, content, system=options.system)).strip()
 
 
 register(

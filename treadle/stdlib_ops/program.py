@@ -12,11 +12,10 @@ import json
 from pydantic import BaseModel, ConfigDict, Field
 
 from treadle.runtime.context import OpContext
-from treadle.runtime.models.base import Message
 from treadle.runtime.sandbox.base import Limits
 from treadle.runtime.types import Code
 from treadle.stdlib_ops import _text
-from treadle.stdlib_ops._model_options import ModelOptions, gen_params
+from treadle.stdlib_ops._model_options import ModelOptions, ask
 from treadle.stdlib_ops._prompts import prompt
 from treadle.stdlib_ops.registry import OpArgs, Operator, prep, register
 from treadle.stdlib_ops.test import HARNESS, harness_result
@@ -63,10 +62,7 @@ async def run(ctx: OpContext, args: ProgramArgs, options: ProgramOptions) -> Pro
         content = prompt("program").format(
             entry=options.entry, problem=args.problem, feedback=feedback
         )
-        completion = await ctx.complete(
-            [Message(role="user", content=content)], gen_params(ctx, options), model=options.model
-        )
-        code = _text.code_in(completion.text)
+        code = _text.code_in(await ask(ctx, options, content))
         result = await sandbox.run(
             ["python3", "harness.py", "program", str(options.time_limit), options.entry],
             files={"harness.py": HARNESS.read_bytes(), "solution.py": code.encode()},

@@ -13,8 +13,7 @@ import re
 from pydantic import BaseModel, Field
 
 from treadle.runtime.context import OpContext
-from treadle.runtime.models.base import Message
-from treadle.stdlib_ops._model_options import ModelOptions, gen_params
+from treadle.stdlib_ops._model_options import ModelOptions, ask
 from treadle.stdlib_ops._prompts import prompt
 from treadle.stdlib_ops.registry import OpArgs, Operator, prep, register, subject
 
@@ -102,9 +101,8 @@ async def run(ctx: OpContext, args: ReviewArgs, options: ReviewOptions) -> Revie
     content = prompt("review").format(
         context=context, problem=args.problem or "(not given)", solution=args.solution
     )
-    messages = [Message(role="user", content=content)]
-    completion = await ctx.complete(messages, gen_params(ctx, options), model=options.model)
-    review, readable = parse_review(completion.text)
+    reply = await ask(ctx, options, content)
+    review, readable = parse_review(reply)
     if not readable:
         ctx.event("review.unreadable", reason="no verdict in the reply; not approved")
     return review

@@ -13,9 +13,8 @@ from typing import Literal
 from pydantic import Field
 
 from treadle.runtime.context import OpContext
-from treadle.runtime.models.base import Message
 from treadle.stdlib_ops import _code, _text
-from treadle.stdlib_ops._model_options import ModelOptions, gen_params
+from treadle.stdlib_ops._model_options import ModelOptions, ask
 from treadle.stdlib_ops._prompts import prompt
 from treadle.stdlib_ops.registry import OpArgs, Operator, prep, register, subject
 
@@ -50,12 +49,11 @@ async def run(ctx: OpContext, args: ReviseArgs, options: ReviseOptions) -> str:
         feedback=args.feedback or "(none)",
         form=_FORMS[kind],
     )
-    messages = [Message(role="user", content=content)]
-    completion = await ctx.complete(messages, gen_params(ctx, options), model=options.model)
+    reply = await ask(ctx, options, content)
     if kind == "code":
-        code = _text.code_in(completion.text)
+        code = _text.code_in(reply)
         return _code.sanitize(code) if _code.only_definitions(args.solution) else code
-    return completion.text.strip()
+    return reply.strip()
 
 
 register(

@@ -13,10 +13,9 @@ from __future__ import annotations
 from pydantic import Field
 
 from treadle.runtime.context import OpContext
-from treadle.runtime.models.base import Message
 from treadle.runtime.types import Code
 from treadle.stdlib_ops import _code, _text
-from treadle.stdlib_ops._model_options import ModelOptions, gen_params
+from treadle.stdlib_ops._model_options import ModelOptions, ask
 from treadle.stdlib_ops._prompts import prompt
 from treadle.stdlib_ops.registry import OpArgs, Operator, prep, register
 
@@ -41,9 +40,8 @@ def render(problem: str, entry_point: str | None, context: str | None = None) ->
 
 async def run(ctx: OpContext, args: WriteCodeArgs, options: WriteCodeOptions) -> str:
     content = render(args.problem, options.entry_point, args.context)
-    messages = [Message(role="user", content=content)]
-    completion = await ctx.complete(messages, gen_params(ctx, options), model=options.model)
-    code = _text.code_in(completion.text)
+    reply = await ask(ctx, options, content)
+    code = _text.code_in(reply)
     if options.entry_point:
         code = _code.sanitize(code)
         if not _code.defines(code, options.entry_point):
