@@ -99,6 +99,16 @@ def main() -> None:
     lps = n_lines / (ms_big / 1000)
     print(f"{n_lines}-line file: median {ms_big:.1f} ms, {lps:,.0f} lines/s")
 
+    load = os.getloadavg()
+    print(f"load average: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    floor = []
+    for _ in range(7):  # interpreter start-up (site, .pth files): no command can beat it
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], capture_output=True)
+        floor.append((time.perf_counter() - t) * 1000)
+    floor_ms = statistics.median(floor)
+    print(f"python -c pass, fresh process: median {floor_ms:.0f} ms")
+
     files = sorted(glob.glob(str(ROOT / "examples" / "*.flow")))
     cmd = [sys.executable, "-c", "from treadle.runtime.cli import main; main()", "check", *files]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -137,6 +147,8 @@ def main() -> None:
                 "lines_per_second": round(lps),
                 "cli_check_examples_median_ms": round(cli_ms, 1),
                 "cli_heavy_imports": heavy.split(",") if heavy else [],
+                "python_startup_median_ms": round(floor_ms, 1),
+                "load_average": [round(x, 2) for x in load],
             }
         )
     )
