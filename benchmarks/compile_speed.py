@@ -110,7 +110,7 @@ def main() -> None:
     print(f"python -c pass, fresh process: median {floor_ms:.0f} ms")
 
     files = sorted(glob.glob(str(ROOT / "examples" / "*.flow")))
-    cmd = [sys.executable, "-c", "from treadle.runtime.cli import main; main()", "check", *files]
+    cmd = [sys.executable, "-c", "from treadle.cli import main; main()", "check", *files]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     subprocess.run(cmd, capture_output=True, env=env, cwd=ROOT)  # warm the disk caches
     cli = []

@@ -120,7 +120,9 @@ def treadle_runner(
             tracer = Tracer([JsonlSink(trace_dir / f"{next(counter)}.jsonl")], keep=False)
         state = RunState(tracer, cache=False)
         try:
-            return await Scheduler(prog, state=state, options=options, plans=plans).run({})
+            return await Scheduler(
+                prog, state=state, options=options, plans=plans, operators=registry.get
+            ).run({})
         finally:
             tracer.close()
 

@@ -337,7 +337,7 @@ def test_samples_makes_a_list() -> None:
 
 def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from treadle.runtime.cli import main; main()", *args],
+        [sys.executable, "-c", "from treadle.cli import main; main()", *args],
         capture_output=True,
         text=True,
         cwd=cwd,

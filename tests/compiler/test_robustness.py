@@ -105,7 +105,7 @@ def test_100k_broken_inputs_only_give_diagnostics() -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from treadle.runtime.cli import main; main()", *args],
+        [sys.executable, "-c", "from treadle.cli import main; main()", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

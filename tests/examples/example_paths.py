@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from treadle.runtime.api import Flow, RunResult
+from treadle.api import Flow, RunResult
 from treadle.runtime.models.scripted import ScriptedBackend
 from treadle.runtime.tracing import Span
 

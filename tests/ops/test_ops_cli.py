@@ -7,7 +7,7 @@ import json
 import typer
 from typer.testing import CliRunner
 
-from treadle.runtime.cli import ops_cmds
+from treadle.cli import ops_cmds
 from treadle.stdlib_ops import docs, registry
 
 

@@ -12,7 +12,7 @@ import asyncio
 import sys
 from typing import Any
 
-from treadle.runtime.cli import main
+from treadle.cli import main
 from treadle.runtime.context import OpContext
 from treadle.stdlib_ops import registry
 from treadle.stdlib_ops.registry import OpArgs, Operator, prep, subject

@@ -37,7 +37,7 @@ end
 
 def treadle(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from treadle.runtime.cli import main; main()", *args],
+        [sys.executable, "-c", "from treadle.cli import main; main()", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -19,7 +19,7 @@ MODEL = 'scripted:{"": "Let me think.\\nAnswer: 4\\n```python\\nprint(2 + 2)\\n`
 
 def treadle(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from treadle.runtime.cli import main; main()", *args],
+        [sys.executable, "-c", "from treadle.cli import main; main()", *args],
         cwd=cwd, capture_output=True, text=True, timeout=300,
         env={**os.environ, "TREADLE_CACHE_DIR": str(cwd / "cache")},
     )  # fmt: skip
@@ -56,7 +56,7 @@ def test_ctrl_c_during_a_sandbox_run_stops_its_containers(tmp_path: Path) -> Non
     sleepy = 'scripted:{"": "```python\\nimport time\\ntime.sleep(8)\\nprint(4)\\n```"}'
     trace = tmp_path / "t.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from treadle.runtime.cli import main; main()", "run",
+        [sys.executable, "-c", "from treadle.cli import main; main()", "run",
          str(EXAMPLES / "solve_math.flow"), "-i", "problem=x", "--model", sleepy,
          "--no-cache", "--trace", str(trace)],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

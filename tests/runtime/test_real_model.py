@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from treadle.runtime.api import Flow
+from treadle.api import Flow
 from treadle.runtime.cache import ModelCache
 
 HELLO = """\

@@ -28,7 +28,7 @@ FAST = RunOptions(backoff_base=0.001, backoff_max=0.01)
 async def run(prog: ir.Program, tracer: Tracer | None = None, **state: Any) -> dict[str, Any]:
     st = RunState(tracer or Tracer(), **state)
     try:
-        return await Scheduler(prog, state=st, options=FAST).run({})
+        return await Scheduler(prog, state=st, options=FAST, operators=registry.get).run({})
     finally:
         await st.aclose()
 

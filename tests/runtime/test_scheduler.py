@@ -14,6 +14,7 @@ from treadle.runtime import ir
 from treadle.runtime.run_context import RunState
 from treadle.runtime.scheduler import RunOptions, Scheduler, StepFailed
 from treadle.runtime.tracing import Tracer
+from treadle.stdlib_ops.registry import get
 
 FAST = RunOptions(backoff_base=0.001, backoff_max=0.01)
 
@@ -29,7 +30,7 @@ async def run(
     tracer = tracer or Tracer()
     st = RunState(tracer, **state)
     try:
-        out = await Scheduler(prog, state=st, options=options).run(inputs or {})
+        out = await Scheduler(prog, state=st, options=options, operators=get).run(inputs or {})
     finally:
         await st.aclose()
     return out, tracer

@@ -7,7 +7,10 @@ with a scripted model and never import the scheduler or the CLI.
 from __future__ import annotations
 
 import abc
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from pydantic import BaseModel
 
 from treadle.runtime.models.base import Completion, GenParams, Message
 from treadle.runtime.sandbox.base import Sandbox
@@ -35,3 +38,24 @@ class OpContext(abc.ABC):
     @abc.abstractmethod
     def event(self, name: str, **attributes: Any) -> None:
         """Record a notable event on the step's trace span (e.g. a fallback taken)."""
+
+
+class RunnableOperator(Protocol):
+    """What the scheduler needs of an operator (`treadle.stdlib_ops.registry.Operator` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def args(self) -> type[BaseModel]: ...
+
+    @property
+    def options(self) -> type[BaseModel]: ...
+
+    @property
+    def run(self) -> Callable[[OpContext, Any, Any], Awaitable[Any]]: ...
+
+
+#: how a run finds an operator by name; the layer above the runtime hands it in (the runtime
+#: imports no operator library)
+OperatorLookup = Callable[[str], RunnableOperator | None]

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from treadle.errors import InputError, RunError, StepError, StepTimeout, TreadleError
 from treadle.runtime import ir
+from treadle.runtime.context import OperatorLookup, RunnableOperator
 from treadle.runtime.expr import Compiled, ExprError, compile_expr, ref_names, truthy
 from treadle.runtime.run_context import RunState
 from treadle.runtime.tracing import Span, Tracer
@@ -146,6 +147,10 @@ def _compiled(exprs: dict[str, ir.Expr]) -> tuple[tuple[str, Compiled], ...]:
 # ---------------------------------------------------------------- the scheduler
 
 
+def _no_operators(name: str) -> RunnableOperator | None:
+    return None
+
+
 class Scheduler:
     """Runs workflows of one program. Create one per run (it holds the run's state); plans can
     be shared between schedulers of the same program through `plans`.
@@ -159,8 +164,11 @@ class Scheduler:
         tracer: Tracer | None = None,
         options: RunOptions | None = None,
         plans: dict[int, _GraphPlan] | None = None,
+        operators: OperatorLookup | None = None,
     ) -> None:
         self.program = program
+        #: operators come from the caller (the runtime imports no operator library)
+        self.operators: OperatorLookup = operators or _no_operators
         if state is None:
             state = RunState(tracer or Tracer(keep=False, record_values=False))
         self.state = state
@@ -239,9 +247,7 @@ class Scheduler:
     def _plan_node(self, node: ir.Node) -> _NodePlan:
         if isinstance(node, ir.Step):
             p = _NodePlan(node, Scheduler._exec_step)
-            from treadle.stdlib_ops.registry import get
-
-            p.op = get(node.op)
+            p.op = self.operators(node.op)
             if p.op is None:
                 raise RunError(
                     f"Step '{node.name}' uses the operator '{node.op}', which is not installed "

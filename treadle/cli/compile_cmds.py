@@ -7,7 +7,7 @@ a bug in treadle prints one paragraph (TREADLE_DEBUG=1 shows the traceback).
 
 Each command body is a plain function returning the exit code (`check_files`, `compile_file_`,
 `format_files`) and never imports typer: `register` wraps them as typer commands, and
-`treadle.runtime.cli.main` calls them directly for plain invocations so that `treadle check`
+`treadle.cli.main` calls them directly for plain invocations so that `treadle check`
 starts without importing typer (see `fast_path`).
 """
 

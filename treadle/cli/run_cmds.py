@@ -229,7 +229,7 @@ def _setup_otel() -> None:
 
 def _load(file: Path) -> Any:
     from treadle.errors import InputError
-    from treadle.runtime.api import Flow
+    from treadle.api import Flow
 
     if not file.is_file():
         raise InputError(f"There is no file {file}.")
