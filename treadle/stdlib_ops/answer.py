@@ -15,7 +15,7 @@ from treadle.runtime.context import OpContext
 from treadle.stdlib_ops import _text
 from treadle.stdlib_ops._model_options import ModelOptions, ask
 from treadle.stdlib_ops._prompts import prompt
-from treadle.stdlib_ops.registry import OpArgs, Operator, prep, register
+from treadle.stdlib_ops.registry import OpArgs, Operator, not_removable, prep, register
 
 
 class Answer(BaseModel):
@@ -92,6 +92,7 @@ register(
         options=AnswerOptions,
         output=Answer,
         run=run,
+        ablation=not_removable("it is a source: no argument has its record type (thought, answer)"),
         uses_model=True,
     )
 )

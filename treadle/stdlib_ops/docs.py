@@ -114,6 +114,11 @@ def _details(op: Operator) -> str:
     return inspect.cleandoc(module.__doc__) if module is not None and module.__doc__ else ""
 
 
+def ablation_text(op: Operator) -> str:
+    """How counterfactual attribution removes a step of this operator (`treadle attribute`)."""
+    return op.ablation.describe() if op.ablation is not None else "not declared"
+
+
 def as_dict(op: Operator) -> dict[str, Any]:
     sig = op.signature
     return {
@@ -138,6 +143,11 @@ def as_dict(op: Operator) -> dict[str, Any]:
             {"name": n, "type": t, "description": d} for n, t, d in _output_fields(op)
         ],
         "examples": list(EXAMPLES.get(op.name, ())),
+        "ablation": {
+            "kind": op.ablation.kind if op.ablation else None,
+            "removable": bool(op.ablation and op.ablation.removable),
+            "text": ablation_text(op),
+        },
     }
 
 
@@ -171,6 +181,7 @@ def render_text() -> str:
         out.append(usage(op))
         tags = [t for t, on in (("model", op.uses_model), ("sandbox", op.uses_sandbox)) if on]
         out.append(f"    {op.summary}" + (f"  [uses {', '.join(tags)}]" if tags else ""))
+        out.append(f"    removed (attribution): {ablation_text(op)}")
         out.append("")
     common = ", ".join(f"{o.name} N" for o in COMMON_OPTIONS)
     out.append(f"Every step also takes: with {common} (see `treadle ops --format markdown`).")
@@ -252,6 +263,7 @@ def _markdown_op(op: Operator) -> list[str]:
     if fields:
         lines += ["", "| field | type | meaning |", "|---|---|---|"]
         lines += [f"| `{n}` | {t} | {_cell(d)} |" for n, t, d in fields]
+    lines += ["", f"Removed by `treadle attribute`: {ablation_text(op)}."]
     return lines
 
 
@@ -269,6 +281,7 @@ def render_selected(ops: list[Operator], fmt: str) -> str:
             f"    with {o.name} ({_option_default(o)}): {o.description}"
             for o in op.signature.options
         ]
+        out.append(f"    removed (attribution): {ablation_text(op)}")
         out.append("")
     return "\n".join(out)
 

@@ -20,7 +20,7 @@ from treadle.runtime.context import OpContext
 from treadle.stdlib_ops import _code, _text
 from treadle.stdlib_ops._model_options import ModelOptions, ask
 from treadle.stdlib_ops._prompts import prompt
-from treadle.stdlib_ops.registry import OpArgs, Operator, prep, register, subject
+from treadle.stdlib_ops.registry import OpArgs, Operator, first_of, prep, register, subject
 from treadle.stdlib_ops.vote import majority
 
 
@@ -143,6 +143,7 @@ register(
         options=EnsembleOptions,
         output=Any,
         run=run,
+        ablation=first_of("candidates"),
         uses_model=True,
     )
 )

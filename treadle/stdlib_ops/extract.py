@@ -11,7 +11,7 @@ from typing import Any
 from treadle.runtime.context import OpContext
 from treadle.runtime.types import Code
 from treadle.stdlib_ops import _text
-from treadle.stdlib_ops.registry import NoOptions, OpArgs, Operator, prep, register
+from treadle.stdlib_ops.registry import NoOptions, OpArgs, Operator, passes, prep, register
 
 
 class ExtractArgs(OpArgs):
@@ -58,5 +58,6 @@ for _kind, _summary, _output, _read in _KINDS:
             args=ExtractArgs,
             output=_output,
             run=_extractor(_read),
+            ablation=passes("text"),
         )
     )

@@ -13,7 +13,7 @@ from pydantic import Field
 from treadle.runtime.context import OpContext
 from treadle.stdlib_ops._model_options import ModelOptions, ask
 from treadle.stdlib_ops._prompts import prompt
-from treadle.stdlib_ops.registry import OpArgs, Operator, prep, register, subject
+from treadle.stdlib_ops.registry import OpArgs, Operator, passes, prep, register, subject
 
 
 class FormatArgs(OpArgs):
@@ -58,6 +58,7 @@ register(
         options=FormatOptions,
         output=str,
         run=run,
+        ablation=passes("solution"),
         uses_model=True,
     )
 )

@@ -6,7 +6,7 @@ from pydantic import Field
 
 from treadle.runtime.context import OpContext
 from treadle.stdlib_ops._model_options import ModelOptions, ask
-from treadle.stdlib_ops.registry import OpArgs, Operator, prep, register
+from treadle.stdlib_ops.registry import OpArgs, Operator, not_removable, prep, register
 
 
 class GenerateArgs(OpArgs):
@@ -31,6 +31,9 @@ register(
         options=GenerateOptions,
         output=str,
         run=run,
+        ablation=not_removable(
+            "it is a source: its reply is made from the prompt, nothing stands in for it"
+        ),
         uses_model=True,
     )
 )

@@ -17,7 +17,7 @@ from treadle.runtime.types import Code
 from treadle.stdlib_ops import _text
 from treadle.stdlib_ops._model_options import ModelOptions, ask
 from treadle.stdlib_ops._prompts import prompt
-from treadle.stdlib_ops.registry import OpArgs, Operator, prep, register
+from treadle.stdlib_ops.registry import OpArgs, Operator, constant, prep, register
 from treadle.stdlib_ops.test import HARNESS, harness_result
 
 
@@ -101,6 +101,10 @@ register(
         options=ProgramOptions,
         output=ProgramResult,
         run=run,
+        ablation=constant(
+            {"ok": False, "value": None, "code": "", "output": "", "error": "removed"},
+            "a program that did not run",
+        ),
         uses_model=True,
         uses_sandbox=True,
     )

@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import importlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -106,6 +106,58 @@ COMMON_OPTIONS: tuple[Option, ...] = tuple(
 
 
 @dataclasses.dataclass(frozen=True)
+class Ablation:
+    """How a step of this operator is removed for counterfactual attribution, declared so that
+    an ablation is never guessed: `pass` (the argument `param` stands in for the step's value),
+    `first` (the first item of the list argument `param`), `constant` (`value` stands in; a
+    record's `fields_from` fields come from arguments) or `keep` (not removable: `reason`)."""
+
+    kind: Literal["pass", "first", "constant", "keep"]
+    param: str | None = None
+    value: Any = None
+    fields_from: tuple[tuple[str, str], ...] = ()
+    reason: str = ""
+
+    @property
+    def removable(self) -> bool:
+        return self.kind != "keep"
+
+    def describe(self) -> str:
+        """One line for `treadle ops` and docs/operators.md."""
+        if self.kind == "pass":
+            return f"its `{self.param}` passes through"
+        if self.kind == "first":
+            return f"the first item of its `{self.param}` passes through"
+        if self.kind == "constant":
+            import json
+
+            fields = "".join(f", `{f}` from its `{a}`" for f, a in self.fields_from)
+            return f"replaced by `{json.dumps(self.value)}`{fields}" + (
+                f" ({self.reason})" if self.reason else ""
+            )
+        return f"not removable: {self.reason}"
+
+
+def passes(param: str) -> Ablation:
+    """Removed, the step's value is its argument `param`."""
+    return Ablation("pass", param=param)
+
+
+def first_of(param: str) -> Ablation:
+    """Removed, the step's value is the first item of its list argument `param`."""
+    return Ablation("first", param=param)
+
+
+def constant(value: Any, reason: str = "", /, **fields_from: str) -> Ablation:
+    """Removed, the step's value is `value` (fields named in `fields_from` from arguments)."""
+    return Ablation("constant", value=value, fields_from=tuple(fields_from.items()), reason=reason)
+
+
+def not_removable(reason: str) -> Ablation:
+    return Ablation("keep", reason=reason)
+
+
+@dataclasses.dataclass(frozen=True)
 class Operator:
     name: str
     summary: str
@@ -115,6 +167,8 @@ class Operator:
     options: type[OpOptions] = NoOptions
     uses_model: bool = False
     uses_sandbox: bool = False
+    #: how attribution removes a step of it; None only until declared (a test requires one)
+    ablation: Ablation | None = None
 
     @functools.cached_property
     def signature(self) -> Signature:

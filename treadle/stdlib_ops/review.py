@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from treadle.runtime.context import OpContext
 from treadle.stdlib_ops._model_options import ModelOptions, ask
 from treadle.stdlib_ops._prompts import prompt
-from treadle.stdlib_ops.registry import OpArgs, Operator, prep, register, subject
+from treadle.stdlib_ops.registry import OpArgs, Operator, constant, prep, register, subject
 
 
 class Review(BaseModel):
@@ -116,6 +116,7 @@ register(
         options=ReviewOptions,
         output=Review,
         run=run,
+        ablation=constant({"approved": True, "feedback": ""}, "approved with no feedback"),
         uses_model=True,
     )
 )

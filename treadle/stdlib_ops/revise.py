@@ -16,7 +16,7 @@ from treadle.runtime.context import OpContext
 from treadle.stdlib_ops import _code, _text
 from treadle.stdlib_ops._model_options import ModelOptions, ask
 from treadle.stdlib_ops._prompts import prompt
-from treadle.stdlib_ops.registry import OpArgs, Operator, prep, register, subject
+from treadle.stdlib_ops.registry import OpArgs, Operator, passes, prep, register, subject
 
 
 class ReviseArgs(OpArgs):
@@ -64,6 +64,7 @@ register(
         options=ReviseOptions,
         output=str,
         run=run,
+        ablation=passes("solution"),
         uses_model=True,
     )
 )

@@ -13,7 +13,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 from treadle.runtime.context import OpContext
 from treadle.runtime.sandbox.base import Limits
 from treadle.runtime.types import Code
-from treadle.stdlib_ops.registry import OpArgs, Operator, OpOptions, register, subject
+from treadle.stdlib_ops.registry import OpArgs, Operator, OpOptions, constant, register, subject
 
 
 def _as_code(value: object) -> object:
@@ -82,6 +82,19 @@ register(
         options=RunOptions,
         output=RunOutput,
         run=run,
+        ablation=constant(
+            {
+                "ok": True,
+                "stdout": "",
+                "stderr": "",
+                "exit_code": 0,
+                "timed_out": False,
+                "oom_killed": False,
+                "truncated": False,
+                "duration": 0.0,
+            },
+            "a clean run with no output",
+        ),
         uses_sandbox=True,
     )
 )

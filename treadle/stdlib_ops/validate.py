@@ -16,7 +16,15 @@ from pydantic import BaseModel, Field
 from treadle.errors import StepError
 from treadle.runtime.context import OpContext
 from treadle.stdlib_ops import _text
-from treadle.stdlib_ops.registry import OpArgs, Operator, OpOptions, prep, register, subject
+from treadle.stdlib_ops.registry import (
+    OpArgs,
+    Operator,
+    OpOptions,
+    constant,
+    prep,
+    register,
+    subject,
+)
 
 
 class Validation(BaseModel):
@@ -105,5 +113,8 @@ register(
         options=ValidateOptions,
         output=Validation,
         run=run,
+        ablation=constant(
+            {"valid": True, "errors": [], "feedback": ""}, "valid, with no errors", value="value"
+        ),
     )
 )

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from treadle.runtime.context import OpContext
 from treadle.stdlib_ops._text import normalize
-from treadle.stdlib_ops.registry import OpArgs, Operator, OpOptions, register, subject
+from treadle.stdlib_ops.registry import OpArgs, Operator, OpOptions, first_of, register, subject
 
 
 class VoteArgs(OpArgs):
@@ -46,5 +46,6 @@ register(
         options=VoteOptions,
         output=Any,
         run=run,
+        ablation=first_of("values"),
     )
 )

@@ -17,7 +17,7 @@ from treadle.runtime.types import Code
 from treadle.stdlib_ops import _code, _text
 from treadle.stdlib_ops._model_options import ModelOptions, ask
 from treadle.stdlib_ops._prompts import prompt
-from treadle.stdlib_ops.registry import OpArgs, Operator, prep, register
+from treadle.stdlib_ops.registry import OpArgs, Operator, not_removable, prep, register
 
 
 class WriteCodeArgs(OpArgs):
@@ -57,6 +57,9 @@ register(
         options=WriteCodeOptions,
         output=Code,
         run=run,
+        ablation=not_removable(
+            "it is a source: the code is written from the problem, nothing stands in for it"
+        ),
         uses_model=True,
     )
 )
