@@ -1,0 +1,360 @@
+"""`treadle eval FLOW DATA [options]` and `treadle eval compare A.json B.json`.
+
+`eval` is a group whose default command is the evaluation itself: when the first word after
+`eval` is not a subcommand (`compare`), it is the FLOW of `treadle eval run` (`EvalGroup`).
+Options therefore come after FLOW (and DATA).
+
+stdout gets only the report (a table, or JSON with `--format json`); progress, the results
+path and errors go to stderr. Exit codes: 0 done, 2 bad input (said before anything runs),
+3 stopped past --max-errors, 130 interrupted (resume with --resume RESULTS).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+EXIT_OK = 0
+EXIT_INPUT = 2
+EXIT_STOPPED = 3
+EXIT_INTERRUPTED = 130
+EXIT_BUG = 1
+
+
+class EvalGroup(TyperGroup):
+    """`treadle eval X ...` runs `eval run X ...` unless X names a subcommand."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            return "run", self.commands["run"], args
+        return super().resolve_command(ctx, args)
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(
+        cls=EvalGroup,
+        help="Score a workflow on a dataset: `treadle eval FLOW DATA --scorer ...`; "
+        "`treadle eval compare A.json B.json`.",
+        no_args_is_help=True,
+    )
+    group.command("run", help="(the default) evaluate FLOW on DATA: `treadle eval FLOW DATA`")(
+        eval_run
+    )
+    group.command("compare")(compare)
+    app.add_typer(group, name="eval")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text.rstrip() + "\n")
+    sys.stderr.flush()
+
+
+def _options(pairs: list[str], what: str) -> dict[str, Any]:
+    import orjson
+
+    from treadle.errors import InputError
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"{what} takes KEY=VALUE, got {pair!r}.")
+        try:
+            out[key.strip()] = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def eval_run(
+    flow: Annotated[Path, typer.Argument(help="the .flow file to evaluate")],
+    data: Annotated[
+        str | None, typer.Argument(help="a .jsonl/.csv dataset (or use --dataset NAME)")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="a built-in dataset: humaneval")
+    ] = None,
+    scorer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scorer",
+            "-s",
+            help="exact, numeric, f1, contains, regex, math, json_schema, pass, judge, "
+            "module:function or a .flow scorer (repeatable; the first is primary)",
+        ),
+    ] = None,
+    scorer_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scorer-option",
+            help="KEY=VALUE for the primary scorer, or SCORER.KEY=VALUE (repeatable)",
+        ),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="the target column (default target/answer)")
+    ] = None,
+    map_: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="INPUT=COLUMN: feed a workflow input from a column"),
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", help="the workflow output to score (default: first)")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="model spec (default: embedded SmolLM2)")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", "-j", help="rows running at once")
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="bypass the model cache")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="seed (epoch k uses seed + k)")] = 0,
+    epochs: Annotated[int, typer.Option("--epochs", help="runs per row")] = 1,
+    reducer: Annotated[
+        str, typer.Option("--reducer", help="mean, max, majority or pass@K over epochs")
+    ] = "mean",
+    limit: Annotated[int | None, typer.Option("--limit", help="at most N rows")] = None,
+    rows: Annotated[str | None, typer.Option("--rows", help="rows A-B (1-based)")] = None,
+    ids: Annotated[str | None, typer.Option("--ids", help="comma-separated row ids")] = None,
+    shuffle: Annotated[bool, typer.Option("--shuffle", help="shuffle rows (with --seed)")] = False,
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", "-w", help="which workflow to run")
+    ] = None,
+    results: Annotated[
+        Path | None,
+        typer.Option(
+            "--results", help="the rows file (default .treadle/evals/<time>-<flow>.jsonl)"
+        ),
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="a results file: run only its missing rows")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="write the report as JSON")
+    ] = None,
+    display: Annotated[
+        str | None,
+        typer.Option("--display", help="rich, plain or none (default: rich on a terminal)"),
+    ] = None,
+    every: Annotated[int, typer.Option("--every", help="plain display: a line per N rows")] = 10,
+    fmt: Annotated[str, typer.Option("--format", help="stdout: table or json")] = "table",
+    executor: Annotated[str, typer.Option("--executor", help="local or ray")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="join this Ray cluster")
+    ] = None,
+    row_timeout: Annotated[
+        float | None, typer.Option("--row-timeout", help="seconds per row (an error past it)")
+    ] = None,
+    step_timeout: Annotated[
+        float | None, typer.Option("--step-timeout", help="seconds per step")
+    ] = None,
+    max_errors: Annotated[
+        str | None, typer.Option("--max-errors", help="stop past N errors (or a fraction)")
+    ] = None,
+    trace_dir: Annotated[
+        Path | None, typer.Option("--trace-dir", help="row traces (default beside the results)")
+    ] = None,
+    sandbox: Annotated[
+        str, typer.Option("--sandbox", help="docker (default) or process (NOT isolated)")
+    ] = "docker",
+) -> None:
+    """Evaluate a workflow on a dataset; the report on stdout, progress on stderr."""
+    from treadle.errors import InputError, TreadleError
+
+    results_path: Path | None = None
+    try:
+        if (data is None) == (dataset is None):
+            raise InputError(
+                "Give the dataset either as DATA (a .jsonl or .csv file) or as --dataset NAME, "
+                "not both and not neither."
+            )
+        if fmt not in ("table", "json"):
+            raise InputError(f"--format is table or json, got {fmt!r}.")
+        if display is None:
+            display = "rich" if sys.stderr.isatty() else "plain"
+        if display not in ("rich", "plain", "none"):
+            raise InputError(f"--display is rich, plain or none, got {display!r}.")
+        if sandbox not in ("docker", "process"):
+            raise InputError(f"--sandbox is docker or process, got {sandbox!r}.")
+        input_map = {k: str(v) for k, v in _options(map_ or [], "--map").items()}
+        options = _options(scorer_option or [], "--scorer-option")
+        results_path = resume or results
+        if results_path is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            results_path = Path(".treadle") / "evals" / f"{stamp}-{flow.stem}.jsonl"
+        kwargs: dict[str, Any] = {
+            "scorers": scorer or ["exact"],
+            "scorer_options": options,
+            "target": target,
+            "input_map": input_map,
+            "output": output,
+            "model": model,
+            "concurrency": concurrency,
+            "cache": not no_cache,
+            "seed": seed,
+            "epochs": epochs,
+            "reducer": reducer,
+            "limit": limit,
+            "rows": rows,
+            "ids": ids,
+            "shuffle": shuffle,
+            "workflow": workflow,
+            "results": None if resume else results_path,
+            "resume": resume,
+            "report": report,
+            "display": None if display == "none" else display,
+            "plain_every": every,
+            "executor": executor,
+            "ray_address": ray_address,
+            "row_timeout": row_timeout,
+            "step_timeout": step_timeout,
+            "max_errors": max_errors,
+            "trace_dir": trace_dir,
+            "sandbox": sandbox,
+        }
+        from treadle.analysis.evaluate import evaluate
+
+        _err(f"results: {results_path}")
+        from treadle.cli.run_cmds import _run_async
+
+        source = data if data is not None else str(dataset)
+        result = _run_async(evaluate(flow, source, **kwargs))
+    except KeyboardInterrupt:
+        where = f" Finished rows are in {results_path}; " if results_path else " "
+        _err(
+            f"Interrupted.{where}run the same command with --resume {results_path} to finish."
+            if results_path
+            else "Interrupted."
+        )
+        raise typer.Exit(_finish(EXIT_INTERRUPTED)) from None
+    except TreadleError as e:
+        _err(e.message if _is_compile_error(e) else f"Error: {e.message}")
+        raise typer.Exit(_finish(int(getattr(e, "exit_code", 3) or 3))) from None
+    except Exception as e:
+        if os.environ.get("TREADLE_DEBUG"):
+            raise
+        _err(
+            f"Internal error (a bug in treadle): {type(e).__name__}: {e}. "
+            "Run again with TREADLE_DEBUG=1 to see the traceback."
+        )
+        raise typer.Exit(EXIT_BUG) from None
+    if fmt == "json":
+        sys.stdout.write(result.to_json().decode() + "\n")
+    else:
+        print_report(result)
+    sys.stdout.flush()
+    if report is not None:
+        _err(f"report: {report}")
+    if result.stopped:
+        _err(f"Stopped: {result.stopped}")
+        raise typer.Exit(EXIT_STOPPED)
+
+
+def _finish(code: int) -> int:
+    from treadle.cli.run_cmds import _finish as finish
+
+    return finish(code)
+
+
+def _is_compile_error(e: Exception) -> bool:
+    from treadle.errors import CompileError
+
+    return isinstance(e, CompileError)
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def print_report(report: Any) -> None:
+    """The report as tables on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=sys.stdout, soft_wrap=False, width=max(100, Console().width))
+    head = Table(show_header=False, box=None, pad_edge=False)
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row(
+        "flow", f"{report.flow}   dataset {report.dataset}   model {report.model or 'default'}"
+    )
+    ci = f"[{_fmt(report.ci_low)}, {_fmt(report.ci_high)}]"
+    head.add_row(
+        f"score ({report.scorer})",
+        f"{_fmt(report.mean)}   95% CI {ci}   n {report.n}  scored {report.scored}  "
+        f"failed {report.failed}  errors {report.errors}"
+        + (f"   epochs {report.epochs} ({report.reducer})" if report.epochs > 1 else ""),
+    )
+    for name, value in list(report.scorers.items())[1:]:
+        head.add_row(f"  {name}", _fmt(value))
+    head.add_row(
+        "tokens",
+        f"{report.tokens_in} in / {report.tokens_out} out   model calls {report.model_calls} "
+        f"({report.cached_calls} cached)   sandbox runs {report.sandbox_runs}",
+    )
+    head.add_row(
+        "latency",
+        f"p50 {report.latency_p50_s:.3f} s   p95 {report.latency_p95_s:.3f} s   "
+        f"wall {report.wall_s:.1f} s",
+    )
+    if report.stopped:
+        head.add_row("stopped", report.stopped)
+    console.print(head)
+    if report.steps:
+        steps = Table(title=None, show_lines=False)
+        for col in (
+            "step",
+            "runs",
+            "failures",
+            "skips",
+            "mean latency s",
+            "tokens in",
+            "tokens out",
+        ):
+            steps.add_column(col, justify="left" if col == "step" else "right")
+        for name, st in report.steps.items():
+            steps.add_row(
+                name, str(st.runs), str(st.failures), str(st.skips), f"{st.mean_latency_s:.3f}",
+                str(st.tokens_in), str(st.tokens_out),
+            )  # fmt: skip
+        console.print(steps)
+    bad = [r for r in report.rows if r.status != "ok"][:5]
+    for r in bad:
+        console.print(
+            f"row {r.id}: {r.status}: {(r.error or '').splitlines()[0][:160]}", markup=False
+        )
+    if report.results_path:
+        console.print(f"results {report.results_path}", markup=False)
+
+
+def compare(
+    a: Annotated[Path, typer.Argument(help="report A (treadle eval --report)")],
+    b: Annotated[Path, typer.Argument(help="report B")],
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    seed: Annotated[int, typer.Option("--seed", help="bootstrap seed")] = 0,
+) -> None:
+    """B against A on their common rows: the paired difference with a 95% bootstrap interval."""
+    from treadle.analysis.compare import compare as run_compare
+    from treadle.errors import TreadleError
+
+    try:
+        result = run_compare(a, b, seed=seed)
+    except TreadleError as e:
+        _err(f"Error: {e.message}")
+        raise typer.Exit(EXIT_INPUT) from None
+    if fmt == "json":
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        return
+    lines = [
+        f"A {result.a}: {_fmt(result.mean_a)}",
+        f"B {result.b}: {_fmt(result.mean_b)}",
+        f"common rows {result.common} (only in A {result.only_a}, only in B {result.only_b}); "
+        f"B wins {result.wins_b}, A wins {result.wins_a}, ties {result.ties}",
+        result.message,
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
