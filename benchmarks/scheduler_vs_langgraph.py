@@ -8,7 +8,9 @@ for treadle, planning is shared across runs (as `Flow` does) and every step stil
 arguments evaluated and validated into the operator's pydantic model, its output converted,
 and a span created; LangGraph runs a compiled `StateGraph` with `ainvoke` and no checkpointer.
 treadle runs with no concurrency limit (LangGraph has none by default) and with tracing kept in
-memory without value previews; a second treadle column writes the full JSONL trace.
+memory without value previews; a second treadle column writes the full JSONL trace (one file
+per run, value previews, as `treadle run` does), with its cost over the bare column
+(`jsonl_over_bare`, aim: at most 1.5x) and its size in bytes per step.
 
 Then the independence demo: one branch sleeps 10 ms then runs a second step, an independent
 branch sleeps 1 s. treadle starts the second step as soon as the first finishes; LangGraph's
@@ -23,6 +25,7 @@ import argparse
 import asyncio
 import json
 import operator
+import os
 import statistics
 import sys
 import tempfile
@@ -112,12 +115,17 @@ def treadle_runner(
     plans: dict[int, Any] = {}
     options = RunOptions(concurrency=None)
     counter = iter(range(10**9))
+    #: the trace file of the latest run
+    last: list[Path] = []
+    if trace_dir is not None:
+        last.append(trace_dir / "none")
 
     async def once() -> Any:
         if trace_dir is None:
             tracer = Tracer(keep=False, record_values=False)
         else:
-            tracer = Tracer([JsonlSink(trace_dir / f"{next(counter)}.jsonl")], keep=False)
+            last[0] = trace_dir / f"{next(counter)}.jsonl"
+            tracer = Tracer([JsonlSink(last[0])], keep=False)
         state = RunState(tracer, cache=False)
         try:
             return await Scheduler(
@@ -126,6 +134,7 @@ def treadle_runner(
         finally:
             tracer.close()
 
+    once.last_trace = last  # type: ignore[attr-defined]
     return once
 
 
@@ -271,33 +280,46 @@ async def main(quick: bool) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "langgraph": version("langgraph"),
         "unit": "microseconds per step (median of 5 interleaved trials)",
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
         "graphs": {},
     }
     print(f"scheduler overhead, no-op steps (langgraph {results['langgraph']})")
-    header = f"{'graph':<18}{'steps':>6}{'treadle':>10}{'+jsonl':>10}{'langgraph':>11}{'ratio':>8}"
+    header = (
+        f"{'graph':<18}{'steps':>6}{'treadle':>10}{'+jsonl':>10}{'jsonl/bare':>11}"
+        f"{'B/step':>8}{'langgraph':>11}{'ratio':>8}"
+    )
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as tmp:
         for name, steps, make_t, make_lg, repeats, quick_repeats in CASES:
             n = quick_repeats if quick else repeats
             prog = make_t()
-            runners = [
-                treadle_runner(prog),
-                treadle_runner(prog, trace_dir=Path(tmp)),
-                langgraph_runner(make_lg()),
-            ]
+            traced = treadle_runner(prog, trace_dir=Path(tmp))
+            runners = [treadle_runner(prog), traced, langgraph_runner(make_lg())]
             t_us, traced_us, lg_us = await per_step_us(runners, steps, n)
             ratio = lg_us / t_us
+            trace_bytes = traced.last_trace[0].stat().st_size / steps  # type: ignore[attr-defined]
             results["graphs"][name] = {
                 "steps": steps,
                 "treadle_us_per_step": round(t_us, 2),
                 "treadle_jsonl_trace_us_per_step": round(traced_us, 2),
+                "jsonl_over_bare": round(traced_us / t_us, 2),
+                "treadle_jsonl_trace_bytes_per_step": round(trace_bytes),
                 "langgraph_us_per_step": round(lg_us, 2),
                 "langgraph_over_treadle": round(ratio, 1),
             }
             print(
-                f"{name:<18}{steps:>6}{t_us:>10.1f}{traced_us:>10.1f}{lg_us:>11.1f}{ratio:>7.1f}x"
+                f"{name:<18}{steps:>6}{t_us:>10.1f}{traced_us:>10.1f}{traced_us / t_us:>10.2f}x"
+                f"{trace_bytes:>8.0f}{lg_us:>11.1f}{ratio:>7.1f}x"
             )
+    results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    worst = max(g["jsonl_over_bare"] for g in results["graphs"].values())
+    results["jsonl_over_bare_max"] = worst
+    before, after = results["load_average_before"][0], results["load_average_after"][0]
+    print(
+        f"JSONL trace cost over bare: at most {worst:.2f}x (aim: at most 1.5x); "
+        f"load average {before} before, {after} after"
+    )
     ratios = [g["langgraph_over_treadle"] for g in results["graphs"].values()]
     results["min_ratio"] = min(ratios)
     results["geomean_ratio"] = round(statistics.geometric_mean(ratios), 1)

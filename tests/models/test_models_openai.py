@@ -3,6 +3,7 @@ fault servers on 127.0.0.1 for refused connections, hangs, 5xx, 429, 4xx and gar
 
 from __future__ import annotations
 
+import email.utils
 import time
 from typing import Any
 
@@ -92,6 +93,50 @@ async def test_429_retry_after_is_honoured(fault_server: Any, ok: Any) -> None:
     (first, _), (second, _) = server.requests
     assert result.text == "hello"
     assert second - first >= 0.95 and time.monotonic() - start >= 0.95
+
+
+def http_date(seconds_from_now: float) -> str:
+    return email.utils.formatdate(time.time() + seconds_from_now, usegmt=True)
+
+
+async def test_429_retry_after_as_an_http_date(fault_server: Any, ok: Any) -> None:
+    # an HTTP date has whole seconds: 3 s ahead means a wait of 2 to 3 s
+    limited = (429, {"Retry-After": http_date(3)}, {"error": {"message": "slow down"}})
+    async with fault_server(limited, ok()) as server:
+        model = fast(server.url, backoff_base=0.01, backoff_max=0.01)
+        result = await model.complete(Q, P)
+        await model.aclose()
+    (first, _), (second, _) = server.requests
+    assert result.text == "hello"
+    assert 1.9 <= second - first < 4.5
+
+
+async def test_retry_after_date_in_the_past_retries_at_once(fault_server: Any, ok: Any) -> None:
+    stale = (503, {"Retry-After": http_date(-3600)}, "busy")
+    async with fault_server(stale, ok()) as server:
+        model = fast(server.url, backoff_base=5, backoff_max=5)  # the date wins over backoff
+        result = await model.complete(Q, P)
+        await model.aclose()
+    (first, _), (second, _) = server.requests
+    assert result.text == "hello" and second - first < 1.0
+
+
+async def test_excessive_retry_after_date_fails_at_once(fault_server: Any) -> None:
+    async with fault_server((429, {"Retry-After": http_date(7200)}, "busy")) as server:
+        model = fast(server.url, max_retry_after=5)
+        with pytest.raises(ModelError, match=r"asks to wait 7\d{3}(\.\d+)? s") as info:
+            await model.complete(Q, P)
+        await model.aclose()
+    assert info.value.retryable and len(server.requests) == 1
+
+
+async def test_unreadable_retry_after_falls_back_to_backoff(fault_server: Any, ok: Any) -> None:
+    async with fault_server((503, {"Retry-After": "soon"}, "busy"), ok()) as server:
+        model = fast(server.url, backoff_base=0.05, backoff_max=0.05)
+        result = await model.complete(Q, P)
+        await model.aclose()
+    (first, _), (second, _) = server.requests
+    assert result.text == "hello" and 0.02 <= second - first < 1.0
 
 
 async def test_excessive_retry_after_fails_at_once(fault_server: Any) -> None:

@@ -110,3 +110,21 @@ def ops(monkeypatch: pytest.MonkeyPatch, rec: Recorder) -> Iterator[Recorder]:
     for op in defs:
         monkeypatch.setitem(registry._OPERATORS, op.name, op)
     yield rec
+
+
+@pytest.fixture(scope="session")
+def otel_global() -> Any:
+    """OpenTelemetry's global tracer provider, exporting to memory (it can be set only once
+    per process, so every test that needs it shares it and clears it first)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter

@@ -11,8 +11,8 @@ from rich.console import Console
 from rt_helpers import Recorder, program, r, step
 
 import treadle
-from treadle.errors import InputError, RunError, TreadleError
 from treadle.api import Flow, RunResult
+from treadle.errors import InputError, RunError, TreadleError
 from treadle.runtime.models.scripted import ScriptedBackend
 from treadle.runtime.trace_view import ProgressSink, render_trace
 from treadle.runtime.tracing import read_trace

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import itertools
 import json
 import os
 import signal
@@ -321,3 +322,126 @@ def test_ctrl_c_cancels_everything_and_keeps_the_trace(tmp_path: Path) -> None:
     assert final == {"main": "cancelled", "quick": "ok", "long1": "cancelled", "long2": "cancelled"}
     shown = treadle("trace", "show", str(trace), cwd=tmp_path)
     assert shown.returncode == 0 and "cancelled" in shown.stdout
+
+
+# ---------------------------------------------------------------- options
+
+
+def three_sleeps(tmp_path: Path) -> Path:
+    return write_ir(
+        tmp_path,
+        program(
+            *(step(f"s{i}", "t.sleep", value=i, seconds=0.3) for i in range(3)),
+            outputs={f"o{i}": r(f"s{i}") for i in range(3)},
+        ),
+    )
+
+
+def gaps(trace: Path) -> list[float]:
+    """Seconds between the ends of the three 0.3 s steps, in end order (a step's span opens
+    before it gets a slot, so ends tell how many ran at once)."""
+    spans = [s for s in read_trace(trace).spans if s.op == "t.sleep"]
+    assert len(spans) == 3 and all(s.status == "ok" for s in spans)
+    ends = sorted(s.end or 0 for s in spans)
+    return [b - a for a, b in itertools.pairwise(ends)]
+
+
+def test_concurrency_limits_steps_running_at_once(tmp_path: Path) -> None:
+    prog = three_sleeps(tmp_path)
+    one = launcher("run", str(prog), "-j", "1", "--trace", "one.jsonl", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    assert json.loads(one.stdout) == {"o0": 0, "o1": 1, "o2": 2}
+    assert all(gap >= 0.25 for gap in gaps(tmp_path / "one.jsonl"))  # one after another
+    three = launcher("run", str(prog), "--concurrency", "3", "--trace", "3.jsonl", cwd=tmp_path)
+    assert three.returncode == 0, three.stderr
+    assert sum(gaps(tmp_path / "3.jsonl")) < 0.25  # all at once
+    zero = launcher("run", str(prog), "-j", "0", cwd=tmp_path)
+    assert zero.returncode == 2 and "--concurrency must be at least 1" in error_paragraph(
+        zero.stderr
+    )
+
+
+def test_seed_reaches_the_model_call_and_the_trace(flow_file: Path, tmp_path: Path) -> None:
+    res = treadle(
+        "run", str(flow_file), "-i", "question=q", "-i", "n=1", "--seed", "7", "--no-cache",
+        "--model", 'scripted:["x"]', "--trace", "t.jsonl", cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    trace = read_trace(tmp_path / "t.jsonl")
+    assert trace.header["seed"] == 7
+    model = next(s for s in trace.spans if s.kind == "model")
+    assert model.attrs["gen_ai.request.seed"] == 7
+    unseeded = treadle(
+        "run", str(flow_file), "-i", "question=q", "-i", "n=1", "--no-cache",
+        "--model", 'scripted:["x"]', "--trace", "u.jsonl", cwd=tmp_path,
+    )  # fmt: skip
+    assert unseeded.returncode == 0, unseeded.stderr
+    model = next(s for s in read_trace(tmp_path / "u.jsonl").spans if s.kind == "model")
+    assert "gen_ai.request.seed" not in model.attrs
+
+
+TWO_WORKFLOWS = """\
+workflow first(x: text) -> y: text
+  y = generate from "first {x}"
+end
+
+workflow second(x: text) -> y: text
+  y = generate from "second {x}"
+end
+"""
+
+
+def test_workflow_picks_which_one_runs(tmp_path: Path) -> None:
+    path = tmp_path / "two.flow"
+    path.write_text(TWO_WORKFLOWS)
+    model = 'scripted:{"first": "one", "second": "two"}'
+    default = treadle("run", str(path), "-i", "x=a", "-m", model, "--no-cache", cwd=tmp_path)
+    assert default.returncode == 0, default.stderr
+    picked = treadle(
+        "run", str(path), "-i", "x=a", "-m", model, "--no-cache", "--workflow", "second",
+        "--trace", "t.jsonl", cwd=tmp_path,
+    )  # fmt: skip
+    assert picked.returncode == 0, picked.stderr
+    assert json.loads(picked.stdout) == {"y": "two"} != json.loads(default.stdout)
+    assert read_trace(tmp_path / "t.jsonl").header["workflow"] == "second"
+    wrong = treadle("run", str(path), "-i", "x=a", "-w", "third", cwd=tmp_path)
+    assert wrong.returncode == 2
+    assert "no workflow named 'third'" in error_paragraph(wrong.stderr)
+    assert "first, second" in wrong.stderr
+
+
+SANDBOXED = """\
+workflow calc() -> result: json
+  result = run "import sys; print(6 * 7); print('err', file=sys.stderr)"
+end
+"""
+
+
+def test_sandbox_process_runs_code_and_says_it_does_not_isolate(tmp_path: Path) -> None:
+    path = tmp_path / "calc.flow"
+    path.write_text(SANDBOXED)
+    res = treadle("run", str(path), "--sandbox", "process", "--trace", "t.jsonl", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    result = json.loads(res.stdout)["result"]
+    assert result["ok"] is True and result["stdout"] == "42\n" and result["stderr"] == "err\n"
+    assert "WARNING" in res.stderr and "does NOT isolate" in res.stderr
+    (span,) = [s for s in read_trace(tmp_path / "t.jsonl").spans if s.kind == "sandbox"]
+    assert span.status == "ok" and span.attrs["exit_code"] == 0
+    assert span.outputs["value"]["stdout"] == "42\n"
+    bad = treadle("run", str(path), "--sandbox", "vm", cwd=tmp_path)
+    assert bad.returncode == 2 and "--sandbox is docker or process" in bad.stderr
+
+
+def test_otel_without_an_endpoint_prints_spans_on_stderr(
+    flow_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    res = treadle(
+        "run", str(flow_file), "-i", "question=q", "-i", "n=1", "--otel", "--no-cache",
+        "--model", 'scripted:["x"]', cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == {"reply": "x"}
+    for name in ("invoke_workflow answer", "execute_tool generate", "chat scripted"):
+        assert f'"name": "{name}"' in res.stderr
+    assert '"gen_ai.usage.output_tokens": 1' in res.stderr

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rt_helpers import Recorder, c, program, r, step
+from rt_helpers import FailingServer, Recorder, c, program, r, step
 
 from treadle.errors import ModelError
 from treadle.runtime import ir
 from treadle.runtime.cache import ModelCache
 from treadle.runtime.context import OpContext
 from treadle.runtime.models.base import Completion, GenParams, Message, ModelBackend
+from treadle.runtime.models.openai import OpenAIBackend
 from treadle.runtime.models.scripted import ScriptedBackend
 from treadle.runtime.run_context import RunState
 from treadle.runtime.sandbox.base import Limits, RunResult, Sandbox
@@ -114,6 +115,43 @@ async def test_retryable_model_errors_are_retried(ops: Recorder) -> None:
     out = await run(program(ask("q", "x"), outputs={"a": r("q")}), tracer, model=model, cache=False)
     assert out == {"a": "ok"}
     assert [s.status for s in tracer.spans if s.kind == "model"] == ["error", "ok"]
+
+
+def http_backend(url: str, max_retries: int) -> OpenAIBackend:
+    return OpenAIBackend(
+        url, "m", api_key="", max_retries=max_retries, backoff_base=0.001, backoff_max=0.01
+    )
+
+
+async def test_a_step_does_not_retry_a_backend_that_retries(ops: Recorder) -> None:
+    """The backend tries 3 times; the step's 2 retries on top would make it 9 requests."""
+    async with FailingServer(500) as server:
+        model = http_backend(server.url, max_retries=2)
+        tracer = Tracer()
+        with pytest.raises(StepFailed, match=r"HTTP 500.*tried 3 times") as info:
+            await run(program(ask("q", "x"), outputs={}), tracer, model=model, cache=False)
+        await model.aclose()
+    assert server.requests == 3 and model.requests == 3
+    assert isinstance(info.value.cause, ModelError) and not info.value.cause.retryable
+    (model_span,) = [s for s in tracer.spans if s.kind == "model"]
+    assert model_span.status == "error"
+    step_span = next(s for s in tracer.spans if s.kind == "step")
+    assert [e["name"] for e in step_span.events] == []  # no step retry
+
+
+async def test_a_step_retries_a_backend_that_does_not(ops: Recorder) -> None:
+    async with FailingServer(503) as server:
+        model = http_backend(server.url, max_retries=0)
+        tracer = Tracer()
+        with pytest.raises(StepFailed, match="HTTP 503"):
+            await run(program(ask("q", "x"), outputs={}), tracer, model=model, cache=False)
+        await model.aclose()
+    assert server.requests == 3  # 1 attempt + the step's 2 retries
+    step_span = next(s for s in tracer.spans if s.kind == "step")
+    retries = [e for e in step_span.events if e["name"] == "retry"]
+    assert [e["attempt"] for e in retries] == [1, 2]
+    assert all("HTTP 503" in e["error"] and e["delay_s"] >= 0 for e in retries)
+    assert [s.status for s in tracer.spans if s.kind == "model"] == ["error"] * 3
 
 
 async def test_model_failure_names_the_step(ops: Recorder) -> None:

@@ -21,7 +21,7 @@ from treadle.runtime.context import OpContext
 from treadle.runtime.models.base import Completion, GenParams, Message, ModelBackend
 from treadle.runtime.sandbox.base import Limits, Sandbox
 from treadle.runtime.sandbox.base import RunResult as SandboxResult
-from treadle.runtime.tracing import Span, Tracer
+from treadle.runtime.tracing import BLOB_MIN, Span, Tracer
 
 if TYPE_CHECKING:
     from treadle.runtime.cache import CachedModel
@@ -86,8 +86,10 @@ class RunState:
         cache: Any = True,
         seed: int | None = None,
         sandbox: Sandbox | SandboxFactory | str | None = None,
+        isolation: str | None = None,
     ) -> None:
         self.tracer = tracer
+        self.isolation = isolation  # "fresh" | "reset" | None (the sandbox's default)
         self.seed = seed
         self._default = model
         self._given: dict[str, ModelBackend] = dict(models or {})
@@ -168,7 +170,9 @@ class RunState:
         if isinstance(source, Sandbox):
             return source
         if source is None or isinstance(source, str):
-            source = _default_sandbox_factory(source or "docker", self.tracer.trace_id[:12])
+            source = _default_sandbox_factory(
+                source or "docker", self.tracer.trace_id[:12], self.isolation
+            )
         self._sandbox_owned = True
         made = source()
         if inspect.isawaitable(made):
@@ -199,14 +203,23 @@ class RunState:
         self._cache = None
 
 
-def _default_sandbox_factory(kind: str, run_id: str) -> SandboxFactory:
+def _default_sandbox_factory(
+    kind: str, run_id: str, isolation: str | None = None
+) -> SandboxFactory:
     """`open_sandbox` of the sandbox package (Docker unless `kind` is "process"), imported only
     when a step needs a sandbox; its containers are labelled with the run's trace id."""
     if kind not in ("docker", "process"):
         raise SandboxError(f"unknown sandbox kind {kind!r}; use 'docker' or 'process'")
+    if isolation not in (None, "fresh", "reset"):
+        raise SandboxError(f"unknown isolation {isolation!r}; use 'fresh' or 'reset'")
     from treadle.runtime.sandbox import open_sandbox
 
-    return functools.partial(open_sandbox, kind, run_id=run_id)  # type: ignore[arg-type]
+    return functools.partial(
+        open_sandbox,  # type: ignore[arg-type]
+        kind,
+        run_id=run_id,
+        isolation=isolation,
+    )
 
 
 class StepContext(OpContext):
@@ -278,6 +291,16 @@ class StepContext(OpContext):
         self.state.tracer.event(self.span, name, **attributes)
 
 
+def _file_input(tracer: Tracer, data: bytes) -> Any:
+    """A sandbox file as a span input: its text, or for a large file (the harness script, the
+    same in every run) a reference to the one copy the trace stores."""
+    if not tracer.record_values:
+        return None
+    if len(data) >= BLOB_MIN:
+        return tracer.blob(data)
+    return data.decode("utf-8", "replace")
+
+
 class _TracedSandbox(Sandbox):
     """The run's sandbox as one step sees it: each run is a `sandbox` span under the step."""
 
@@ -302,9 +325,7 @@ class _TracedSandbox(Sandbox):
             op=self.ctx.span.op,
             inputs={
                 "command": command,
-                "files": {
-                    name: data.decode("utf-8", "replace") for name, data in (files or {}).items()
-                },
+                "files": {name: _file_input(tracer, data) for name, data in (files or {}).items()},
             },
         )
         try:

@@ -1,25 +1,40 @@
 """Tracing: a span per workflow run, step, model call and sandbox run.
 
-The trace is written as the run goes, one JSON line per span event, flushed every time, so an
-interrupted or crashed run leaves a readable file holding every span that finished (and the
-start of the ones that did not). Sinks receive span events: the JSONL writer, the optional
-OpenTelemetry exporter (`treadle.runtime.otel`-style, lazily imported), the CLI's progress
-display. Values are recorded truncated, with a sha256 of the whole value so runs can be compared
-without storing everything.
+Sinks receive span events: the JSONL writer, the optional OpenTelemetry exporter (imported on
+first use), the CLI's progress display. Values are recorded as previews: whole when small, else
+cut and marked, with the sha256 of the whole value so runs can be compared without storing
+everything.
+
+The JSONL writer is cheap because it does almost nothing while a step runs: an event only
+queues the span; lines are built with orjson and written in one batch at most every
+`FLUSH_INTERVAL` seconds (by one background thread for every open trace), when the queue grows
+large, at the end of the run, at interpreter exit and on SIGTERM/SIGHUP. A span that starts
+and ends between two flushes is one line. A run cut off (Ctrl-C, a crash, even SIGKILL) leaves
+a readable file holding everything up to the last flush, at most `FLUSH_INTERVAL` old: spans
+that ended, and the start of the ones that did not. Large inputs that repeat (the sandbox
+harness script) are stored once per trace as a `blob` line and referenced by hash.
 """
 
 from __future__ import annotations
 
+import atexit
+import collections
+import contextlib
 import dataclasses
 import hashlib
 import itertools
 import json
 import os
 import random
+import signal
+import threading
 import time
-from collections.abc import Iterable, Iterator
+import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
+
+import orjson
 
 SpanKind = Literal["workflow", "step", "model", "sandbox"]
 Status = Literal["ok", "error", "skipped", "cancelled"]
@@ -28,8 +43,22 @@ Status = Literal["ok", "error", "skipped", "cancelled"]
 MAX_TEXT = 2000
 #: most list items / record fields kept in a preview
 MAX_ITEMS = 50
+#: canonical JSON this short cannot hold anything `_truncate` would cut (51 one-character list
+#: items already take 103 bytes, and a longer string than MAX_TEXT takes more)
+_NEVER_CUT = 2 * (MAX_ITEMS + 1)
+#: inputs at least this large (sandbox files) are stored once per trace, by hash
+BLOB_MIN = 1024
 
-TRACE_FORMAT = 1
+#: 2: span lines carry no trace id (the header does), an `end` line only what changed, a span
+#: that started and ended between two flushes is one `span` line, large inputs are `blob` lines
+TRACE_FORMAT = 2
+
+#: seconds between two flushes of an open JSONL trace (the guarantee is "at least every 0.1 s")
+FLUSH_INTERVAL = 0.05
+#: seconds with no open trace after which the flusher thread ends (the next trace restarts it)
+_IDLE_EXIT = 10.0
+#: queued events that make the writer flush at once instead of waiting for the timer
+_FLUSH_EVENTS = 4096
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -65,11 +94,18 @@ class Span:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Span:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        fields = {k: v for k, v in data.items() if k in names}
+        for key in ("trace_id", "span_id", "kind", "name"):
+            fields.setdefault(key, "")
+        fields.setdefault("parent_id", None)
+        return cls(**fields)
 
 
 class Sink(Protocol):
-    """Receives span events as they happen (the JSONL file, OpenTelemetry, progress)."""
+    """Receives span events as they happen (the JSONL file, OpenTelemetry, progress).
+
+    A sink may also define `on_blob(sha256, text)` to receive large inputs stored by hash.
+    """
 
     def on_start(self, span: Span) -> None: ...
 
@@ -82,29 +118,81 @@ class Sink(Protocol):
 
 
 def summarize(value: Any) -> dict[str, Any]:
-    """A truncated preview of a value plus the sha256 of its full canonical JSON."""
-    text = canonical_json(value)
+    """A preview of a value: `{"value": v}` when whole; when cut, also `truncated`, `bytes` and
+    the `sha256` of the full canonical JSON (a whole value is its own fingerprint; see
+    `value_sha256`)."""
+    kind = type(value)
+    if kind is str:
+        if len(value) <= MAX_TEXT:
+            return {"value": value}
+    elif kind in _SCALARS:
+        return {"value": value}
+    elif kind is dict and len(value) <= MAX_ITEMS and _flat(value.values()):
+        return {"value": {str(k): v for k, v in value.items()}}
+    elif kind is list and len(value) <= MAX_ITEMS and _flat(value):
+        return {"value": list(value)}
+    data = canonical_bytes(value)
+    if len(data) <= _NEVER_CUT:
+        # a JSON-native copy, so later changes to the value do not reach the trace
+        return {"value": orjson.loads(data)}
     preview, cut = _truncate(value)
-    summary: dict[str, Any] = {
+    if not cut:
+        return {"value": preview}
+    return {
         "value": preview,
-        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "truncated": True,
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
     }
-    if cut:
-        summary["truncated"] = True
-        summary["bytes"] = len(text.encode())
-    return summary
+
+
+_SCALARS = frozenset((type(None), bool, int, float))
+
+
+def _flat(values: Iterable[Any]) -> bool:
+    """Whether every value is a scalar or a short text: a copy of the container is then a
+    whole preview, with nothing to cut."""
+    for v in values:
+        kind = type(v)
+        if kind is str:
+            if len(v) > MAX_TEXT:
+                return False
+        elif kind not in _SCALARS:
+            return False
+    return True
+
+
+def value_sha256(summary: Any) -> str | None:
+    """The sha256 of the canonical JSON of the value a preview stands for."""
+    if not isinstance(summary, dict) or "value" not in summary:
+        return None
+    found = summary.get("sha256")
+    if isinstance(found, str):
+        return found
+    return hashlib.sha256(canonical_bytes(summary["value"])).hexdigest()
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """Canonical JSON (sorted keys, no spaces, UTF-8) as bytes: orjson, or the standard
+    library for what orjson refuses (non-text keys, integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(value, default=_fallback, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_fallback
+        ).encode()
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_fallback
-    )
+    return canonical_bytes(value).decode()
 
 
 def _fallback(value: Any) -> Any:
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         return dump(mode="json")
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
     return repr(value)
 
 
@@ -136,7 +224,7 @@ def _truncate(value: Any) -> tuple[Any, bool]:
 class Tracer:
     """Creates spans, keeps them (for `RunResult.spans`) and hands their events to sinks.
 
-    `record_values=False` skips the previews and hashes (the benchmark's bare mode).
+    `record_values=False` skips the previews (the benchmark's bare mode).
     """
 
     def __init__(
@@ -155,6 +243,8 @@ class Tracer:
         self.spans: list[Span] = []
         self._ids = itertools.count(1)
         self._closed = False
+        #: sha256 of the blobs already handed to the sinks
+        self._blobs: set[str] = set()
 
     def add_sink(self, sink: Sink) -> None:
         self.sinks.append(sink)
@@ -201,11 +291,12 @@ class Tracer:
         if span.status is not None:
             return
         span.end = time.time()
-        span.status = status
         if outputs is not None and self.record_values:
             span.outputs = summarize(outputs)
         if error is not None:
             span.error = error
+        # last: a writer that sees a status sees every other field of the ended span
+        span.status = status
         for sink in self.sinks:
             sink.on_end(span)
 
@@ -218,6 +309,20 @@ class Tracer:
 
     def event(self, span: Span, name: str, **attributes: Any) -> None:
         span.events.append({"name": name, "time": time.time(), **attributes})
+
+    def blob(self, data: bytes | str) -> dict[str, Any]:
+        """A reference `{"blob": sha256, "bytes": n}` to `data`, handed to the sinks once per
+        trace: large inputs that repeat (a harness script) are stored once, not per span."""
+        raw = data.encode() if isinstance(data, str) else data
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest not in self._blobs:
+            self._blobs.add(digest)
+            text = raw.decode("utf-8", "replace")
+            for sink in self.sinks:
+                on_blob = getattr(sink, "on_blob", None)
+                if on_blob is not None:
+                    on_blob(digest, text)
+        return {"blob": digest, "bytes": len(raw)}
 
     def close(self) -> None:
         """End every sink once (flushes and closes the file); safe to call twice."""
@@ -232,43 +337,248 @@ class Tracer:
 
 
 class JsonlSink:
-    """Writes `{"event": "start"|"end", ...span}` lines, flushing after each one.
+    """Writes the trace as JSON Lines, in batches (see the module docstring).
 
-    The first line is a header (`event: "trace"`) naming the workflow and the trace format.
+    Lines: a header `{"event": "trace", "format", "time", "trace_id", ...header}`, then per span
+    either one `span` line (it started and ended between two flushes) or a `start` line and
+    later an `end` line holding what changed; `blob` lines hold large inputs by sha256.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, header: dict[str, Any] | None = None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
-        self._write(
-            {"event": "trace", "format": TRACE_FORMAT, "time": time.time(), **(header or {})}
-        )
-
-    def _write(self, record: dict[str, Any]) -> None:
-        if self._file is None:
-            return
-        self._file.write(canonical_line(record))
-        self._file.flush()
+        self._header: dict[str, Any] | None = {
+            "event": "trace",
+            "format": TRACE_FORMAT,
+            "time": time.time(),
+            **(header or {}),
+        }
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        try:
+            self._fd: int | None = os.open(self.path, flags, 0o644)
+        except FileNotFoundError:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, flags, 0o644)
+        #: spans (and blobs) whose events are not written yet; appended without a lock
+        self._queue: collections.deque[Any] = collections.deque()
+        #: ids of spans whose start line is written but not their end
+        self._open: set[str] = set()
+        #: ids of spans written in full
+        self._done: set[str] = set()
+        #: held while writing, so the timer's flush and the final one never interleave
+        self._lock = threading.RLock()
+        self.error: OSError | None = None
+        _FLUSHER.add(self)
 
     def on_start(self, span: Span) -> None:
-        record = span.to_dict()
-        for key in ("status", "end", "outputs", "tokens_in", "tokens_out", "cached", "error"):
-            del record[key]
-        del record["events"]
-        self._write({"event": "start", **record})
+        self._queue.append(span)
 
     def on_end(self, span: Span) -> None:
-        self._write({"event": "end", **span.to_dict()})
+        queue = self._queue
+        queue.append(span)
+        if len(queue) > _FLUSH_EVENTS:
+            self.flush()
+
+    def on_blob(self, sha256: str, text: str) -> None:
+        self._queue.append((sha256, text))
+
+    def flush(self) -> None:
+        """Write every queued event now."""
+        with self._lock:
+            if self._fd is None:
+                return
+            queue = self._queue
+            lines: list[bytes] = []
+            if self._header is not None:
+                if queue and isinstance(queue[0], Span):
+                    self._header.setdefault("trace_id", queue[0].trace_id)
+                lines.append(_dumps(self._header))
+                self._header = None
+            done, open_ = self._done, self._open
+            while queue:
+                item = queue.popleft()
+                if type(item) is tuple:
+                    lines.append(_dumps({"event": "blob", "sha256": item[0], "text": item[1]}))
+                    continue
+                sid = item.span_id
+                if sid in done:
+                    continue
+                if item.status is None:
+                    if sid not in open_:
+                        open_.add(sid)
+                        lines.append(_dumps(_start_record(item, "start")))
+                elif sid in open_:
+                    open_.discard(sid)
+                    done.add(sid)
+                    lines.append(_dumps(_end_record(item, {"event": "end", "span_id": sid})))
+                else:
+                    done.add(sid)
+                    lines.append(_dumps(_end_record(item, _start_record(item, "span"))))
+            if not lines:
+                return
+            data = b"".join(lines)
+            try:
+                while data:
+                    data = data[os.write(self._fd, data) :]
+            except OSError as e:
+                if self.error is None:
+                    self.error = e
+                    warnings.warn(
+                        f"treadle could not write the trace {self.path}: {e}",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        with self._lock:
+            if self._fd is None:
+                return
+            try:
+                self.flush()
+            finally:
+                _FLUSHER.remove(self)
+                os.close(self._fd)
+                self._fd = None
 
 
-def canonical_line(record: dict[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, default=_fallback) + "\n"
+def _dumps(record: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(record, default=_fallback, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return (json.dumps(record, ensure_ascii=False, default=_fallback) + "\n").encode()
+
+
+def _start_record(span: Span, event: str) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "event": event,
+        "span_id": span.span_id,
+        "kind": span.kind,
+        "name": span.name,
+        "start": span.start,
+    }
+    if span.parent_id is not None:
+        record["parent_id"] = span.parent_id
+    if span.step is not None:
+        record["step"] = span.step
+    if span.op is not None:
+        record["op"] = span.op
+    if span.inputs is not None:
+        record["inputs"] = span.inputs
+    if span.attrs:
+        record["attrs"] = span.attrs
+    return record
+
+
+def _end_record(span: Span, record: dict[str, Any]) -> dict[str, Any]:
+    record["status"] = span.status
+    record["end"] = span.end
+    if span.outputs is not None:
+        record["outputs"] = span.outputs
+    if span.tokens_in is not None:
+        record["tokens_in"] = span.tokens_in
+    if span.tokens_out is not None:
+        record["tokens_out"] = span.tokens_out
+    if span.cached is not None:
+        record["cached"] = span.cached
+    if span.error is not None:
+        record["error"] = span.error
+    if span.attrs:
+        record["attrs"] = span.attrs
+    if span.events:
+        record["events"] = span.events
+    return record
+
+
+class _Flusher:
+    """One daemon thread flushing every open JSONL trace every FLUSH_INTERVAL seconds; it
+    stops after a while with nothing open and starts again with the next trace."""
+
+    def __init__(self) -> None:
+        self.sinks: set[JsonlSink] = set()
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+        self.hooked = False
+
+    def add(self, sink: JsonlSink) -> None:
+        with self.lock:
+            self.sinks.add(sink)
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._loop, name="treadle-trace-flush", daemon=True
+                )
+                self.thread.start()
+        if not self.hooked:
+            self.hooked = True
+            _install_exit_hooks()
+
+    def remove(self, sink: JsonlSink) -> None:
+        with self.lock:
+            self.sinks.discard(sink)
+
+    def _loop(self) -> None:
+        idle_since = time.monotonic()
+        while True:
+            time.sleep(FLUSH_INTERVAL)
+            with self.lock:
+                sinks = list(self.sinks)
+                if not sinks:
+                    if time.monotonic() - idle_since >= _IDLE_EXIT:
+                        self.thread = None
+                        return
+                    continue
+            idle_since = time.monotonic()
+            for sink in sinks:
+                # a trace that cannot be written must not stop the others
+                with contextlib.suppress(Exception):
+                    sink.flush()
+
+    def flush_all(self) -> None:
+        for sink in list(self.sinks):
+            if sink._lock.acquire(timeout=1):
+                try:
+                    sink.flush()
+                except Exception:
+                    pass
+                finally:
+                    sink._lock.release()
+
+    def after_fork(self) -> None:
+        """The child of a fork has no flusher thread (and its own copy of the queues)."""
+        self.lock = threading.Lock()
+        self.thread = None
+        if self.sinks:
+            self.thread = threading.Thread(
+                target=self._loop, name="treadle-trace-flush", daemon=True
+            )
+            self.thread.start()
+
+
+_FLUSHER = _Flusher()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_FLUSHER.after_fork)
+
+
+def _install_exit_hooks() -> None:
+    """Flush open traces at interpreter exit, and on SIGTERM / SIGHUP when nobody else handles
+    them (then die of the signal as before). SIGINT raises KeyboardInterrupt, which ends the
+    run and its trace normally."""
+    atexit.register(_FLUSHER.flush_all)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is None:
+            continue
+        try:
+            if signal.getsignal(signum) is signal.SIG_DFL:
+                signal.signal(signum, _flush_and_die)
+        except (ValueError, OSError):  # not allowed here (an embedded interpreter)
+            pass
+
+
+def _flush_and_die(signum: int, frame: Any) -> None:
+    _FLUSHER.flush_all()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def default_trace_path(workflow: str, directory: str | os.PathLike[str] | None = None) -> Path:
@@ -289,6 +599,8 @@ class Trace:
     spans: list[Span]
     #: lines that could not be read (a line cut short by a crash)
     bad_lines: int = 0
+    #: large inputs stored once, by sha256
+    blobs: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def children(self) -> dict[str | None, list[Span]]:
         tree: dict[str | None, list[Span]] = {}
@@ -300,40 +612,53 @@ class Trace:
             kids.sort(key=lambda s: s.start)
         return tree
 
+    def blob(self, ref: Any) -> str | None:
+        """The text a `{"blob": sha256, ...}` reference stands for, if the trace holds it."""
+        if isinstance(ref, dict) and isinstance(ref.get("blob"), str):
+            return self.blobs.get(ref["blob"])
+        return None
+
 
 def read_trace(path: str | os.PathLike[str]) -> Trace:
-    """Read a JSONL trace, complete or cut short: a start without an end stays unfinished."""
+    """Read a JSONL trace (format 1 or 2), complete or cut short: a start without an end stays
+    unfinished, a line cut short by a crash is counted in `bad_lines`."""
     header: dict[str, Any] = {}
-    spans: dict[str, Span] = {}
+    records: dict[str, dict[str, Any]] = {}
+    blobs: dict[str, str] = {}
     bad = 0
-    with Path(path).open(encoding="utf-8", errors="replace") as f:
-        for line in _lines(f):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                bad += 1
-                continue
-            if not isinstance(record, dict):
-                bad += 1
-                continue
-            event = record.pop("event", None)
-            if event == "trace":
-                header = record
-            elif event in ("start", "end") and "span_id" in record:
-                old = spans.get(record["span_id"])
-                if old is not None and event == "start":
-                    continue
-                spans[record["span_id"]] = Span.from_dict(record)
+    for line in Path(path).read_bytes().splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            bad += 1
+            continue
+        if not isinstance(record, dict):
+            bad += 1
+            continue
+        event = record.pop("event", None)
+        sid = record.get("span_id")
+        if event == "trace":
+            header = record
+        elif event in ("start", "end", "span") and isinstance(sid, str):
+            old = records.get(sid)
+            if old is None:
+                records[sid] = record
+            elif event == "start":  # never let a start override what an end said
+                records[sid] = {**record, **old}
             else:
-                bad += 1
-    return Trace(header, list(spans.values()), bad)
-
-
-def _lines(f: IO[str]) -> Iterator[str]:
-    for line in f:
-        line = line.strip()
-        if line:
-            yield line
+                old.update(record)
+        elif event == "blob" and isinstance(record.get("sha256"), str):
+            blobs[record["sha256"]] = str(record.get("text", ""))
+        else:
+            bad += 1
+    trace_id = str(header.get("trace_id") or "")
+    spans = []
+    for record in records.values():
+        record.setdefault("trace_id", trace_id)
+        spans.append(Span.from_dict(record))
+    return Trace(header, spans, bad, blobs)
 
 
 # ---------------------------------------------------------------- OpenTelemetry
@@ -398,6 +723,11 @@ class OtelSink:
         self._open.clear()
 
 
+#: longest input/output preview exported as an OpenTelemetry attribute
+_OTEL_TEXT = 8000
+#: OpenInference span kinds (Phoenix draws LLM, TOOL and CHAIN spans differently)
+_OPENINFERENCE_KIND = {"workflow": "CHAIN", "step": "CHAIN", "model": "LLM", "sandbox": "TOOL"}
+
 #: step spans that are structure (control flow), not an operator call
 _STRUCTURE = ("branch", "loop", "map", "turn", "item")
 
@@ -441,10 +771,25 @@ def _otel_attributes(span: Span) -> dict[str, Any]:
     if span.error:
         attrs["error.type"] = "treadle." + (span.kind or "step")
         attrs["treadle.error"] = span.error
-    if isinstance(span.inputs, dict) and "sha256" in span.inputs:
-        attrs["treadle.inputs.sha256"] = span.inputs["sha256"]
-    if isinstance(span.outputs, dict) and "sha256" in span.outputs:
-        attrs["treadle.outputs.sha256"] = span.outputs["sha256"]
+    for side, summary in (("input", span.inputs), ("output", span.outputs)):
+        digest = value_sha256(summary)
+        if digest is not None:
+            attrs[f"treadle.{side}s.sha256"] = digest
+            # OpenInference (what Phoenix shows as a span's input and output)
+            text = canonical_json(summary["value"])
+            attrs[f"{side}.value"] = text if len(text) <= _OTEL_TEXT else text[:_OTEL_TEXT] + "…"
+            attrs[f"{side}.mime_type"] = "application/json"
+    attrs["openinference.span.kind"] = _OPENINFERENCE_KIND.get(span.kind, "CHAIN")
+    if span.kind == "model":
+        model = span.attrs.get("gen_ai.request.model")
+        if model is not None:
+            attrs["llm.model_name"] = str(model)
+        if span.tokens_in is not None:
+            attrs["llm.token_count.prompt"] = span.tokens_in
+        if span.tokens_out is not None:
+            attrs["llm.token_count.completion"] = span.tokens_out
+        if span.tokens_in is not None and span.tokens_out is not None:
+            attrs["llm.token_count.total"] = span.tokens_in + span.tokens_out
     for key, value in span.attrs.items():
         if value is not None:
             attrs[key if "." in key else f"treadle.{key}"] = _otel_value(value)
