@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -204,6 +204,7 @@ async def attribute(
     work_dir: str | Path | None = None,
     library: str | Path | None = None,
     flows: Sequence[str | Path] = (),
+    log: Callable[[str], None] | None = None,
 ) -> AttributionReport:
     """Attribute the score of `flow` on `data` to its units (`by` step, operator or call);
     options as `evaluate`. `prune=OUT.flow` also writes and scores the pruned flow. With
@@ -215,7 +216,7 @@ async def attribute(
             target=target, input_map=input_map, model=model, models=models,
             concurrency=concurrency, cache=cache, seed=seed, limit=limit, rows=rows, ids=ids,
             shuffle=shuffle, report=report, display=display, sandbox=sandbox,
-            resources=resources, success=success, work_dir=work_dir,
+            resources=resources, success=success, work_dir=work_dir, log=log,
         )  # fmt: skip
     started = time.monotonic()
     path = Path(flow)
@@ -242,14 +243,17 @@ async def attribute(
         concurrency=concurrency, cache=cache, seed=seed, workflow=workflow, display=display,
         sandbox=sandbox, resources=res,
     )  # fmt: skip
+    say = log or (lambda _msg: None)
     try:
+        say(f"baseline: {path} on {len(ds.rows)} rows")
         baseline = await evaluate(path, ds, results=work / "baseline.jsonl", **common)
         base = _scores(baseline)
         reports, lost = await _ablations(
-            program, text, path, units, ds, base, work, common, success, seed
+            program, text, path, units, ds, base, work, common, success, seed, say
         )
         pruned = None
         if prune is not None:
+            say(f"pruned flow: {prune}")
             pruned = await _prune(
                 program, text, path, Path(prune), reports, baseline, ds, work, common
             )
@@ -301,6 +305,7 @@ async def _ablations(
     common: dict[str, Any],
     success: float,
     seed: int,
+    say: Callable[[str], None],
 ) -> tuple[list[UnitReport], dict[str, set[str]]]:
     reports: list[UnitReport] = []
     lost: dict[str, set[str]] = {}
@@ -311,13 +316,16 @@ async def _ablations(
         )  # fmt: skip
         reports.append(ur)
         if not u.removable:
+            say(f"[{i + 1}/{len(units)}] {u.unit}: not removable ({u.reason})")
             continue
         try:
             ablated = ablate(program, text, u.nodes, path=path)
         except AblationError as e:
             ur.removable = False
             ur.reason = e.message
+            say(f"[{i + 1}/{len(units)}] {u.unit}: not run ({e.message})")
             continue
+        say(f"[{i + 1}/{len(units)}] without {u.unit} ({u.target}: {u.reason})")
         rep = await evaluate(
             _ablated_flow(ablated.program), ds, results=work / f"u{i:03d}.jsonl", **common
         )
@@ -339,11 +347,13 @@ async def _prune(
     common: dict[str, Any],
 ) -> PruneReport:
     """Write the flow without the units whose removal does not lower the score (interval
-    includes 0 or is below it), check it compiles, and score it on the same rows."""
+    includes 0 or is below it), least useful first, each joint removal checked on the same
+    rows; check the result compiles, and score it on the same rows."""
     candidates = [
         r for r in reports if r.removable and r.effect is not None and (r.ci_low or 0.0) <= 0.0
     ]
     units = {u.unit: u for u in list_units(program, text, by=_by(reports))}
+    base = _scores(baseline)
     removed: list[str] = []
     kept: dict[str, str] = {}
     current_text = text
@@ -357,6 +367,22 @@ async def _prune(
         if ab.text is None:
             kept[c.unit] = "its removal has no .flow text (a constant or a list item stands in)"
             continue
+        if removed:
+            # units that are each dispensable may not be dispensable together (two steps that
+            # both fix the answer): check the joint removal on the same rows before keeping it
+            rep = await evaluate(
+                _ablated_flow(ab.program), ds, results=work / f"prune{len(removed)}.jsonl",
+                **common,
+            )  # fmt: skip
+            after = _scores(rep)
+            diffs = [base[i] - after[i] for i in base if i in after]
+            low = paired_bootstrap(diffs, seed=common.get("seed", 0))[0] if diffs else 1.0
+            if low > 0:
+                kept[c.unit] = (
+                    f"removing it together with {', '.join(removed)} lowers the score "
+                    f"(interval [{low:+.3f}, ...])"
+                )
+                continue
         removed.append(c.unit)
         current_text = ab.text
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -401,6 +427,7 @@ async def attribute_library(
     rows: str | tuple[int, int] | None = None,
     ids: Sequence[str] | str | None = None,
     shuffle: bool = False,
+    log: Callable[[str], None] | None = None,
     **options: Any,
 ) -> AttributionReport:
     """Credit each capability of `library` across every flow that calls it: per flow, remove
@@ -438,6 +465,8 @@ async def attribute_library(
             ]  # fmt: skip
             if not units:
                 continue
+            if log:
+                log(f"baseline: {path} ({len(units)} calls of the library)")
             baseline = await evaluate(path, ds, results=work / f"f{fi}-baseline.jsonl", **common)
             scorer = baseline.scorer
             base = _scores(baseline)
@@ -460,6 +489,8 @@ async def attribute_library(
                 except AblationError as e:
                     ur.reason = e.message
                     continue
+                if log:
+                    log(f"{path}: without {u.unit}")
                 rep = await evaluate(
                     _ablated_flow(ab.program), ds, results=work / f"f{fi}-u{ui}.jsonl", **common
                 )

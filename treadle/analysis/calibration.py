@@ -24,7 +24,7 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -285,6 +285,7 @@ async def rank(
     sandbox: str = "docker",
     resources: EvalResources | None = None,
     work_dir: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> RankReport:
     """Rank `flows` on `data` by calibrated score; see the module docstring. The optimizer model
     defaults to the run's model."""
@@ -317,6 +318,7 @@ async def rank(
         resources=res,
     )  # fmt: skip
     description = task or _describe(ds)
+    say = log or (lambda _msg: None)
     results: list[FlowRank] = []
     full_reports: dict[Path, EvalReport] = {}
     scorer = ""
@@ -324,6 +326,7 @@ async def rank(
         warm_scores = []
         examples = []
         for i, p in enumerate(warm):
+            say(f"warm-up {i + 1}/{len(warm)}: {p} on all {len(all_ids)} rows")
             rep = await evaluate(p, ds, results=work / f"warmup{i}.jsonl", **common)
             scorer = rep.scorer
             full_reports[p] = rep
@@ -337,9 +340,11 @@ async def rank(
         n_few = sample_size(len(all_ids), few_ratio, min_rows, len(set(row_strata.values())))
         few = stratified_sample(row_strata, n_few, seed=seed)
         spec = optimizer_model if optimizer_model is not None else model
+        say(f"strata {_counts(row_strata)}; few-shot sample: {len(few)} rows")
         for i, p in enumerate(others):
             text = p.read_text(encoding="utf-8")
             entry = FlowRank(path=str(p))
+            say(f"[{i + 1}/{len(others)}] {p}: few-shot on {len(few)} rows + self-prediction")
             rep = await evaluate(p, ds, ids=few, results=work / f"few{i}.jsonl", **common)
             scorer = scorer or rep.scorer
             entry.few_rows = rep.scored
@@ -358,6 +363,7 @@ async def rank(
                                         alpha_max=alpha_max)  # fmt: skip
                 entry.score = calibrated(s_pred, entry.s_few, entry.alpha)
             if verify:
+                say(f"[{i + 1}/{len(others)}] {p}: full evaluation (--verify)")
                 full = await evaluate(p, ds, results=work / f"full{i}.jsonl", **common)
                 full_reports[p] = full
                 entry.full, entry.full_tokens = full.mean, _tokens(full)
@@ -412,6 +418,13 @@ async def rank(
         Path(report).parent.mkdir(parents=True, exist_ok=True)
         Path(report).write_text(out.to_json() + "\n", encoding="utf-8")
     return out
+
+
+def _counts(row_strata: Mapping[str, int]) -> dict[str, int]:
+    return {
+        str(s): sum(1 for v in row_strata.values() if v == s)
+        for s in sorted(set(row_strata.values()))
+    }
 
 
 def _describe(ds: Dataset) -> str:

@@ -1,0 +1,186 @@
+"""`treadle attribute FLOW DATA`: which steps (operators, capability calls) carry the score.
+
+A thin layer over `treadle.analysis.attribution`: options as `treadle eval`, a table of units
+ranked by effect on stdout, progress on stderr, the JSON report with `--report`. Exit codes:
+0 done, 2 bad input (flow, dataset, scorer, options), 3 the runs failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+EXIT_INPUT = 2
+EXIT_RUNTIME = 3
+
+
+def register(app: typer.Typer) -> None:
+    app.command("attribute")(attribute)
+
+
+def parse_map(items: list[str] | None, what: str) -> dict[str, str] | None:
+    """`NAME=VALUE` pairs (`--input-map`, `--scorer-option`) as a dict."""
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint=what)
+        out[name.strip()] = value
+    return out
+
+
+def default_display() -> str:
+    return "rich" if sys.stderr.isatty() else "none"
+
+
+def attribute(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="FLOW DATA, or with --library: FLOWS... DATA", show_default=False),
+    ],
+    scorer: Annotated[
+        list[str] | None, typer.Option("--scorer", "-s", help="scorer spec (first is primary)")
+    ] = None,
+    by: Annotated[str, typer.Option("--by", help="step, operator or call")] = "step",
+    target: Annotated[str | None, typer.Option("--target", help="the target column")] = None,
+    input_map: Annotated[
+        list[str] | None, typer.Option("--input-map", help="INPUT=COLUMN (repeatable)")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="model spec")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="write the JSON report")] = None,
+    prune: Annotated[
+        Path | None, typer.Option("--prune", help="write the flow without units that do not help")
+    ] = None,
+    library: Annotated[
+        Path | None,
+        typer.Option("--library", help="credit this library's capabilities across the FLOWS"),
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="the first N rows")] = None,
+    rows: Annotated[str | None, typer.Option("--rows", help="rows A:B")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", "-j", help="rows at once")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="the seed of every run")] = 0,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="no cache: every ablation re-runs everything")
+    ] = False,
+    success: Annotated[
+        float, typer.Option("--success", help="a row is a success at this score or above")
+    ] = 0.5,
+    sandbox: Annotated[str, typer.Option("--sandbox", help="docker or process")] = "docker",
+    progress: Annotated[
+        str | None, typer.Option("--progress", help="rich, plain or none (default: rich on a tty)")
+    ] = None,
+) -> None:
+    """Remove each step (or operator, or capability call) in turn, re-run the same rows with
+    the same seeds, and rank the units by the score they carry."""
+    from treadle.errors import InputError, TreadleError
+
+    if len(paths) < 2:
+        raise typer.BadParameter("give FLOW and DATA", param_hint="PATHS")
+    if by not in ("step", "operator", "call"):
+        raise typer.BadParameter("step, operator or call", param_hint="--by")
+    *flows, data = paths
+    if library is None and len(flows) != 1:
+        raise typer.BadParameter("one FLOW (several only with --library)", param_hint="PATHS")
+    display = progress or default_display()
+
+    def log(msg: str) -> None:
+        if display != "none":
+            typer.echo(msg, err=True)
+
+    from treadle.analysis.attribution import attribute as run
+
+    try:
+        rep = asyncio.run(
+            run(
+                flows[0], data, flows=flows[1:], library=library, scorers=scorer or ["exact"],
+                by=by,  # type: ignore[arg-type]
+                target=target, input_map=parse_map(input_map, "--input-map"), model=model,
+                concurrency=concurrency, cache=not no_cache, seed=seed, limit=limit, rows=rows,
+                report=report, prune=prune, display=None if display == "none" else display,
+                sandbox=sandbox, success=success, log=log,
+            )
+        )  # fmt: skip
+    except InputError as e:
+        typer.echo(e.message, err=True)
+        raise typer.Exit(EXIT_INPUT) from None
+    except TreadleError as e:
+        if os.environ.get("TREADLE_DEBUG"):
+            raise
+        typer.echo(e.message, err=True)
+        raise typer.Exit(EXIT_RUNTIME) from None
+    typer.echo(render(rep), nl=False)
+    if report is not None:
+        typer.echo(f"report: {report}", err=True)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def _num(x: float | None, sign: bool = True) -> str:
+    return "-" if x is None else (f"{x:+.3f}" if sign else f"{x:.3f}")
+
+
+def render(rep: Any) -> str:
+    """The report as plain text: the baseline, units by rank, cost against naive."""
+    lines = [
+        f"baseline {_num(rep.baseline, False)} on {rep.n} rows ({rep.scorer}); "
+        f"{rep.successes} successes (score >= {rep.success:g})",
+        "",
+    ]
+    header = ("rank", "unit", "by", "removed as", "effect", "95% CI", "sign", "share")
+    table = [header]
+    for u in rep.units:
+        if u.effect is None:
+            continue
+        table.append(
+            (
+                str(u.rank), u.unit, u.target, _short(u.reason, 44), _num(u.effect),
+                f"[{_num(u.ci_low)}, {_num(u.ci_high)}]", u.sign or "-", _pct(u.share),
+            )
+        )  # fmt: skip
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    skipped = [u for u in rep.units if u.effect is None]
+    if skipped:
+        lines += ["", "not measured:"]
+        lines += [f"  {u.unit} ({u.target}): {_short(u.reason, 120)}" for u in skipped]
+    if rep.cumulative:
+        for c in rep.cumulative:
+            if c.share >= 0.8 or c.units == len(rep.cumulative):
+                lines += [
+                    "",
+                    f"top {c.units} of {len(rep.cumulative)} units ({_pct(c.fraction_of_units)}) "
+                    f"carry {_pct(c.share)} of the baseline's successes",
+                ]
+                break
+    saved = 1 - rep.model_calls / rep.model_calls_naive if rep.model_calls_naive else 0.0
+    lines += [
+        "",
+        f"model calls: {rep.model_calls} made, {rep.model_calls_naive} without the cache "
+        f"({_pct(saved)} fewer); {rep.cached_calls} cache hits; {rep.wall_s:.1f} s",
+    ]
+    if rep.prune is not None:
+        p = rep.prune
+        lines += [
+            f"pruned: {p.path} without {', '.join(p.removed) or 'nothing'}: score "
+            f"{_num(p.score, False)} (original {_num(p.baseline, False)}), model calls "
+            f"{p.model_calls} (original {p.model_calls_baseline}), tokens {p.tokens} "
+            f"(original {p.tokens_baseline})"
+        ]
+        lines += [f"  kept {u}: {_short(why, 100)}" for u, why in p.kept_candidates.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _short(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"

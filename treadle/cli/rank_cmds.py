@@ -1,0 +1,158 @@
+"""`treadle rank FLOWS... DATA`: rank candidate workflows by calibrated score (SCALE) for a
+fraction of the tokens of evaluating each in full.
+
+A thin layer over `treadle.analysis.calibration`; options as `treadle eval`. Exit codes: 0 done,
+2 bad input, 3 the runs failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from treadle.cli.attribute_cmds import EXIT_INPUT, EXIT_RUNTIME, default_display, parse_map
+
+
+def register(app: typer.Typer) -> None:
+    app.command("rank")(rank)
+
+
+def rank(
+    paths: Annotated[list[Path], typer.Argument(help="FLOWS... DATA", show_default=False)],
+    scorer: Annotated[
+        list[str] | None, typer.Option("--scorer", "-s", help="scorer spec (first is primary)")
+    ] = None,
+    optimizer_model: Annotated[
+        str | None,
+        typer.Option("--optimizer-model", help="who predicts each flow's score (default: --model)"),
+    ] = None,
+    few_ratio: Annotated[
+        float, typer.Option("--few-ratio", help="share of rows each candidate runs on")
+    ] = 0.03,
+    min_rows: Annotated[int, typer.Option("--min-rows", help="few-shot rows at least")] = 5,
+    warmup: Annotated[int, typer.Option("--warmup", help="the first M flows run in full")] = 2,
+    warmup_flows: Annotated[
+        list[Path] | None, typer.Option("--warmup-flows", help="these flows run in full instead")
+    ] = None,
+    strata: Annotated[int, typer.Option("--strata", help="difficulty bands")] = 3,
+    tau: Annotated[float, typer.Option("--tau", help="agreement tolerance before α rises")] = 0.15,
+    alpha: Annotated[float, typer.Option("--alpha", help="α while they agree")] = 0.5,
+    alpha_max: Annotated[float, typer.Option("--alpha-max", help="the cap on α")] = 0.9,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="also evaluate every flow in full and correlate")
+    ] = False,
+    coverage: Annotated[
+        int | None, typer.Option("--coverage", help="rows the top K flows solve together")
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", help="the task, as the optimizer model reads it")
+    ] = None,
+    target: Annotated[str | None, typer.Option("--target", help="the target column")] = None,
+    input_map: Annotated[
+        list[str] | None, typer.Option("--input-map", help="INPUT=COLUMN (repeatable)")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="model spec")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="write the JSON report")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="the first N rows")] = None,
+    rows: Annotated[str | None, typer.Option("--rows", help="rows A:B")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", "-j", help="rows at once")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="the seed of every run")] = 0,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="no model cache")] = False,
+    sandbox: Annotated[str, typer.Option("--sandbox", help="docker or process")] = "docker",
+    progress: Annotated[
+        str | None, typer.Option("--progress", help="rich, plain or none (default: rich on a tty)")
+    ] = None,
+) -> None:
+    """Warm-up flows in full → row difficulty strata → every other flow on a stratified few
+    rows plus the optimizer model's self-prediction → calibrated score Ŝ, ranked."""
+    from treadle.errors import InputError, TreadleError
+
+    if len(paths) < 2:
+        raise typer.BadParameter("give FLOWS... and DATA", param_hint="PATHS")
+    *flows, data = paths
+    display = progress or default_display()
+
+    def log(msg: str) -> None:
+        if display != "none":
+            typer.echo(msg, err=True)
+
+    from treadle.analysis.calibration import rank as run
+
+    try:
+        rep = asyncio.run(
+            run(
+                flows, data, scorers=scorer or ["exact"], optimizer_model=optimizer_model,
+                few_ratio=few_ratio, min_rows=min_rows, warmup=warmup, warmup_flows=warmup_flows,
+                n_strata=strata, tau=tau, alpha=alpha, alpha_max=alpha_max, verify=verify,
+                coverage=coverage, task=task, report=report, target=target,
+                input_map=parse_map(input_map, "--input-map"), model=model,
+                concurrency=concurrency, cache=not no_cache, seed=seed, limit=limit, rows=rows,
+                display=None if display == "none" else display, sandbox=sandbox, log=log,
+            )
+        )  # fmt: skip
+    except InputError as e:
+        typer.echo(e.message, err=True)
+        raise typer.Exit(EXIT_INPUT) from None
+    except TreadleError as e:
+        if os.environ.get("TREADLE_DEBUG"):
+            raise
+        typer.echo(e.message, err=True)
+        raise typer.Exit(EXIT_RUNTIME) from None
+    typer.echo(render(rep), nl=False)
+    if report is not None:
+        typer.echo(f"report: {report}", err=True)
+
+
+def _n(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def render(rep: Any) -> str:
+    lines = [
+        f"{len(rep.flows)} flows on {rep.dataset} ({rep.n} rows, {rep.scorer}); strata "
+        f"{rep.strata}; few-shot rows {len(rep.few_ids)}; tau {rep.tau:g}, "
+        f"alpha {rep.alpha:g} (max {rep.alpha_max:g})",
+        "",
+    ]
+    header = ["rank", "flow", "S_pred", "S_few", "alpha", "score", "tokens"]
+    if rep.tokens_full_measured:
+        header.append("full")
+    table = [header]
+    for f in rep.flows:
+        row = [
+            str(f.rank or "-"), Path(f.path).name + (" (warm-up)" if f.warmup else ""),
+            _n(f.s_pred), _n(f.s_few), _n(f.alpha), _n(f.score), str(f.tokens),
+        ]  # fmt: skip
+        if rep.tokens_full_measured:
+            row.append(_n(f.full))
+        table.append(row)
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    errors = [f for f in rep.flows if f.error]
+    if errors:
+        lines += [""] + [f"error: {Path(f.path).name}: {f.error}" for f in errors]
+    how = "measured" if rep.tokens_full_measured else "estimated from the warm-up"
+    lines += [
+        "",
+        f"tokens: {rep.tokens_spent} spent, {rep.tokens_full} for full evaluation of every flow "
+        f"({how}): {100 * rep.saving:.0f}% saved",
+    ]
+    if rep.tokens_full_measured:
+        lines.append(
+            f"against full scores: Pearson {_n(rep.pearson)}, Spearman {_n(rep.spearman)}, "
+            f"MAE {_n(rep.mae)}"
+        )
+    if rep.coverage is not None:
+        c = rep.coverage
+        lines.append(
+            f"coverage: the top {c.k} flows solve {100 * c.union:.0f}% of rows together; the best "
+            f"({Path(c.best).name}) {100 * c.best_share:.0f}%, repeated {c.k} times "
+            f"{100 * (c.best_repeat_share or 0):.0f}%"
+        )
+    return "\n".join(lines) + "\n"
