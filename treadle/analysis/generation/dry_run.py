@@ -93,13 +93,13 @@ async def dry_run(program: Program, *, sandbox: str = "process") -> DryRun:
 
 
 def _map_items(wf: Workflow, spans: list[Any]) -> dict[str, int]:
-    """How many items each top-level `for each` ran over (from its span's output list)."""
+    """How many items each top-level `for each` ran over (its span's `items` attribute)."""
     from treadle.runtime import ir
 
     out: dict[str, int] = {}
     for node in wf.graph.nodes:
         if isinstance(node, ir.Map):
             for s in spans:
-                if s.step == node.id and isinstance(s.outputs, list):
-                    out[node.name] = len(s.outputs)
+                if s.step == node.id and isinstance(s.attrs.get("items"), int):
+                    out[node.name] = s.attrs["items"]
     return out
