@@ -86,10 +86,10 @@ class Dataset:
                     how = (
                         f"the column {column!r} that --map gives it"
                         if name in mapping
-                        else f"a column named {name!r}"
+                        else f"the column {name!r}"
                     )
                     raise DatasetError(
-                        f"The dataset {self.name} does not fit the workflow: row {row.id} has no "
+                        f"The dataset {self.name} does not fit the workflow: row {row.id} lacks "
                         f"{how} for the workflow input {name!r}. The row's columns are: {have}. "
                         f"Name the column with --map {name}=COLUMN (input_map= in the API)."
                     )

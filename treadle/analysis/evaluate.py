@@ -251,7 +251,11 @@ async def evaluate(
     ds = ds.bind([f.name for f in wf.inputs] or list(wf.graph.params), input_map)
     _coerce_inputs(the_flow, wf.name, ds)
     specs, built = _scorer_specs(scorers, scorer_options)
-    model_name = model if isinstance(model, str | None) else repr(model)
+    model_name = (
+        model
+        if isinstance(model, str | None)
+        else f"{getattr(model, 'backend', type(model).__name__)}:{getattr(model, 'model', '')}"
+    )
     header = {
         "version": RESULTS_VERSION,
         "flow": flow_path or wf.name,

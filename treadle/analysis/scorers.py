@@ -271,9 +271,16 @@ def _sympy_equal(a: str, b: str) -> bool:
         raise ScorerError(
             "The math scorer needs sympy: `pip install 'treadle[analysis]'`."
         ) from None
+    from sympy.parsing.sympy_parser import (
+        implicit_multiplication_application,
+        parse_expr,
+        standard_transformations,
+    )
+
+    rules = (*standard_transformations, implicit_multiplication_application)
     try:
-        x = sympy.sympify(_latex_to_sympy(a))
-        y = sympy.sympify(_latex_to_sympy(b))
+        x = parse_expr(_latex_to_sympy(a), transformations=rules)
+        y = parse_expr(_latex_to_sympy(b), transformations=rules)
         return bool(sympy.simplify(x - y) == 0)
     except Exception:  # unparsable maths is a wrong answer, not an error
         return False

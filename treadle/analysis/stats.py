@@ -22,7 +22,8 @@ def wilson_interval(k: int, n: int, *, z: float = Z95) -> tuple[float, float]:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # the interval always holds p; say so exactly where rounding would put it a hair outside
+    return (0.0 if k == 0 else min(p, centre - half), 1.0 if k == n else max(p, centre + half))
 
 
 def mean_interval(values: Sequence[float]) -> tuple[float, float]:
