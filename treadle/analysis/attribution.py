@@ -478,7 +478,7 @@ async def attribute_library(
             for ui, u in enumerate(units):
                 ur = pooled.setdefault(
                     u.unit,
-                    UnitReport(unit=u.unit, kind="call", target=str(lib), removable=u.removable,
+                    UnitReport(unit=u.unit, kind="call", target=str(library), removable=u.removable,
                                reason=u.reason),
                 )  # fmt: skip
                 ur.flows.append(str(path))
@@ -518,8 +518,8 @@ async def attribute_library(
             ur.effect = sum(d) / len(d)
             ur.ci_low, ur.ci_high = paired_bootstrap(d, seed=seed)
             ur.sign = "helps" if ur.ci_low > 0 else "hurts" if ur.ci_high < 0 else "none"
-            w, lost_n = wins_lost[name]
-            ur.share = lost_n / w if w else 0.0
+            n_wins, n_lost = wins_lost[name]
+            ur.share = n_lost / n_wins if n_wins else 0.0
     ranked = _rank(list(pooled.values()))
     out = AttributionReport(
         flows=[str(f) for f in flows],
