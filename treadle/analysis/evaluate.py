@@ -210,7 +210,7 @@ async def evaluate(
     step_timeout: float | None = None,
     max_errors: int | float | str | None = None,
     resources: EvalResources | None = None,
-    trace_dir: str | Path | None = None,
+    trace_dir: str | Path | bool | None = None,
     sandbox: str = "docker",
     plain_every: int = 10,
 ) -> EvalReport:
@@ -287,7 +287,7 @@ async def evaluate(
         results_path = DEFAULT_DIR / f"{stamp}-{_safe(wf.name)}.jsonl"
     traces = (
         Path(trace_dir)
-        if trace_dir
+        if isinstance(trace_dir, str | Path)
         else results_path.with_suffix("").with_name(results_path.stem + "-traces")
     )
     # ---- the jobs
@@ -306,7 +306,7 @@ async def evaluate(
             scorers=specs,
             output=output,
             model=model_name if isinstance(model, str | None) else None,
-            trace_path=str(traces / f"{_safe(row.id)}-e{e}.jsonl"),
+            trace_path=None if trace_dir is False else str(traces / f"{_safe(row.id)}-e{e}.jsonl"),
             row_timeout=row_timeout,
             step_timeout=step_timeout,
         )
@@ -338,7 +338,10 @@ async def evaluate(
     if progress is not None:
         progress.start(len(wanted), len(prior))
     own = resources is None
-    res = resources or EvalResources(model=model, models=models, cache=cache, sandbox=sandbox)
+    limit_ = concurrency or _default_concurrency(model)
+    res = resources or EvalResources(
+        model=model, models=models, cache=cache, sandbox=sandbox, sandbox_pool=min(limit_, 8)
+    )
     for spec, scorer in zip(specs, built, strict=True):
         res.add_scorer(spec, scorer)
     try:
@@ -354,7 +357,6 @@ async def evaluate(
                 should_stop=lambda: bool(stopped),
             )
         else:
-            limit_ = concurrency or _default_concurrency(model)
             await _run_local(jobs, res, on_result, limit_, lambda: bool(stopped))
     finally:
         if progress is not None:
