@@ -12,6 +12,7 @@ import pytest
 from flow_ops import OPS
 
 from treadle.compiler import CompileError, check_source, compile_file, compile_source, parse
+from treadle.compiler import ast as A
 from treadle.compiler.render_graph import to_dot, to_mermaid
 from treadle.grammar import grammar_text
 from treadle.runtime import ir
@@ -85,12 +86,56 @@ def test_examples_compile_against_the_stdlib(name: str) -> None:
     assert to_dot(program).startswith("digraph")
 
 
+def _constructs(node: object, found: set[str]) -> None:
+    """Every construct a parsed tree uses, by the name the language reference gives it."""
+    if isinstance(node, tuple | list):
+        for item in node:
+            _constructs(item, found)
+        return
+    if not isinstance(node, A.Node):
+        return
+    kind = type(node).__name__
+    if isinstance(node, A.If):
+        found.add("if")
+        found.update("else" if a.cond is None else "else if" for a in node.arms[1:])
+    elif isinstance(node, A.Repeat):
+        found.add("repeat up to" if node.bound is not None else "repeat")
+    elif isinstance(node, A.ForEach):
+        found.add("for each:" if node.command is not None else "for each block")
+    elif isinstance(node, A.BinaryOp | A.UnaryOp):
+        found.add(node.op)
+    elif isinstance(node, A.Num):
+        found.add(f"{type(node.value).__name__} literal")
+    elif isinstance(node, A.Command):
+        found.update(["options"] * bool(node.options) + ["prepositions"] * bool(node.args))
+    elif isinstance(node, A.Use | A.Return | A.Str | A.Interp | A.ListLit | A.Bool):
+        found.add(kind)
+    if getattr(node, "comments", ()) or getattr(node, "trailing", None):
+        found.add("comment")
+    for value in vars(node).values():
+        _constructs(value, found)
+
+
 def test_examples_cover_every_construct() -> None:
-    text = "\n".join((ROOT / "examples" / n).read_text() for n in MY_EXAMPLES)
-    for needle in ["use \"", "if ", "else if", "else\n", "repeat up to", "until", "return",
-                   ": ", "for each", "#", "{", "[", "and", " or ", "not ", "==", ">", "true"
-                   if "true" in text else "false" if "false" in text else "0."]:  # fmt: skip
-        assert needle in text, needle
+    found: set[str] = set()
+    for name in MY_EXAMPLES:
+        module, diags = parse((ROOT / "examples" / name).read_text(), name)
+        assert diags == [], name
+        _constructs(module, found)
+    wanted = {
+        "Use", "if", "else if", "else", "repeat up to", "Return", "for each:", "for each block",
+        "comment", "Str", "Interp", "ListLit", "and", "or", "not", "==", ">", "int literal",
+        "float literal", "options", "prepositions",
+    }  # fmt: skip
+    assert wanted - found == set()
+
+
+def test_the_construct_walk_can_fail() -> None:
+    """The walk above sees what a file has, not what it wishes for."""
+    found: set[str] = set()
+    module, _ = parse("workflow f(q: text) -> a: text\n  a = generate from q\nend\n")
+    _constructs(module, found)
+    assert found == {"prepositions"}
 
 
 # ---------------------------------------------------------------- lowering
@@ -371,5 +416,7 @@ def test_cli_check_compile_fmt(tmp_path: Path) -> None:
 
 
 def test_examples_are_formatted() -> None:
-    r = _cli("fmt", "--check", *(str(ROOT / "examples" / n) for n in MY_EXAMPLES))
+    files = sorted(str(p) for p in (ROOT / "examples").rglob("*.flow"))
+    assert any("/lib/" in f for f in files)
+    r = _cli("fmt", "--check", *files)
     assert r.returncode == 0, r.stdout

@@ -1,7 +1,8 @@
 """One golden file per diagnostic code: the input, and the exact rendered diagnostics.
 
 Regenerate after a deliberate change with `UPDATE_GOLDEN=1 pytest tests/compiler/test_golden.py`
-and review the diff.
+(every case then fails, saying whether it rewrote its file; refused when CI is set), review the
+diff, and run the tests again without it.
 """
 
 from __future__ import annotations
@@ -35,5 +36,11 @@ def test_golden(code: str, monkeypatch: pytest.MonkeyPatch) -> None:
     assert code in codes
     out = GOLDEN / f"{code}.out"
     if os.environ.get("UPDATE_GOLDEN"):
-        out.write_text(text, encoding="utf-8")
+        # a rewrite is never a pass: the run that writes the files fails, the next one checks
+        if os.environ.get("CI"):
+            pytest.fail("UPDATE_GOLDEN is refused when CI is set")
+        old = out.read_text(encoding="utf-8") if out.exists() else None
+        if old != text:
+            out.write_text(text, encoding="utf-8")
+        pytest.fail(f"UPDATE_GOLDEN: {out.name} {'unchanged' if old == text else 'rewritten'}")
     assert text == out.read_text(encoding="utf-8")

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from flow_ops import OPS
 
 from treadle.compiler import CODES, CompileError, compile_source
@@ -89,6 +90,7 @@ def run_chunk(args: tuple[int, int]) -> tuple[int, int, list[str]]:
     return count, rejected, failures
 
 
+@pytest.mark.slow
 def test_100k_broken_inputs_only_give_diagnostics() -> None:
     chunks = 40
     per = TOTAL // chunks

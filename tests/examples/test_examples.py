@@ -11,6 +11,7 @@ import pytest
 from example_paths import EXAMPLES, run_example
 
 from treadle.compiler import check_file, compile_file
+from treadle.compiler.formatter import format_source
 from treadle.runtime.models.base import Message
 
 FLOWS = sorted(p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.rglob("*.flow"))
@@ -29,6 +30,16 @@ MINE = [
 def test_every_example_compiles_without_warnings(name: str) -> None:
     assert check_file(EXAMPLES / name) == []
     compile_file(EXAMPLES / name)
+
+
+@pytest.mark.parametrize("name", FLOWS)
+def test_every_example_is_formatted(name: str) -> None:
+    text = (EXAMPLES / name).read_text(encoding="utf-8")
+    assert format_source(text, name) == text, f"`treadle fmt examples/{name}` would change it"
+
+
+def test_the_examples_are_found_recursively() -> None:
+    assert "lib/capabilities.flow" in FLOWS and "lib/checks.flow" in FLOWS
 
 
 def test_every_example_is_listed_in_the_readme() -> None:

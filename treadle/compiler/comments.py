@@ -78,7 +78,12 @@ def _anchors(module: A.Module) -> list[_Anchor]:
 
 
 def attach_comments(module: A.Module, text: str) -> None:
-    """Hang every comment of `text` on the tree of `module` (in place)."""
+    """Hang every comment of `text` on the tree of `module` (in place).
+
+    Blank lines inside a block of own-line comments are kept as "" entries (one per blank
+    line), and so are those between a statement's comments and the statement: a file's header
+    comment stays apart from the next workflow's doc comment. The formatter prints a run of
+    them as one blank line."""
     comments = scan_comments(text)
     if not comments:
         return
@@ -86,6 +91,13 @@ def attach_comments(module: A.Module, text: str) -> None:
     by_line: dict[int, _Anchor] = {}
     for a in anchors:
         by_line.setdefault(a.line, a)
+    #: id(target) -> (target, attribute, [(line or None for an end-of-line comment, text)])
+    groups: dict[int, tuple[Any, str, list[tuple[int | None, str]]]] = {}
+
+    def add(target: Any, attr: str, line: int | None, body: str) -> None:
+        group = groups.setdefault(id(target) * 2 + (attr == "comments"), (target, attr, []))
+        group[2].append((line, body))
+
     j = 0
     for line, own, body in comments:
         if not own and line in by_line:
@@ -95,18 +107,28 @@ def attach_comments(module: A.Module, text: str) -> None:
             elif a.kind == "arm":
                 a.target[1].trailing = body
             else:
-                a.target.end_comments = (*a.target.end_comments, body)
+                add(a.target, "end_comments", None, body)
             continue
         while j < len(anchors) and anchors[j].line <= line:
             j += 1
         if j == len(anchors):
-            module.end_comments = (*module.end_comments, body)
+            add(module, "end_comments", line, body)
             continue
         a = anchors[j]
         if a.kind == "stmt":
-            a.target.comments = (*a.target.comments, body)
+            add(a.target, "comments", line, body)
         elif a.kind == "arm":
-            prev = a.target[0]
-            prev.end_comments = (*prev.end_comments, body)
+            add(a.target[0], "end_comments", line, body)
         else:
-            a.target.end_comments = (*a.target.end_comments, body)
+            add(a.target, "end_comments", line, body)
+    for target, attr, found in groups.values():
+        out = list(getattr(target, attr))
+        last: int | None = None
+        for line, body in found:
+            if line is not None and last is not None:
+                out.extend([""] * (line - last - 1))
+            out.append(body)
+            last = line if line is not None else last
+        if attr == "comments" and last is not None:
+            out.extend([""] * (target.span.line - last - 1))
+        setattr(target, attr, tuple(out))

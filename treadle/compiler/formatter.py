@@ -1,8 +1,9 @@
 """The canonical formatter: one way to print a syntax tree.
 
 Two-space indentation, one statement per line, single spaces between words, parentheses only
-where precedence needs them, comments kept where they were, at most one blank line where the
-source had some. `parse(format(tree))` gives the same tree, and formatting is idempotent.
+where precedence needs them, comments kept where they were (blank lines between comment blocks
+too), at most one blank line where the source had some. `parse(format(tree))` gives the same
+tree, and formatting is idempotent.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def format_module(module: A.Module) -> str:
     for item in module.items:
         if prev is not None and not (isinstance(prev, A.Use) and isinstance(item, A.Use)):
             out.append("")
-        out.extend(item.comments)
+        out.extend(_comments(item.comments, ""))
         if isinstance(item, A.Use):
             out.append(_trail(f"use {format_string_text(item.path)}", item.trailing))
         else:
@@ -38,8 +39,23 @@ def format_module(module: A.Module) -> str:
     if module.end_comments:
         if out:
             out.append("")
-        out.extend(module.end_comments)
+        out.extend(_comments(module.end_comments, "", end=True))
     return "\n".join(out) + "\n" if out else ""
+
+
+def _comments(comments: tuple[str, ...], pad: str, end: bool = False) -> list[str]:
+    """Own-line comments at one indentation; a run of blank entries ("") prints as one blank
+    line. Before a statement a blank line may end the run (it keeps a header comment apart
+    from a doc comment); at the end of a block, blank lines only separate comments."""
+    lines: list[str] = []
+    for c in comments:
+        if c:
+            lines.append(pad + c)
+        elif lines and lines[-1]:
+            lines.append("")
+    if end and lines and not lines[-1]:
+        lines.pop()
+    return lines
 
 
 def _trail(line: str, comment: str | None) -> str:
@@ -69,10 +85,10 @@ def _block(body: tuple[A.Statement, ...], depth: int, end_comments: tuple[str, .
             first = s.span.line - len(s.comments)
             if first - prev.span.end_line > 1:
                 lines.append("")
-        lines.extend(pad + c for c in s.comments)
+        lines.extend(_comments(s.comments, pad))
         lines.extend(_stmt(s, depth))
         prev = s
-    lines.extend(pad + c for c in end_comments)
+    lines.extend(_comments(end_comments, pad, end=True))
     return lines
 
 

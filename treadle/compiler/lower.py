@@ -224,7 +224,7 @@ class WorkflowLowerer:
                         file=self.file,
                     )
                 )
-        doc = "\n".join(c.lstrip("#").strip() for c in wf.comments) or None
+        doc = _doc(wf.comments)
         return ir.Workflow(
             name=sig.key,
             inputs=tuple(ir.Field_(name=p.name, type=str(p.type)) for p in wf.inputs),
@@ -511,3 +511,14 @@ class WorkflowLowerer:
 
 
 __all__ = ["BOOLEAN", "MAX_ITERATIONS", "WorkflowLowerer", "assigned_names", "signature"]
+
+
+def _doc(comments: tuple[str, ...]) -> str | None:
+    """A workflow's doc: the block of comments right above it (a blank line ends it, so a
+    file's header comment is not the first workflow's doc)."""
+    block: list[str] = []
+    for c in reversed(comments):
+        if not c:
+            break
+        block.append(c.lstrip("#").strip())
+    return "\n".join(reversed(block)) or None
