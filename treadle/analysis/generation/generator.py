@@ -67,6 +67,8 @@ class Candidate(BaseModel):
     dry_run: DryRun | None = None
     tokens: int = 0
     seconds: float = 0.0
+    #: time inside the token loop (model evaluation, mask, sampling), prompt evaluation excluded
+    decode_seconds: float = 0.0
     mask_seconds: float = 0.0
     grammar_seconds: float = 0.0
     grammars: int = 0
@@ -325,6 +327,7 @@ async def _embedded_candidate(
             cand.tokens += stats.tokens
             cand.seconds += time.perf_counter() - t0
             cand.mask_seconds += stats.mask_seconds
+            cand.decode_seconds += stats.seconds
             cand.grammar_seconds += stats.grammar_seconds
             cand.grammars += stats.grammars
             if failed is None and not errors:

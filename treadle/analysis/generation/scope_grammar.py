@@ -139,8 +139,9 @@ class _Builder:
         name = f"{c}_v_{_key(want)}" + (f"_{option}" if option in _OPTION_NUMBERS else "")
         if self.g.has(name):
             return Ref(name)
-        alts = self.refs(scope, want, c)
         kind = want.kind
+        # a number option (samples, max_tokens, ...) must be a constant the compiler can read
+        alts = [] if option is not None and kind == "number" else self.refs(scope, want, c)
         if kind in ("text", "code", "json", "any"):
             alts.append((self.string(scope, c),))
         if kind in ("number", "json", "any"):
@@ -176,21 +177,24 @@ class _Builder:
                 return None
             items += [Lit(" with " if i == 0 else ", "), Lit(o.name + " "), v]
         if optional and not required:
-            one = self._option_rule(callee, optional, scope, c)
-            if one is not None:
-                items.append(Opt((Lit(" with "), one, Opt((Lit(", "), one)))))
+            pairs = self._option_rule(optional, scope, c)
+            if pairs is not None:
+                items.append(Opt((Lit(" with "), pairs)))
         return tuple(items)
 
-    def _option_rule(
-        self, callee: Callee, optional: list[OptionSpec], scope: Scope, c: str
-    ) -> Ref | None:
-        alts: list[tuple[Item, ...]] = []
+    def _option_rule(self, optional: list[OptionSpec], scope: Scope, c: str) -> Ref | None:
+        """One option, or two different ones (an option given twice is an error)."""
+        single: list[tuple[Item, ...]] = []
         for o in optional:
             v = self.value(scope, o.type, c, o.name)
             if v is not None:
-                alts.append((Lit(o.name + " "), v))
-        if not alts:
+                single.append((Lit(o.name + " "), v))
+        if not single:
             return None
+        alts = list(single)
+        for i, a in enumerate(single):
+            for b in single[i + 1 :]:
+                alts.append((*a, Lit(", "), *b))
         return self.g.rule(f"{c}_opt{len(self.g.rules)}", *alts)
 
     def command(
@@ -285,28 +289,34 @@ def _type_rule(g: Grammar) -> Ref:
     return Ref("type")
 
 
-def header_grammar(max_inputs: int = 3) -> Grammar:
-    """`workflow NAME(INPUT: TYPE, ...)`: the first piece."""
+def header_grammar(vocab: Mapping[str, Callee]) -> Grammar:
+    """`workflow NAME(FIRST: TYPE`: the first piece (never an operator's or capability's name)."""
     g = Grammar()
-    name = _fresh_token(g, "WFNAME", [])
-    pname = _fresh_token(g, "PNAME", [])
-    param = g.rule("param", (pname, Lit(": "), _type_rule(g)))
-    more: tuple[Item, ...] = ()
-    for _ in range(max_inputs - 1):
-        more = (Opt((Lit(", "), param, *more)),)
-    g.rule("start", (Lit("workflow "), name, Lit("("), param, *more, Lit(")")))
+    words = [w for n in vocab for w in n.split()]
+    name = _fresh_token(g, "WFNAME", words)
+    pname = _fresh_token(g, "PNAME", words)
+    g.rule("start", (Lit("workflow "), name, Lit("("), pname, Lit(": "), _type_rule(g)))
     return g
 
 
-def outputs_grammar(inputs: list[str], max_outputs: int = 2) -> Grammar:
-    """` -> OUTPUT: TYPE, ...` then the newline: outputs never reuse an input's name."""
+def field_grammar(
+    vocab: Mapping[str, Callee], taken: list[str], *, first: bool, more: bool, close: str
+) -> Grammar:
+    """One more input or output (`, NAME: TYPE`, a fresh name), or the closing text.
+
+    `first`: the first output (` -> NAME: TYPE`, which cannot be skipped); `more`: whether
+    another field is still allowed; `close`: `)` after the inputs, a newline after the outputs.
+    """
     g = Grammar()
-    pname = _fresh_token(g, "ONAME", inputs)
-    param = g.rule("param", (pname, Lit(": "), _type_rule(g)))
-    more: tuple[Item, ...] = ()
-    for _ in range(max_outputs - 1):
-        more = (Opt((Lit(", "), param, *more)),)
-    g.rule("start", (Lit(" -> "), param, *more, Lit("\n")))
+    words = [w for n in vocab for w in n.split()]
+    pname = _fresh_token(g, "FNAME", [*words, *taken])
+    field = (pname, Lit(": "), _type_rule(g))
+    if first:
+        g.rule("start", (Lit(" -> "), *field))
+    elif more:
+        g.rule("start", (Lit(", "), *field), (Lit(close),))
+    else:
+        g.rule("start", (Lit(close),))
     return g
 
 
@@ -356,7 +366,7 @@ def program_grammar(
     rhs = b.rhs(Scope(), None, c, plain=False)
     rhs.append((b.name_ref(),))
     g.rule("rhs", *rhs)
-    name = g.token("NAME", f"/{NAME_RX}/", NAME_GBNF)
+    name = _fresh_token(g, "NAME", [w for n in vocab for w in n.split()])
     step = g.rule("step", (Lit("  "), name, Lit(" = "), Ref("rhs"), Lit("\n")))
     param = g.rule("param", (name, Lit(": "), _type_rule(g)))
     params = g.rule("params", (param, Opt((Lit(", "), param, Opt((Lit(", "), param))))))
@@ -387,8 +397,8 @@ __all__ = [
     "KEYWORDS",
     "Group",
     "Scope",
+    "field_grammar",
     "header_grammar",
-    "outputs_grammar",
     "program_grammar",
     "statement_grammar",
 ]

@@ -14,14 +14,16 @@ from typing import Literal
 from treadle.analysis.generation.grammar_ir import Grammar
 from treadle.analysis.generation.scope_grammar import (
     Scope,
+    field_grammar,
     header_grammar,
-    outputs_grammar,
     statement_grammar,
 )
 from treadle.analysis.generation.vocabulary import Callee
 from treadle.runtime.types import JSON, Type, list_of, parse_type
 
 DEFAULT_MAX_STATEMENTS = 8
+MAX_INPUTS = 3
+MAX_OUTPUTS = 2
 
 _PARAM = re.compile(r"([a-z][a-z0-9_]*): (list of [a-z]+|[a-z]+)")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -31,7 +33,7 @@ _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 class ProgramWriter:
     vocab: Mapping[str, Callee]
     max_statements: int = DEFAULT_MAX_STATEMENTS
-    phase: Literal["header", "outputs", "body", "done"] = "header"
+    phase: Literal["header", "inputs", "outputs", "body", "done"] = "header"
     inputs: dict[str, Type] = field(default_factory=dict)
     outputs: dict[str, Type] = field(default_factory=dict)
     scope: Scope = field(default_factory=Scope)
@@ -45,9 +47,17 @@ class ProgramWriter:
     def grammar(self) -> Grammar | None:
         """The grammar of the next piece; None once `end` is written."""
         if self.phase == "header":
-            return header_grammar()
+            return header_grammar(self.vocab)
+        if self.phase == "inputs":
+            return field_grammar(
+                self.vocab, list(self.inputs), first=False,
+                more=len(self.inputs) < MAX_INPUTS, close=")",
+            )  # fmt: skip
         if self.phase == "outputs":
-            return outputs_grammar(list(self.inputs))
+            return field_grammar(
+                self.vocab, [*self.inputs, *self.outputs], first=not self.outputs,
+                more=len(self.outputs) < MAX_OUTPUTS, close="\n",
+            )  # fmt: skip
         if self.phase == "body":
             return statement_grammar(
                 self.vocab,
@@ -59,14 +69,17 @@ class ProgramWriter:
 
     def advance(self, piece: str) -> None:
         self.text += piece
-        if self.phase == "header":
-            inner = piece[piece.index("(") + 1 : piece.rindex(")")]
-            self.inputs = {n: parse_type(t) for n, t in _PARAM.findall(inner)}
-            self.scope = Scope(dict(self.inputs))
-            self.phase = "outputs"
+        if self.phase in ("header", "inputs"):
+            self.inputs.update({n: parse_type(t) for n, t in _PARAM.findall(piece)})
+            if piece.endswith(")"):
+                self.scope = Scope(dict(self.inputs))
+                self.phase = "outputs"
+            else:
+                self.phase = "inputs"
         elif self.phase == "outputs":
-            self.outputs = {n: parse_type(t) for n, t in _PARAM.findall(piece)}
-            self.phase = "body"
+            self.outputs.update({n: parse_type(t) for n, t in _PARAM.findall(piece)})
+            if piece.endswith("\n"):
+                self.phase = "body"
         elif self.phase == "body":
             line = piece.strip()
             if line == "end":
