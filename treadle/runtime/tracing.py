@@ -345,19 +345,19 @@ class JsonlSink:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, header: dict[str, Any] | None = None):
-        self.path = Path(path)
+        self.path = path if isinstance(path, Path) else Path(path)
         self._header: dict[str, Any] | None = {
             "event": "trace",
             "format": TRACE_FORMAT,
             "time": time.time(),
             **(header or {}),
         }
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        name = os.fspath(path)
         try:
-            self._fd: int | None = os.open(self.path, flags, 0o644)
+            self._fd: int | None = os.open(name, _OPEN_FLAGS, 0o644)
         except FileNotFoundError:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, flags, 0o644)
+            self._fd = os.open(name, _OPEN_FLAGS, 0o644)
         #: spans (and blobs) whose events are not written yet; appended without a lock
         self._queue: collections.deque[Any] = collections.deque()
         #: ids of spans whose start line is written but not their end
@@ -438,6 +438,9 @@ class JsonlSink:
                 _FLUSHER.remove(self)
                 os.close(self._fd)
                 self._fd = None
+
+
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
 
 def _dumps(record: dict[str, Any]) -> bytes:
@@ -542,14 +545,11 @@ class _Flusher:
                     sink._lock.release()
 
     def after_fork(self) -> None:
-        """The child of a fork has no flusher thread (and its own copy of the queues)."""
+        """A forked child leaves the parent's traces to the parent (writing its copy of their
+        queues would duplicate lines), and has no flusher thread until it opens a trace."""
         self.lock = threading.Lock()
         self.thread = None
-        if self.sinks:
-            self.thread = threading.Thread(
-                target=self._loop, name="treadle-trace-flush", daemon=True
-            )
-            self.thread.start()
+        self.sinks = set()
 
 
 _FLUSHER = _Flusher()
