@@ -79,9 +79,13 @@ async def main() -> dict[str, object]:
             else:
                 failures.append({"task": row["id"], "status": c.status, "codes": first.codes})
         distinct.append(len(hashes))
-        print(f"{row['id']:8s} {len(hashes)} distinct; " + "; ".join(
-            f"{c.status}/{c.repairs}r/{c.tokens}t/{c.seconds:.1f}s" for c in result.candidates
-        ), flush=True)
+        print(
+            f"{row['id']:8s} {len(hashes)} distinct; "
+            + "; ".join(
+                f"{c.status}/{c.repairs}r/{c.tokens}t/{c.seconds:.1f}s" for c in result.candidates
+            ),
+            flush=True,
+        )
 
     # the same decoder without a grammar, on the same prompts, for as many tokens
     from treadle.analysis.generation.prompt import messages as build

@@ -92,7 +92,9 @@ def generate(
             for c in result.candidates
             if c.status == "compiled" and c.duplicate_of is None
         ]
-        written = write_sft(export_sft, pairs, library=[str(p) for p in library or []], append=True, base_dir=base)
+        written = write_sft(
+            export_sft, pairs, library=[str(p) for p in library or []], append=True, base_dir=base
+        )
         typer.echo(f"wrote {written} SFT record(s) to {export_sft}", err=True)
     if fmt == "json":
         typer.echo(json.dumps(result.model_dump(mode="json", exclude={"messages"}), indent=2))
@@ -109,7 +111,9 @@ def generate(
             if c.dry_run is not None:
                 extra += ", dry run " + ("ok" if c.dry_run.ok else f"failed: {c.dry_run.error}")
             errors = [d["code"] for d in c.diagnostics if d.get("severity", "error") == "error"]
-            status = c.status + (f" ({', '.join(errors)})" if errors and c.status != "compiled" else "")
+            status = c.status + (
+                f" ({', '.join(errors)})" if errors and c.status != "compiled" else ""
+            )
             typer.echo(
                 f"# candidate {c.index + 1}: {status}, {c.repairs} repair(s), "
                 f"{c.cost_text or 'no cost bound'}, {c.tokens} tokens, {c.seconds:.1f} s{extra}",
@@ -122,5 +126,8 @@ def generate(
         typer.echo(f"# wrote {output}", err=True)
     if result.flow is None:
         if fmt == "text":
-            typer.echo("treadle generate: no candidate compiled (see the diagnostics above with --format json).", err=True)
+            typer.echo(
+                "treadle generate: no candidate compiled (--format json shows the diagnostics).",
+                err=True,
+            )
         raise typer.Exit(1)

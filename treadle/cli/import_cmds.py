@@ -21,7 +21,9 @@ def register(app: typer.Typer) -> None:
 
 
 def core(
-    file: Annotated[Path, typer.Argument(help="a CoRE program (Step:::type:::instruction:::branches)")],
+    file: Annotated[
+        Path, typer.Argument(help="a CoRE program (Step:::type:::instruction:::branches)")
+    ],
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="write the .flow here (default: stdout)")
     ] = None,

@@ -20,7 +20,9 @@ def mine(
     output: Annotated[Path, typer.Option("--output", "-o", help="the library file to write")],
     rewrite: Annotated[
         Path | None,
-        typer.Option("--rewrite", help="write the corpus, calling the library, into this directory"),
+        typer.Option(
+            "--rewrite", help="write the corpus, calling the library, into this directory"
+        ),
     ] = None,
     min_support: Annotated[
         int, typer.Option("--min-support", help="occurrences a pattern needs")
@@ -47,7 +49,8 @@ def mine(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(result.library, encoding="utf-8")
     for c in result.capabilities:
-        typer.echo(f"{c.name}: {c.steps} steps, {len(c.occurrences)} occurrences ({', '.join(c.occurrences)})")
+        where = ", ".join(c.occurrences)
+        typer.echo(f"{c.name}: {c.steps} steps, {len(c.occurrences)} occurrences ({where})")
     typer.echo(f"wrote {len(result.capabilities)} capabilities to {output}", err=True)
     bad = [d for d in check_file(output) if d.is_error]
     if rewrite is not None:
@@ -58,5 +61,9 @@ def mine(
             bad += [d for d in check_file(target) if d.is_error]
         typer.echo(f"rewrote {len(result.rewritten)} file(s) into {rewrite}", err=True)
     if bad:  # a bug of the miner, never of the corpus: say so
-        typer.echo("treadle library mine: an output does not compile:\n" + "\n".join(d.render() for d in bad), err=True)
+        typer.echo(
+            "treadle library mine: an output does not compile:\n"
+            + "\n".join(d.render() for d in bad),
+            err=True,
+        )
         raise typer.Exit(1)

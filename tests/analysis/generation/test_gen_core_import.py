@@ -88,7 +88,9 @@ def test_cli_exit_codes_and_output(tmp_path: Path) -> None:
     assert bad.exit_code == 1
     assert f"{EXAMPLES / 'broken.core'}:2: error:" in bad.output
     out = tmp_path / "travel.flow"
-    good = runner.invoke(_app(), ["import", "core", str(EXAMPLES / "travel_plan.core"), "-o", str(out)])
+    good = runner.invoke(
+        _app(), ["import", "core", str(EXAMPLES / "travel_plan.core"), "-o", str(out)]
+    )
     assert good.exit_code == 0, good.output
     program = compile_source(out.read_text())
     assert program.entry == "travel_plan"

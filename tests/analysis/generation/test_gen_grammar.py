@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-
 import pytest
 from grammar_sampler import sample
 
@@ -48,7 +47,7 @@ def test_sampled_programs_never_have_scope_errors(with_library: bool) -> None:
 def test_end_only_once_outputs_are_bound_and_the_bound_holds() -> None:
     vocab = vocabulary()
     for seed in range(30):
-        text, grammars = _write(vocab, random.Random(seed), max_statements=3)
+        text, _grammars = _write(vocab, random.Random(seed), max_statements=3)
         body = text.splitlines()[1:]
         assert body[-1] == "end" and len(body) - 1 <= 3
         assert not [d for d in check_source(text) if d.code == "E601"]
@@ -63,7 +62,9 @@ def test_llguidance_accepts_every_grammar() -> None:
         grammars += _write(vocab, random.Random(seed))[1]
     grammars.append(program_grammar(vocab, [str(LIB)]))
     for g in grammars:
-        err = llguidance.LLMatcher.validate_grammar(llguidance.LLMatcher.grammar_from_lark(g.lark()))
+        err = llguidance.LLMatcher.validate_grammar(
+            llguidance.LLMatcher.grammar_from_lark(g.lark())
+        )
         assert err == "" or err.startswith("WARNING"), (err, g.lark()[:2000])
 
 

@@ -32,5 +32,7 @@ def test_unrelated_task_selects_nothing() -> None:
 
 
 def test_examples_follow_the_task() -> None:
-    assert "majority" in select_examples("Sample three math solutions and take the majority")[0].task
+    assert (
+        "majority" in select_examples("Sample three math solutions and take the majority")[0].task
+    )
     assert "Python" in select_examples("Write a Python function that passes the tests")[0].task

@@ -82,7 +82,9 @@ class EmbeddedDecoder:
             meta = self.llama.metadata
             template = meta.get("tokenizer.chat_template")
             if not template:
-                raise ModelError("The model file has no chat template; constrained generation needs one.")
+                raise ModelError(
+                    "The model file has no chat template; constrained generation needs one."
+                )
             model = self.llama._model
             self._template = Jinja2ChatFormatter(
                 template=template,
@@ -175,7 +177,9 @@ class EmbeddedDecoder:
         complete = matcher.is_stopped() or matcher.is_accepting() if matcher else True
         decoded = text.decode("utf-8", "replace")
         if matcher is not None and not complete:
-            return Decoded(decoded, False, stats, f"the piece hit its budget of {max_tokens} tokens")
+            return Decoded(
+                decoded, False, stats, f"the piece hit its budget of {max_tokens} tokens"
+            )
         return Decoded(decoded, True, stats)
 
 

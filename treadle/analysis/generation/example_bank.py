@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the flows keep their one-statement-a-line layout)
 """Worked examples for the generator's prompt: a task and the workflow that does it.
 
 A few are chosen per request by similarity to the task (`selection.select_examples`). They are

@@ -179,7 +179,11 @@ async def generate(
     from treadle.runtime.models.llama import LlamaBackend
 
     embedded = isinstance(backend, LlamaBackend)
-    path = "llguidance-scoped" if embedded else (f"server-{mode}" if mode not in (None, "none") else "free")
+    path = (
+        "llguidance-scoped"
+        if embedded
+        else (f"server-{mode}" if mode not in (None, "none") else "free")
+    )
 
     candidates: list[Candidate] = []
     seen: dict[str, int] = {}

@@ -121,9 +121,7 @@ class _Miner:
                 return name, (rest[0] if rest else None)
         return None
 
-    def fragment_shape(
-        self, steps: Sequence[A.Step]
-    ) -> tuple[Shape, list[A.Expr]] | None:
+    def fragment_shape(self, steps: Sequence[A.Step]) -> tuple[Shape, list[A.Expr]] | None:
         internal: dict[str, int] = {}
         slots: list[A.Expr] = []
         slot_keys: dict[str, int] = {}
@@ -145,7 +143,7 @@ class _Miner:
                 heads = {p.path[0] for p in e.parts if isinstance(p, A.Interp)}
                 if not heads & set(internal):
                     return ("ext", slot(e))  # prompt text: an input, rendered at the call site
-                parts = []
+                parts: list[Any] = []
                 for p in e.parts:
                     if isinstance(p, str):
                         parts.append(p)
@@ -300,7 +298,10 @@ class _Emitter:
                 k = _slot_key(e)
                 if k in keys and types[keys.index(k)] is None:
                     types[keys.index(k)] = t
-        return [t if t is not None else (TEXT if isinstance(e, A.Str) else JSON) for t, e in zip(types, occ.slots, strict=True)]
+        return [
+            t if t is not None else (TEXT if isinstance(e, A.Str) else JSON)
+            for t, e in zip(types, occ.slots, strict=True)
+        ]
 
     def workflow(self, pattern: _Pattern, name: str, files: Sequence[str]) -> tuple[str, list[str]]:
         occ = pattern.occurrences[0]
@@ -349,8 +350,7 @@ class _Emitter:
         if subject is not None:
             terms += (subject,)
         options = tuple(
-            A.new(A.Option, name=n, value=e)
-            for n, e in zip(inputs[1:], occ.slots[1:], strict=True)
+            A.new(A.Option, name=n, value=e) for n, e in zip(inputs[1:], occ.slots[1:], strict=True)
         )
         last = occ.steps[-1]
         first = occ.steps[0]
@@ -383,12 +383,9 @@ def _input_names(occ: _Occurrence) -> list[str]:
     from treadle.analysis.generation.scope_grammar import KEYWORDS
 
     names: list[str] = []
-    for i, e in enumerate(occ.slots):
-        if isinstance(e, A.Name):
-            base = "_".join(e.path)
-        else:
-            base = "prompt"
-        if base in KEYWORDS or base == "result" or base.startswith("s") and base[1:].isdigit():
+    for _i, e in enumerate(occ.slots):
+        base = "_".join(e.path) if isinstance(e, A.Name) else "prompt"
+        if base in KEYWORDS or base == "result" or (base.startswith("s") and base[1:].isdigit()):
             base = f"in_{base}"
         name, k = base, 2
         while name in names:
@@ -447,7 +444,9 @@ def _format(module: A.Module) -> str:
 
 
 def _replace_blocks(
-    body: tuple[A.Statement, ...], counter: list[int], edits: Mapping[int, list[tuple[int, int, A.Step]]]
+    body: tuple[A.Statement, ...],
+    counter: list[int],
+    edits: Mapping[int, list[tuple[int, int, A.Step]]],
 ) -> tuple[A.Statement, ...]:
     counter[0] += 1
     mine = sorted(edits.get(counter[0], []), reverse=True)
@@ -455,7 +454,10 @@ def _replace_blocks(
     # nested blocks first (their numbering follows _blocks' order: this block, then children)
     for i, s in enumerate(out):
         if isinstance(s, A.If):
-            arms = tuple(a.model_copy(update={"body": _replace_blocks(a.body, counter, edits)}) for a in s.arms)
+            arms = tuple(
+                a.model_copy(update={"body": _replace_blocks(a.body, counter, edits)})
+                for a in s.arms
+            )
             out[i] = s.model_copy(update={"arms": arms})
         elif isinstance(s, A.Repeat):
             out[i] = s.model_copy(update={"body": _replace_blocks(s.body, counter, edits)})
@@ -559,5 +561,7 @@ def mine(
             target_dir = (out_dir or Path(files[fi]).parent).resolve()
             rel = os.path.relpath(lib, target_dir)
             use = A.new(A.Use, path=rel)
-            result.rewritten[files[fi]] = _format(module.model_copy(update={"items": (use, *items)}))
+            result.rewritten[files[fi]] = _format(
+                module.model_copy(update={"items": (use, *items)})
+            )
     return result
