@@ -1,0 +1,73 @@
+"""`treadle attribute` from the command line: a table, a JSON report, a pruned flow, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+QA = ROOT / "examples" / "data" / "qa.jsonl"
+# format passes the short answer through; revise turns every draft into "Paris"
+MODEL = 'scripted:{"State its":"Paris","Improve":"Paris","":"I am not sure"}'
+
+
+def treadle(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TREADLE_CACHE_DIR": str(cwd / "cache")}
+    return subprocess.run(
+        [sys.executable, "-c", "from treadle.cli import main; main()", *args],
+        capture_output=True, text=True, cwd=cwd, env=env, timeout=300,
+    )  # fmt: skip
+
+
+def test_attribute_prints_ranked_units_and_writes_report_and_pruned_flow(tmp_path: Path) -> None:
+    flow = ROOT / "examples" / "variants" / "qa_revise.flow"
+    out = treadle(
+        "attribute", str(flow), str(QA), "--model", MODEL, "--scorer", "contains", "--limit", "3",
+        "--report", "attr.json", "--prune", "pruned.flow", "--progress", "plain", cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "qa.answer" in out.stdout and "model calls:" in out.stdout
+    assert "baseline: " in out.stderr  # progress
+    data = json.loads((tmp_path / "attr.json").read_text())
+    units = {u["unit"]: u for u in data["units"]}
+    # only the first question's answer is Paris: revise carries that one success
+    assert data["baseline"] == 1 / 3
+    assert units["qa.answer"]["effect"] == 1 / 3 and units["qa.answer"]["share"] == 1.0
+    assert not units["qa.draft"]["removable"]
+    assert data["model_calls"] < data["model_calls_naive"]
+    # one success in three rows is no detectable effect (its interval includes 0), so prune
+    # drops revise, and the report shows what that costs on the same rows
+    assert units["qa.answer"]["ci_low"] == 0.0 and units["qa.answer"]["sign"] == "none"
+    assert "answer = draft" in (tmp_path / "pruned.flow").read_text()
+    assert data["prune"]["score"] == 0.0 and data["prune"]["baseline"] == 1 / 3
+    assert data["prune"]["model_calls"] == 3 < data["prune"]["model_calls_baseline"] == 6
+
+
+def test_attribute_bad_input_exits_2(tmp_path: Path) -> None:
+    out = treadle("attribute", "missing.flow", str(QA), "--model", MODEL, cwd=tmp_path)
+    assert out.returncode == 2 and "missing.flow" in out.stderr
+    out = treadle("attribute", str(ROOT / "examples" / "variants" / "qa_revise.flow"), str(QA),
+                  "--by", "nonsense", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 2
+
+
+def test_rank_cli_on_a_scripted_model(tmp_path: Path) -> None:
+    flows = [str(ROOT / "examples" / "variants" / n) for n in
+             ("qa_short.flow", "qa_quiz.flow", "qa_direct.flow")]  # fmt: skip
+    model = 'scripted:{"You predict":"0.4","":"Paris"}'
+    out = treadle(
+        "rank", *flows, str(QA), "--model", model, "--scorer", "contains", "--limit", "6",
+        "--warmup", "1", "--min-rows", "2", "--verify", "--report", "rank.json",
+        "--progress", "none", cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "Spearman" in out.stdout and "saved" in out.stdout
+    data = json.loads((tmp_path / "rank.json").read_text())
+    assert [f["rank"] for f in data["flows"]] == [1, 2, 3]
+    for f in data["flows"]:
+        assert f["full"] == 1 / 6  # "Paris" is right for the first question only
+        if not f["warmup"]:
+            assert f["s_pred"] == 0.4 and 0 <= f["s_few"] <= 1
