@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from treadle.errors import TreadleError
 from treadle.runtime.ir import Program, Workflow
@@ -97,6 +97,7 @@ class Flow:
         cache: Any = True,
         seed: int | None = None,
         sandbox: Sandbox | SandboxFactory | str | None = None,
+        isolation: Literal["fresh", "reset"] | None = None,
         step_timeout: float | None = None,
         retries: int = 2,
         otel: bool = False,
@@ -109,6 +110,8 @@ class Flow:
         `.treadle/traces/<time>-<workflow>.jsonl`, None/False for spans in memory only.
         `cache`: True (the on-disk model cache), False, or a `ModelCache`. `sandbox`: "docker"
         (the default), "process" (no isolation: an explicit opt-in), a `Sandbox` or a factory.
+        `isolation`: for the Docker sandbox, "reset" (the default: containers reused after a
+        verified reset) or "fresh" (a new container for every run).
         `otel`: also export spans through OpenTelemetry's global tracer provider (needs
         `opentelemetry-sdk`).
         """
@@ -137,7 +140,13 @@ class Flow:
         from treadle.stdlib_ops.registry import get as op_lookup
 
         state = RunState(
-            tracer, model=model, models=models, cache=cache, seed=seed, sandbox=sandbox
+            tracer,
+            model=model,
+            models=models,
+            cache=cache,
+            seed=seed,
+            sandbox=sandbox,
+            isolation=isolation,
         )
         options = RunOptions(concurrency=concurrency, step_timeout=step_timeout, retries=retries)
         scheduler = Scheduler(

@@ -41,10 +41,17 @@ def containers_of_fixture() -> Any:
     return containers_of
 
 
+@pytest.fixture(params=["fresh", "reset"])
+def isolation(request: pytest.FixtureRequest) -> str:
+    """Every test that takes a sandbox runs in both isolation modes."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def sandbox(docker_api: Any) -> AsyncIterator[DockerSandbox]:
-    """A started sandbox with a small warm pool; afterwards none of its containers remain."""
-    sb = DockerSandbox(pool_size=1, api=docker_api)
+async def sandbox(docker_api: Any, isolation: str) -> AsyncIterator[DockerSandbox]:
+    """A started sandbox with a small warm pool, in each isolation mode; afterwards none of
+    its containers remain."""
+    sb = DockerSandbox(pool_size=1, api=docker_api, isolation=isolation)  # type: ignore[arg-type]
     await sb.start()
     try:
         yield sb

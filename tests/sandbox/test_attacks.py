@@ -233,7 +233,9 @@ async def test_no_capabilities_and_no_new_privileges(sandbox: DockerSandbox) -> 
     for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
         assert int(status[cap].strip(), 16) == 0, (cap, status[cap])
     assert status["NoNewPrivs"].strip() == "1"
-    assert status["Uid"].split()[:2] == ["65534", "65534"]  # not root
+    uids = {int(u) for u in status["Uid"].split()} | {int(g) for g in status["Gid"].split()}
+    assert min(uids) >= 200000 and len(uids) == 1  # a uid of its own, never root
+    assert status["Groups"].strip() == ""
     assert status["Seccomp"].strip() == "2"  # the engine's default seccomp profile
 
 
@@ -286,6 +288,11 @@ async def test_zombies_are_reaped_and_nothing_survives_timeout(
     """
     r = await run_py(sandbox, code, limits=Limits(timeout_s=3))
     assert r.timed_out and "zombies 0" in r.stdout
+    if sandbox.isolation == "reset":  # a timed-out run retires its container
+        look = "import os; print([p for p in os.listdir('/proc') if p.isdigit()])"
+        after = await sandbox.run(["python3", "-c", look])
+        assert len(eval(after.stdout)) == 3, after  # init, the agent, this process
+        assert [why for _, why in sandbox.retired] == ["timed out"]
     for _ in range(50):  # the container (with the setsid sleeper) is removed after the run
         await asyncio.sleep(0.1)
         if len(containers_of(docker_api, sandbox.run_id)) <= sandbox.pool_size:

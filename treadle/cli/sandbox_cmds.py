@@ -1,4 +1,4 @@
-"""`treadle sandbox ...`: build the image, check the setup, sweep leftovers, run one script."""
+"""`treadle sandbox ...`: build the image, check the setup, sweep leftovers, run scripts."""
 
 from __future__ import annotations
 
@@ -146,37 +146,56 @@ def sweep(
 
 @sandbox_app.command("run")
 def run(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the script to run")],
-    timeout: Annotated[float, typer.Option(help="seconds before the run is killed")] = 10.0,
+    files: Annotated[
+        list[Path],
+        typer.Argument(exists=True, dir_okay=False, help="the scripts to run, one after another"),
+    ],
+    isolation: Annotated[
+        str,
+        typer.Option(help="reset (reuse a container after a verified reset) or fresh (one each)"),
+    ] = "reset",
+    timeout: Annotated[float, typer.Option(help="seconds before a run is killed")] = 10.0,
     memory: Annotated[str, typer.Option(help="memory limit (memory+swap), e.g. 512m, 1g")] = "256m",
     stdin: Annotated[
-        Path | None, typer.Option(exists=True, dir_okay=False, help="file fed to stdin")
+        Path | None, typer.Option(exists=True, dir_okay=False, help="file fed to each stdin")
     ] = None,
     allow_network: Annotated[
         bool, typer.Option("--allow-network", help="give the code a network (explicit)")
     ] = False,
 ) -> None:
-    """Run one script in the sandbox and print the result record as JSON."""
+    """Run scripts in the sandbox, one after another through one pool; one JSON result per
+    line (JSON Lines), in the order of the files."""
     import asyncio
+    import json
 
     from treadle.errors import SandboxError
     from treadle.runtime.sandbox import Limits, open_sandbox
 
+    if isolation not in ("fresh", "reset"):
+        _fail(f"--isolation is fresh or reset, got {isolation!r}", 2)
     limits = Limits(timeout_s=timeout, memory_mb=_parse_size(memory), network=allow_network)
-    name = file.name
-    command = ["python3", name] if not file.read_bytes().startswith(b"#!") else [f"./{name}"]
     data = stdin.read_bytes() if stdin else None
 
-    async def go() -> str:
-        sb = await open_sandbox(limits=limits, pool_size=0)
+    async def go() -> None:
+        sb = await open_sandbox(
+            limits=limits,
+            pool_size=1,
+            isolation=isolation,  # type: ignore[arg-type]
+        )
         try:
-            res = await sb.run(command, files={name: file.read_bytes()}, stdin=data)
+            for file in files:
+                body = file.read_bytes()
+                name = file.name
+                command = ["python3", name] if not body.startswith(b"#!") else [f"./{name}"]
+                res = await sb.run(command, files={name: body}, stdin=data)
+                line = {"file": str(file), **res.model_dump()}
+                typer.echo(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
+                sys.stdout.flush()
         finally:
             await sb.aclose()
-        return res.model_dump_json(indent=2)
 
     try:
-        typer.echo(asyncio.run(go()))
+        asyncio.run(go())
     except SandboxError as exc:
         _fail(exc.message)
     sys.stdout.flush()

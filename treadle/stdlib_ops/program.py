@@ -1,7 +1,8 @@
 """`program for PROBLEM [with attempts N, entry "solve"]`: the model writes a program that
 computes the answer, the sandbox runs it, errors go back to the model (AFlow's Programmer).
 
-The record's `ok` says whether a run returned a value; `value` is that value (a number when it
+The record's `ok` says whether a run returned a value (the harness's judge process reports it,
+never the program's own output); `value` is that value (a number when it
 reads as one), so a workflow can cross-check `checked.value` against a vote.
 """
 
@@ -18,7 +19,7 @@ from treadle.stdlib_ops import _text
 from treadle.stdlib_ops._model_options import ModelOptions, ask
 from treadle.stdlib_ops._prompts import prompt
 from treadle.stdlib_ops.registry import OpArgs, Operator, constant, prep, register
-from treadle.stdlib_ops.test import HARNESS, harness_result
+from treadle.stdlib_ops.test import HARNESS, HARNESS_COMMAND, harness_result
 
 
 class ProgramArgs(OpArgs):
@@ -64,7 +65,7 @@ async def run(ctx: OpContext, args: ProgramArgs, options: ProgramOptions) -> Pro
         )
         code = _text.code_in(await ask(ctx, options, content))
         result = await sandbox.run(
-            ["python3", "harness.py", "program", str(options.time_limit), options.entry],
+            [*HARNESS_COMMAND, "program", str(options.time_limit), options.entry],
             files={"harness.py": HARNESS.read_bytes(), "solution.py": code.encode()},
             limits=Limits(timeout_s=options.time_limit + 1),
         )

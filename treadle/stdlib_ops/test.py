@@ -4,6 +4,11 @@ sandbox and report per test (AFlow's Test operator, without the model call).
 Tests are HumanEval-style (`def check(candidate): assert ...`, with `entry_point` naming the
 candidate) or plain top-level asserts. Each assert is reported on its own, with the value the
 solution produced, so `revise ... using report.feedback` knows what to fix.
+
+The verdict cannot be forged by the solution: the harness runs the tests in a judge process
+the solution's process cannot write to, and only plain data crosses between them (see
+`treadle/runtime/sandbox/harness.py`). `check_solution` is the function-level entry point (the
+`pass` scorer of evaluation calls it).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from treadle.runtime.context import OpContext
-from treadle.runtime.sandbox.base import Limits, RunResult
+from treadle.runtime.sandbox.base import Limits, RunResult, Sandbox
 from treadle.stdlib_ops.registry import (
     OpArgs,
     Operator,
@@ -51,10 +56,17 @@ class TestReport(BaseModel):
     timed_out: bool = False
 
 
+#: how the sandbox starts the harness: isolated mode (no script dir on sys.path, no PYTHON*
+#: variables), no site (the image has no packages), UTF-8 I/O
+HARNESS_COMMAND = ["python3", "-I", "-S", "-X", "utf8", "harness.py"]
+
+
 def harness_result(result: RunResult) -> dict[str, object] | None:
-    """The harness's JSON reply (the last marked stdout line), or None when it never came."""
+    """The harness's JSON reply, or None when it never came. Only the judge process writes
+    the harness's stdout (the solution's output goes to the judge, which caps it into
+    `printed`), so the reply is its one marked line, at the end."""
     _, sep, tail = result.stdout.rpartition(MARKER)
-    if not sep:
+    if not sep or result.timed_out or result.exit_code != 0:
         return None
     try:
         return dict(json.loads(tail.splitlines()[0]))
@@ -101,19 +113,40 @@ def report_from(result: RunResult) -> TestReport:
     return TestReport(passed=False, failures=failures, feedback="\n".join(lines), total=total)
 
 
-async def run(ctx: OpContext, args: TestArgs, options: TestOptions) -> TestReport:
-    sandbox = await ctx.sandbox()
+async def check_solution(
+    sandbox: Sandbox,
+    solution: str,
+    tests: str,
+    *,
+    entry_point: str | None = None,
+    time_limit: float = 10.0,
+    per_test_limit: float = 3.0,
+    memory_mb: int = 256,
+) -> TestReport:
+    """Run `solution` against `tests` in `sandbox` and give the verdict (one sandbox run)."""
     files = {
         "harness.py": HARNESS.read_bytes(),
-        "solution.py": str(args.solution).encode(),
-        "tests.py": args.tests.encode(),
-        "entry_point.txt": (options.entry_point or "").encode(),
+        "solution.py": solution.encode(),
+        "tests.py": tests.encode(),
+        "entry_point.txt": (entry_point or "").encode(),
     }
-    limits = Limits(timeout_s=options.time_limit, memory_mb=options.memory_mb)
+    limits = Limits(timeout_s=time_limit, memory_mb=memory_mb)
     result = await sandbox.run(
-        ["python3", "harness.py", "test", str(options.per_test_limit)], files=files, limits=limits
+        [*HARNESS_COMMAND, "test", str(per_test_limit)], files=files, limits=limits
     )
-    report = report_from(result)
+    return report_from(result)
+
+
+async def run(ctx: OpContext, args: TestArgs, options: TestOptions) -> TestReport:
+    report = await check_solution(
+        await ctx.sandbox(),
+        str(args.solution),
+        args.tests,
+        entry_point=options.entry_point,
+        time_limit=options.time_limit,
+        per_test_limit=options.per_test_limit,
+        memory_mb=options.memory_mb,
+    )
     ctx.event("test.result", passed=report.passed, total=report.total, failed=len(report.failures))
     return report
 

@@ -1,17 +1,27 @@
 """The test harness that runs inside the sandbox for the `test` and `program` operators.
 
-This file is shipped into the container as a script (it never runs on the host), so it uses the
-standard library only. Why per-test: a repair loop needs to know which assertion failed and
-with what value, not only that the whole check raised.
+This file is shipped into the container as a script (it never runs on the host's own
+interpreter), so it uses the standard library only.
 
-Usage inside the sandbox: `python3 harness.py test` reads solution.py, tests.py and
-entry_point.txt; `python3 harness.py program` runs solution.py's entry function. The result is
-the last stdout line, prefixed with MARKER; the code's own prints are captured and capped so
-they cannot push the result past the output cap.
+Why two processes: the verdict must come through a channel the code under test cannot write.
+This process (the judge) reads the tests, makes itself non-dumpable (so a process of the same
+uid can neither open its descriptors through /proc/PID/fd nor trace it), and forks a child
+that loads the solution and serves calls over two pipes. The child never holds the judge's
+stdout, which carries the verdict. The tests themselves run here, in the judge: `candidate`
+and every other name the tests take from the solution is a proxy, and what crosses back from
+the child is plain data only (marshal of None, bools, numbers, strings, bytes, tuples, lists,
+dicts and sets of exactly those types), so a value whose `__eq__` always answers True, a fake
+result line on stdout, `os._exit(0)` or a killed judge can only ever fail a test.
+
+Usage inside the sandbox: `python3 -I -S harness.py test PER_TEST` reads solution.py, tests.py
+and entry_point.txt; `python3 -I -S harness.py program PER_TEST ENTRY` runs solution.py's entry
+function. The result is the last stdout line, prefixed with MARKER.
 """
 
 import ast
-import io
+import marshal
+import os
+import select
 import sys
 
 # the interpreter's built-in modules, not `signal`, `json` and `traceback`: those import enum,
@@ -24,17 +34,39 @@ except ImportError:  # another Python implementation
 MARKER = "\x1etreadle-result "
 _PRINT_CAP = 4000
 _VALUE_CAP = 300
+_MSG_CAP = 16 << 20
+_PLAIN = (type(None), bool, int, float, complex, str, bytes)
+_CONTAINERS = (tuple, list, set, frozenset)
+PR_SET_DUMPABLE = 4
+#: the child's descriptors for the calls it receives and the replies it sends
+_REQ_FD, _REP_FD = 3, 4
 
 
-class _Capped(io.StringIO):
+class _Capped:
+    def __init__(self):
+        self.parts = []
+        self.size = 0
+
     def write(self, s):
-        if self.tell() < _PRINT_CAP:
-            return super().write(s[: _PRINT_CAP - self.tell()])
+        if self.size < _PRINT_CAP:
+            s = s[: _PRINT_CAP - self.size]
+            self.parts.append(s)
+            self.size += len(s)
         return len(s)
+
+    def flush(self):
+        pass
+
+    def getvalue(self):
+        return "".join(self.parts)
 
 
 class _TestTimeout(Exception):
     pass
+
+
+class _Died(Exception):
+    """The solution's process ended or broke the protocol during a call."""
 
 
 def _alarm(signum, frame):
@@ -42,22 +74,342 @@ def _alarm(signum, frame):
 
 
 def _short(value):
-    text = repr(value)
+    try:
+        text = repr(value)
+    except BaseException:
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= _VALUE_CAP else text[:_VALUE_CAP] + "..."
+
+
+def _where(exc):
+    import traceback
+
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename in ("solution.py", "<solution>"):
+            return f" (solution line {frame.lineno}: {(frame.line or '').strip()})"
+    return ""
 
 
 def _error_line(exc):
     if isinstance(exc, _TestTimeout):
         return "timed out"
-    import traceback
-
-    tb = traceback.extract_tb(exc.__traceback__)
-    where = ""
-    for frame in reversed(tb):
-        if frame.filename in ("solution.py", "<solution>"):
-            where = f" (solution line {frame.lineno}: {(frame.line or '').strip()})"
-            break
+    where = getattr(exc, "_treadle_where", None)
+    if where is None:
+        where = _where(exc)
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+# ---------------------------------------------------------------------- framing
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _send(fd, obj):
+    data = marshal.dumps(obj)
+    _write_all(fd, len(data).to_bytes(4, "big") + data)
+
+
+def _read_exact(fd, n):
+    parts = []
+    while n > 0:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            raise EOFError
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
+def _plain(value, depth=0):
+    """Whether value is plain data all the way down (exact types, no code objects)."""
+    t = type(value)
+    if t in _PLAIN:
+        return True
+    if depth > 100:
+        return False
+    if t in _CONTAINERS:
+        return all(_plain(v, depth + 1) for v in value)
+    if t is dict:
+        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+# ---------------------------------------------------------------------- the solution's side
+
+
+def _child(mode):
+    """Load the solution, then serve the judge's requests until it closes the pipe."""
+    sys.path.insert(0, os.getcwd())  # a solution may import files of the work dir
+    sys.stdin = open(os.devnull)  # noqa: SIM115
+    ns = {"__name__": "__main__" if mode == "test" else "solution"}
+
+    def error(exc):
+        detail = ""
+        if mode == "program":
+            import traceback
+
+            detail = "".join(traceback.format_exception(exc)[-6:])
+        try:
+            text = str(exc)[:2000]
+        except BaseException:
+            text = "<unprintable>"
+        return ("raise", type(exc).__name__, text, _where(exc), detail[:2000])
+
+    def reply(msg):
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:
+            pass
+        try:
+            _send(_REP_FD, msg)
+        except (ValueError, TypeError):  # not plain data: say what it was
+            _send(_REP_FD, ("opaque", type(msg[1]).__name__[:100], _short(msg[1])))
+
+    try:
+        with open("solution.py") as f:
+            source = f.read()
+        exec(compile(source, "solution.py", "exec"), ns)
+        reply(("ok", None))
+    except BaseException as exc:
+        reply(error(exc))
+        return
+    while True:
+        try:
+            size = int.from_bytes(_read_exact(_REQ_FD, 4), "big")
+            msg = marshal.loads(_read_exact(_REQ_FD, size))
+        except EOFError:
+            return
+        if msg[0] == "names":
+            found = {}
+            for name in msg[1]:
+                if name not in ns:
+                    continue
+                v = ns[name]
+                if type(v) is type(sys):
+                    found[name] = ("module", v.__name__)
+                elif callable(v):
+                    found[name] = ("callable",)
+                elif _plain(v):
+                    found[name] = ("value", v)
+                else:
+                    found[name] = ("opaque", type(v).__name__[:100], _short(v))
+            reply(("ok", found))
+            continue
+        _, name, args, kwargs = msg
+        try:
+            value = ns[name](*args, **kwargs)
+        except BaseException as exc:
+            reply(error(exc))
+            continue
+        reply(("ok", value))
+
+
+class _Opaque:
+    """A value of the solution that is not plain data: only its repr crosses. It equals
+    nothing, so `candidate(x) == expected` is False for it, as it would be for a generator."""
+
+    def __init__(self, type_name, text):
+        self.type_name = str(type_name)
+        self.text = str(text)
+
+    def __repr__(self):
+        return self.text
+
+
+def _remote_error(type_name, message, where, detail):
+    import builtins
+
+    cls = getattr(builtins, str(type_name), None)
+    exc = None
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        try:
+            exc = cls(str(message))
+        except BaseException:
+            exc = None
+    if exc is None:
+        exc = type(str(type_name)[:100], (Exception,), {})(str(message))
+    exc._treadle_where = str(where)
+    exc._treadle_detail = str(detail)
+    return exc
+
+
+class _Solution:
+    """The judge's handle on the solution's process: start it, call into it, stop it."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.pid = 0
+        self.printed = _Capped()
+        self.load_error = None
+
+    def start(self):
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        out_r, out_w = os.pipe()
+        null = os.open(os.devnull, os.O_RDWR)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, signal.SIG_DFL)
+                wanted = (null, out_w, out_w, req_r, rep_w)
+                high = [os.dup2(fd, 200 + i) for i, fd in enumerate(wanted)]
+                for i, fd in enumerate(high):
+                    os.dup2(fd, i)
+                os.closerange(len(wanted), 65536)
+                sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+                sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+                _child(self.mode)
+            except BaseException:
+                pass
+            os._exit(0)
+        for fd in (req_r, rep_w, out_w, null):
+            os.close(fd)
+        self.pid, self.req, self.rep, self.out = pid, req_w, rep_r, out_r
+        reply = self._reply()
+        if reply[0] == "raise":
+            self.load_error = f"{reply[1]}: {reply[2]}{reply[3]}"
+            self.load_detail = reply[4]
+        return reply
+
+    def _reply(self):
+        """The child's next reply, draining its output meanwhile; _Died when there is none."""
+        poller = select.poll()
+        poller.register(self.rep, select.POLLIN)
+        if self.out >= 0:
+            poller.register(self.out, select.POLLIN)
+        buf = b""
+        need = 4
+        size = -1
+        while True:
+            for fd, _ev in poller.poll():
+                chunk = os.read(fd, 1 << 16)
+                if fd == self.out:
+                    if chunk:
+                        self.printed.write(chunk.decode("utf-8", "replace"))
+                    else:
+                        poller.unregister(fd)
+                        os.close(self.out)
+                        self.out = -1
+                    continue
+                if not chunk:
+                    raise _Died("the solution's process ended")
+                buf += chunk
+                if size < 0 and len(buf) >= 4:
+                    size = int.from_bytes(buf[:4], "big")
+                    if size > _MSG_CAP:
+                        raise _Died("the solution's reply is too large")
+                    need = 4 + size
+                if size >= 0 and len(buf) >= need:
+                    try:
+                        msg = marshal.loads(buf[4:need])
+                    except BaseException as exc:
+                        raise _Died("the solution's reply was garbled") from exc
+                    if type(msg) is not tuple or not msg or type(msg[0]) is not str:
+                        raise _Died("the solution's reply was garbled")
+                    if msg[0] == "ok" and len(msg) == 2 and _plain(msg[1]):
+                        return msg
+                    if msg[0] == "opaque" and len(msg) == 3 and _plain(msg):
+                        return msg
+                    if msg[0] == "raise" and len(msg) == 5 and _plain(msg):
+                        return msg
+                    raise _Died("the solution's reply was garbled")
+
+    def request(self, msg):
+        """Send a request and return the child's reply; a timeout or a broken child kills it
+        (the next request starts a fresh one)."""
+        if not self.pid:
+            self.start()
+            if self.load_error:
+                raise _Died(f"the solution failed to load again: {self.load_error}")
+        try:
+            _send(self.req, msg)
+            return self._reply()
+        except BaseException:
+            self.stop()
+            raise
+
+    def call(self, name, args, kwargs):
+        try:
+            marshal.dumps((args, kwargs))
+        except ValueError:
+            raise TypeError(
+                f"cannot pass these arguments to the solution: {_short(args)}"
+            ) from None
+        try:
+            reply = self.request(("call", name, args, kwargs))
+        except (_Died, OSError) as exc:
+            raise _Died(str(exc)) from None
+        if reply[0] == "ok":
+            return reply[1]
+        if reply[0] == "opaque":
+            return _Opaque(reply[1], reply[2])
+        raise _remote_error(*reply[1:])
+
+    def stop(self):
+        if not self.pid:
+            return
+        try:  # noqa: SIM105 - contextlib is read from disk
+            os.kill(self.pid, 9)
+        except OSError:
+            pass
+        for fd in (self.req, self.rep, self.out):
+            if fd >= 0:
+                try:  # noqa: SIM105 - contextlib is read from disk
+                    os.close(fd)
+                except OSError:
+                    pass
+        try:  # noqa: SIM105 - contextlib is read from disk
+            os.waitpid(self.pid, 0)
+        except OSError:
+            pass
+        self.pid = 0
+        self.out = -1
+
+
+class _Proxy:
+    """A function of the solution, called in the solution's process."""
+
+    def __init__(self, solution, name):
+        self._solution = solution
+        self.__name__ = name
+
+    def __call__(self, *args, **kwargs):
+        return self._solution.call(self.__name__, args, kwargs)
+
+    def __repr__(self):
+        return f"<solution function {self.__name__}>"
+
+
+def _bind(solution, names, ns):
+    """Put the solution's names that the tests use into the tests' namespace."""
+    if not names:
+        return {}
+    reply = solution.request(("names", sorted(names)))
+    found = reply[1] if reply[0] == "ok" and type(reply[1]) is dict else {}
+    for name, info in found.items():
+        if type(name) is not str or type(info) is not tuple or not info:
+            continue
+        if info[0] == "callable":
+            ns[name] = _Proxy(solution, name)
+        elif info[0] == "value" and len(info) == 2:
+            ns[name] = info[1]
+        elif info[0] == "module" and len(info) == 2 and type(info[1]) is str:
+            try:  # noqa: SIM105 - contextlib is read from disk
+                ns[name] = __import__(info[1])
+            except BaseException:
+                pass
+        elif info[0] == "opaque" and len(info) == 3:
+            ns[name] = _Opaque(info[1], info[2])
+    return found
+
+
+# ---------------------------------------------------------------------- the judge's side
 
 
 def _explain(node, ns, source):
@@ -93,7 +445,9 @@ def _run_statements(stmts, ns, source, per_test, results):
             if is_test:
                 results.append(None)
         except AssertionError as exc:
+            signal.setitimer(signal.ITIMER_REAL, 0)
             if isinstance(node, ast.Assert):
+                signal.setitimer(signal.ITIMER_REAL, per_test)
                 results.append(_explain(node, ns, source))
             else:
                 msg = f": {exc}" if str(exc) else ""
@@ -109,16 +463,36 @@ def _read(name):
         return f.read()
 
 
-def run_tests(per_test):
-    solution = _read("solution.py")
+def _loaded(solution, per_test):
+    """Start the solution's process; its load error, or None."""
+    signal.setitimer(signal.ITIMER_REAL, per_test)
+    try:
+        solution.start()
+    except _TestTimeout:
+        solution.stop()
+        return "timed out while loading"
+    except (_Died, OSError) as exc:
+        solution.stop()
+        return f"{exc}"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    return solution.load_error
+
+
+def _used_names(*trees):
+    names = set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                names.add(node.id)
+    return names
+
+
+def run_tests(solution, per_test):
+    source = _read("solution.py")
     tests = _read("tests.py")
     entry = _read("entry_point.txt").strip() or None
-    ns: dict = {"__name__": "__main__"}
-    results: list = []
-    try:
-        exec(compile(solution, "solution.py", "exec"), ns)
-    except BaseException as exc:
-        return {"load_error": _error_line(exc), "results": results}
+    results = []
     try:
         tree = ast.parse(tests)
     except SyntaxError as exc:
@@ -126,21 +500,35 @@ def run_tests(per_test):
     check = next(
         (n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"), None
     )
+    if check is not None and entry is None:
+        try:
+            funcs = [n.name for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)]
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            funcs = []
+        entry = funcs[-1] if funcs else None
+    error = _loaded(solution, per_test)
+    if error:
+        return {"load_error": error, "results": results}
+    ns = {"__name__": "__main__"}
+    signal.setitimer(signal.ITIMER_REAL, per_test)
+    try:
+        found = _bind(solution, _used_names(tree) | ({entry} if entry else set()), ns)
+    except BaseException as exc:
+        return {"load_error": f"the solution stopped answering: {_error_line(exc)}"}
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
     if check is None:  # plain asserts at top level
         _run_statements(tree.body, ns, tests, per_test, results)
         return {"results": results}
     # HumanEval style: run everything but check(), then check's body with candidate bound
     setup = [n for n in tree.body if n is not check]
     _run_statements(setup, ns, tests, per_test, [])
-    if entry is None:
-        funcs = [n.name for n in ast.parse(solution).body if isinstance(n, ast.FunctionDef)]
-        entry = funcs[-1] if funcs else None
-    if entry is None or entry not in ns:
+    if entry is None or found.get(entry, ("",))[0] != "callable":
         return {"load_error": f"the solution does not define `{entry}`", "results": results}
-    ns["candidate"] = ns[entry]
+    ns["candidate"] = _Proxy(solution, entry)
     params = [a.arg for a in check.args.args]
     if params and params[0] != "candidate":
-        ns[params[0]] = ns[entry]
+        ns[params[0]] = ns["candidate"]
     _run_statements(check.body, ns, tests, per_test, results)
     return {"results": results}
 
@@ -188,49 +576,70 @@ def _dumps(value):
     return "".join(parts)
 
 
-def run_program(entry, per_test):
-    solution = _read("solution.py")
-    ns: dict = {"__name__": "solution"}
+def run_program(solution, entry, per_test):
+    error = _loaded(solution, per_test)
+    if error:
+        detail = getattr(solution, "load_detail", "")
+        return {"error": f"{error}\n{detail}"[:2000]}
     signal.setitimer(signal.ITIMER_REAL, per_test)
     try:
-        exec(compile(solution, "solution.py", "exec"), ns)
-        if entry not in ns:
+        found = _bind(solution, {entry}, {})
+        if found.get(entry, ("",))[0] != "callable":
             return {"error": f"the code does not define `{entry}()`"}
-        value = ns[entry]()
-        import json
-
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError):
-            value = repr(value)
-        return {"value": value}
+        value = solution.call(entry, (), {})
     except BaseException as exc:
-        import traceback
-
-        detail = "".join(traceback.format_exception(exc)[-6:])
+        detail = getattr(exc, "_treadle_detail", "")
         return {"error": f"{_error_line(exc)}\n{detail}"[:2000]}
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+    if isinstance(value, _Opaque):
+        return {"value": value.text}
+    import json
+
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        value = repr(value)
+    return {"value": value}
+
+
+def _protect():
+    """Non-dumpable: /proc/PID/fd, /proc/PID/mem and ptrace of this process are closed to the
+    solution's process, which runs as the same uid."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
 
 
 def main():
-    sys.setrecursionlimit(10000)
-    signal.signal(signal.SIGALRM, _alarm)
+    # the judge imports nothing from the work dir, which the solution can write
+    here = os.path.dirname(os.path.abspath(sys.argv[0]))
+    cwd = os.getcwd()
+    sys.path[:] = [p for p in sys.path if p not in ("", ".", here, cwd)]
     mode = sys.argv[1]
     per_test = float(sys.argv[2]) if len(sys.argv) > 2 else 5.0
+    sys.setrecursionlimit(10000)
     real_stdout = sys.stdout
     captured = _Capped()
-    sys.stdout = captured
+    solution = _Solution(mode)
     try:
+        _protect()
+        signal.signal(signal.SIGALRM, _alarm)
+        sys.stdout = captured  # the tests' own prints (they run here)
         if mode == "test":
-            result = run_tests(per_test)
+            result = run_tests(solution, per_test)
         else:
-            result = run_program(sys.argv[3] if len(sys.argv) > 3 else "solve", per_test)
+            result = run_program(solution, sys.argv[3] if len(sys.argv) > 3 else "solve", per_test)
+    except BaseException as exc:
+        note = f"the harness failed: {type(exc).__name__}: {exc}"
+        result = {"load_error": note, "error": note}
     finally:
         sys.stdout = real_stdout
-    result["printed"] = captured.getvalue()
-    real_stdout.write("\n" + MARKER + _dumps(result) + "\n")
-    real_stdout.flush()
+        solution.stop()
+    result["printed"] = (solution.printed.getvalue() + captured.getvalue())[:_PRINT_CAP]
+    _write_all(1, ("\n" + MARKER + _dumps(result) + "\n").encode())
 
 
 if __name__ == "__main__":
