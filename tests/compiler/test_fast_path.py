@@ -1,0 +1,173 @@
+"""The parser's fast path (`parser._fast_parse`, which drives Lark's LALR tables itself) against
+Lark's own parser: both accept the same texts and build equal trees, positions included.
+
+Programs come from the round-trip test's random trees, printed by the formatter and then
+re-spaced (tabs, runs of spaces, blank lines, comments, CRLF) so positions vary; mutants delete,
+repeat, swap or replace tokens and insert stray characters. A fixed-seed sweep does the same to
+every example under examples/.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import lark
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lark.exceptions import UnexpectedInput
+from test_roundtrip import modules
+
+from treadle.compiler import ast as A
+from treadle.compiler import parser
+from treadle.compiler.formatter import format_module
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "examples").rglob("*.flow"))
+TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|[A-Za-z_]\w*|\d+(?:\.\d+)?|->|[=!<>]=|\n|[ \t]+|#[^\n]*|.')
+WORDS = ["end", "if", "then", "else", "for", "each", "in", "with", "until", "repeat", "return",
+         "workflow", "use", "not", "is", "(", ")", "[", "]", ",", ":", "=", "==", "->", ".", "1",
+         '"s"', "x", "\n", "#c", "\t"]  # fmt: skip
+STRAY = ["'", "$", "@", '"', "{", "\\", "\r", "é", "\x00", "0.", "..", "-"]
+
+
+def both(text: str) -> tuple[Any, Any]:
+    """(fast path's tree or None, Lark's tree or None) for one text."""
+    fast = parser._fast_parse(text)
+    try:
+        slow = parser.lark_parser().parse(text)
+    except UnexpectedInput:
+        slow = None
+    return fast, slow
+
+
+def agree(text: str) -> bool:
+    """Both reject the text, or both accept it with equal trees (spans compared too); returns
+    whether it was accepted."""
+    fast, slow = both(text)
+    assert (fast is None) == (slow is None), (text, fast, slow)
+    if fast is not None:
+        assert type(fast) is A.Module and fast == slow, text
+    return fast is not None
+
+
+def respace(text: str, rnd: random.Random) -> str:
+    """The same program spaced otherwise: what the grammar ignores (spaces, tabs, blank lines,
+    comments, CRLF line ends) varied, so every position moves."""
+    out = []
+    for tok in TOKEN.findall(text):
+        if tok == "\n":
+            nl = "\r\n" if rnd.random() < 0.2 else "\n"
+            out.append(rnd.choice(["", "", "", " ", "  # note", "\t#"]) + nl)
+            for _ in range(rnd.choice([0, 0, 0, 1, 2])):
+                out.append(rnd.choice(["", " ", "\t", "  # x", "#"]) + nl)
+            out.append(rnd.choice(["", " ", "\t", "    "]))
+        elif tok.isspace():
+            out.append(rnd.choice([" ", "  ", "\t", " \t "]))
+        else:
+            out.append(tok)
+            if rnd.random() < 0.05:
+                out.append(rnd.choice([" ", "\t"]))
+    return "".join(out)
+
+
+def mutate(text: str, rnd: random.Random) -> str:
+    toks = TOKEN.findall(text)
+    for _ in range(rnd.randint(1, 3)):
+        if not toks:
+            break
+        i = rnd.randrange(len(toks))
+        kind = rnd.randrange(5)
+        if kind == 0:
+            del toks[i]
+        elif kind == 1:
+            toks.insert(i, toks[i])
+        elif kind == 2 and i + 1 < len(toks):
+            toks[i], toks[i + 1] = toks[i + 1], toks[i]
+        elif kind == 3:
+            toks[i] = rnd.choice(WORDS)
+        else:
+            toks.insert(i, rnd.choice(STRAY))
+    return "".join(toks)
+
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(modules, st.randoms(use_true_random=False))
+def test_random_programs_give_equal_trees(module: A.Module, rnd: random.Random) -> None:
+    text = format_module(module) or "\n"
+    assert agree(text), text
+    assert agree(respace(text, rnd)), text
+
+
+@SETTINGS
+@given(modules, st.randoms(use_true_random=False))
+def test_mutated_programs_are_accepted_by_both_or_neither(
+    module: A.Module, rnd: random.Random
+) -> None:
+    agree(mutate(respace(format_module(module), rnd), rnd) + "\n")
+
+
+def test_examples_and_their_mutants_agree() -> None:
+    """A fixed sweep over the real examples: 40 re-spacings and 60 mutants of each."""
+    rnd = random.Random(9)
+    accepted = rejected = 0
+    for path in EXAMPLES:
+        text = path.read_text(encoding="utf-8")
+        assert agree(text), path
+        for _ in range(40):
+            assert agree(respace(text, rnd)), path
+        for _ in range(60):
+            if agree(mutate(text, rnd)):
+                accepted += 1
+            else:
+                rejected += 1
+    # the sweep exercises both outcomes, so neither side of `agree` goes untested
+    assert accepted > 50 and rejected > 200, (accepted, rejected)
+
+
+def test_the_fast_path_is_taken() -> None:
+    """Equal trees prove nothing if the fast path always gave up: it parses every example."""
+    for path in EXAMPLES:
+        assert parser._fast_parse(path.read_text(encoding="utf-8")) is not None, path
+
+
+def test_the_lark_version_is_the_one_tested() -> None:
+    """pyproject.toml pins the range these tests cover; the fast path reads Lark's internals."""
+    major, minor = (int(x) for x in lark.__version__.split(".")[:2])
+    assert (major, minor) == (1, 3), lark.__version__
+
+
+def test_a_lark_without_the_fast_paths_internals_falls_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Lark 1.1.9 and 1.2.2 have no `Scanner.fullmatch` (their keyword callbacks call
+    `scanner.match(value, 0)`): the fast path must give up and let Lark parse, never raise
+    AttributeError. Emulated here by giving the installed Lark that older API."""
+    from lark.lexer import Scanner, UnlessCallback
+
+    def old_call(self: Any, t: Any) -> Any:  # lark 1.2.2's UnlessCallback, without fullmatch
+        for mre in self.scanner._mres:
+            m = mre.fullmatch(t.value)
+            if m:
+                t.type = m.lastgroup
+                break
+        return t
+
+    monkeypatch.setattr(UnlessCallback, "__call__", old_call)
+    monkeypatch.delattr(Scanner, "fullmatch")
+    monkeypatch.setattr(parser, "_LEXER_CACHE", {})
+    parser._fast_tables.cache_clear()
+    try:
+        text = (ROOT / "examples" / "solve_math.flow").read_text(encoding="utf-8")
+        assert parser._fast_parse(text) is None
+        module, diags = parser.parse(text)
+        assert diags == [] and module.workflows[0].name == "solve_math"
+        assert [d.code for d in parser.parse(text.replace(" = ", " = = ", 1))[1]] == ["E001"]
+    finally:
+        parser._fast_tables.cache_clear()
