@@ -360,7 +360,13 @@ def _fast_tables() -> tuple[int, int, _Actions, _Lexers] | None:
     """Lark's own LALR table and rule callbacks, flattened for `_fast_parse`, and the per-state
     lexers (filled by `_state_lexer` as states are reached); None if the parser is not built
     the way the fast path assumes (then Lark parses)."""
-    lark = lark_parser()
+    try:
+        return _flatten_tables(lark_parser())
+    except AttributeError:  # another Lark's internals: Lark parses
+        return None
+
+
+def _flatten_tables(lark: Lark) -> tuple[int, int, _Actions, _Lexers] | None:
     frontend = lark.parser
     lexer = frontend.lexer
     parser = frontend.parser.parser
@@ -393,13 +399,17 @@ def _state_lexer(state: int) -> Any:
     basic = lark_parser().parser.lexer.lexers[state]
     view = _LEXER_CACHE.get(id(basic))
     if view is None:
-        scanner = basic.scanner  # builds `basic.callback` too
-        keywords: dict[str, Any] = {}
-        for term, cb in basic.callback.items():
-            if type(cb) is not UnlessCallback or term in basic.ignore_types:
-                raise _NotFast
-            keywords[term] = functools.cache(cb.scanner.fullmatch)
-        view = (scanner._mres, basic.ignore_types, basic.newline_types, keywords)
+        try:
+            scanner = basic.scanner  # builds `basic.callback` too
+            keywords: dict[str, Any] = {}
+            for term, cb in basic.callback.items():
+                if type(cb) is not UnlessCallback or term in basic.ignore_types:
+                    raise _NotFast
+                # Lark >= 1.3 (older ones have no `fullmatch`: they fall back to Lark itself)
+                keywords[term] = functools.cache(cb.scanner.fullmatch)
+            view = (scanner._mres, basic.ignore_types, basic.newline_types, keywords)
+        except AttributeError:
+            raise _NotFast from None
         _LEXER_CACHE[id(basic)] = view
     return view
 
