@@ -190,6 +190,11 @@ class EvalResources:
                 from treadle.runtime.models.spec import load_model
 
                 found = await asyncio.to_thread(load_model, key)
+                if key is not None and key.startswith("scripted:"):
+                    # every script is "scripted" to the cache key: name this one by its text,
+                    # so a cached answer of another script is never replayed for it
+                    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+                    found.model = f"{found.model}#{digest}"
                 self._owned.append(found)
                 self._loaded[key] = found
         return found

@@ -280,9 +280,9 @@ def print_report(report: Any) -> None:
     head = Table(show_header=False, box=None, pad_edge=False)
     head.add_column(style="bold")
     head.add_column()
-    head.add_row(
-        "flow", f"{report.flow}   dataset {report.dataset}   model {report.model or 'default'}"
-    )
+    model = report.model or "default"
+    model = model if len(model) <= 48 else model[:47] + "…"
+    head.add_row("flow", f"{report.flow}   dataset {report.dataset}   model {model}")
     ci = f"[{_fmt(report.ci_low)}, {_fmt(report.ci_high)}]"
     head.add_row(
         f"score ({report.scorer})",
