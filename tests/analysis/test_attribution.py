@@ -129,3 +129,57 @@ def test_call_units_follow_the_same_name_and_type_rule() -> None:
     units = list_units(compile_file(path), path.read_text(), by="call")
     assert {u.unit for u in units} == {"verify_number", "json_answer", "run_and_fix"}
     assert all(not u.removable and "same name and type" in u.reason for u in units)
+
+
+async def test_by_operator_removes_every_step_of_it(flow: Path, tmp_path: Path) -> None:
+    async with EvalResources(model=ScriptedBackend(model), cache=ModelCache(tmp_path / "c")) as res:
+        rep = await attribute(flow, ROWS, by="operator", resources=res, work_dir=tmp_path / "w")
+    units = {u.unit: u for u in rep.units}
+    assert set(units) == {"generate", "revise", "format"}
+    assert units["revise"].effect == pytest.approx(0.75) and units["format"].effect == 0.0
+    assert not units["generate"].removable
+
+
+LIB = """\
+workflow fix(answer: text, question: text) -> answer: text
+  answer = revise answer using "check every step" for question
+end
+
+workflow tidy(answer: text, question: text) -> answer: text
+  answer = format answer for question
+end
+"""
+
+
+async def test_library_credits_each_capability_across_flows(tmp_path: Path) -> None:
+    (tmp_path / "lib.flow").write_text(LIB)
+    one = tmp_path / "one.flow"
+    one.write_text(
+        'use "lib.flow"\n\nworkflow one(question: text) -> answer: text\n'
+        '  draft = generate from "Draft an answer: {question}"\n'
+        "  fixed = fix draft with question question\n"
+        "  answer = tidy fixed with question question\n"
+        "end\n"
+    )
+    two = tmp_path / "two.flow"
+    two.write_text(
+        'use "lib.flow"\n\nworkflow two(question: text) -> answer: text\n'
+        '  draft = generate from "Draft an answer: {question}"\n'
+        "  answer = tidy draft with question question\n"
+        "end\n"
+    )
+    async with EvalResources(model=ScriptedBackend(model), cache=ModelCache(tmp_path / "c")) as res:
+        rep = await attribute(
+            one, ROWS, flows=[two], library=tmp_path / "lib.flow", resources=res,
+            work_dir=tmp_path / "w",
+        )  # fmt: skip
+    units = {u.unit: u for u in rep.units}
+    assert set(units) == {"fix", "tidy"}
+    # fix is called by one flow only (its 3 successes depend on it); tidy by both, and
+    # removing it changes nothing (format passes the answer through unchanged)
+    assert units["fix"].flows == [str(one)] and units["fix"].rows == 4
+    assert units["fix"].effect == pytest.approx(0.75) and units["fix"].share == 1.0
+    assert units["tidy"].flows == [str(one), str(two)] and units["tidy"].rows == 8
+    assert units["tidy"].effect == 0.0
+    assert rep.baseline == pytest.approx((0.75 + 0.0) / 2)
+    assert rep.model_calls < rep.model_calls_naive

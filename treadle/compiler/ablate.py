@@ -452,8 +452,7 @@ def _call_stand_in(program: ir.Program, call: ir.Call) -> StandIn:
     outputs = [o.name for o in wf.outputs]
 
     def bind(path: tuple[str, ...]) -> ir.Expr | None:
-        if len(outputs) == 1:
-            return _extend(call.args[outputs[0]], path)
+        # a call's value is the record of its outputs (a single output is read as `call.out`)
         if not path or path[0] not in outputs:
             return None
         return _extend(call.args[path[0]], path[1:])
