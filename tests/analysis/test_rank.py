@@ -154,3 +154,15 @@ async def test_rank_verify_on_a_simulated_model(tmp_path: Path) -> None:
         assert key in data
     for key in ("path", "s_pred", "s_few", "alpha", "score", "rank", "tokens"):
         assert key in data["flows"][0]
+
+
+def test_coverage_of_finished_reports() -> None:
+    from treadle.analysis.calibration import coverage_of_reports
+    from treadle.analysis.report import EvalReport, RowReport
+
+    def report(name: str, solved: set[int]) -> EvalReport:
+        rows = [RowReport(id=f"r{i}", score=1.0 if i in solved else 0.0) for i in range(4)]
+        return EvalReport(flow=name, mean=len(solved) / 4, rows=rows)
+
+    cov = coverage_of_reports([report("a", {0, 1}), report("b", {2}), report("c", {0})], 2)
+    assert cov.flows == ["a", "b"] and cov.union == 0.75 and cov.best_share == 0.5

@@ -464,6 +464,28 @@ async def _coverage(
     )
 
 
+def coverage_of_reports(reports: Sequence[EvalReport], k: int) -> Coverage:
+    """Coverage from finished evaluation reports (for `treadle eval compare`): the top K by
+    mean, the share of rows at least one solves, the best one's share. A report made with
+    `epochs` > 1 and reducer `max` gives the best flow's repeat share as its own share."""
+    if not reports:
+        raise InputError("coverage needs at least one report")
+    ordered = sorted(reports, key=lambda r: -(r.mean or 0.0))[:k]
+    ids = {row.id for r in reports for row in r.rows}
+    solved = [{i for i, s in _scores(r).items() if s >= 1.0} for r in ordered]
+    n = max(1, len(ids))
+    best = ordered[0]
+    share = sum(1 for s in _scores(best).values() if s >= 1.0) / n
+    return Coverage(
+        k=k,
+        flows=[r.flow for r in ordered],
+        union=len(set().union(*solved)) / n,
+        best=best.flow,
+        best_share=share,
+        best_repeat_share=share if best.epochs > 1 and best.reducer == "max" else None,
+    )
+
+
 def rank_sync(*args: Any, **kwargs: Any) -> RankReport:
     """`rank` for code without an event loop."""
     return asyncio.run(rank(*args, **kwargs))
