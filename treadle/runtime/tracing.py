@@ -358,21 +358,23 @@ class JsonlSink:
         except FileNotFoundError:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(name, _OPEN_FLAGS, 0o644)
-        #: spans (and blobs) whose events are not written yet; appended without a lock
+        #: spans that started and have not ended (their start line is written by a flush
+        #: that finds them still running)
+        self._running: dict[str, Span] = {}
+        #: ended spans (and blobs) not written yet; appended without a lock
         self._queue: collections.deque[Any] = collections.deque()
         #: ids of spans whose start line is written but not their end
-        self._open: set[str] = set()
-        #: ids of spans written in full
-        self._done: set[str] = set()
+        self._started: set[str] = set()
         #: held while writing, so the timer's flush and the final one never interleave
         self._lock = threading.RLock()
         self.error: OSError | None = None
         _FLUSHER.add(self)
 
     def on_start(self, span: Span) -> None:
-        self._queue.append(span)
+        self._running[span.span_id] = span
 
     def on_end(self, span: Span) -> None:
+        self._running.pop(span.span_id, None)
         queue = self._queue
         queue.append(span)
         if len(queue) > _FLUSH_EVENTS:
@@ -381,38 +383,40 @@ class JsonlSink:
     def on_blob(self, sha256: str, text: str) -> None:
         self._queue.append((sha256, text))
 
-    def flush(self) -> None:
-        """Write every queued event now."""
+    def flush(self, final: bool = False) -> None:
+        """Write what happened since the last flush: spans that ended (one `span` line, or an
+        `end` line after an earlier `start`), then a `start` line for each span still running."""
         with self._lock:
             if self._fd is None:
                 return
             queue = self._queue
             lines: list[bytes] = []
             if self._header is not None:
-                if queue and isinstance(queue[0], Span):
-                    self._header.setdefault("trace_id", queue[0].trace_id)
+                if "trace_id" not in self._header:
+                    trace_id = self._trace_id()
+                    if trace_id is None and not final:
+                        return  # nothing has happened yet; the header waits for a trace id
+                    self._header["trace_id"] = trace_id
                 lines.append(_dumps(self._header))
                 self._header = None
-            done, open_ = self._done, self._open
+            started = self._started
             while queue:
                 item = queue.popleft()
                 if type(item) is tuple:
                     lines.append(_dumps({"event": "blob", "sha256": item[0], "text": item[1]}))
-                    continue
-                sid = item.span_id
-                if sid in done:
-                    continue
-                if item.status is None:
-                    if sid not in open_:
-                        open_.add(sid)
-                        lines.append(_dumps(_start_record(item, "start")))
-                elif sid in open_:
-                    open_.discard(sid)
-                    done.add(sid)
-                    lines.append(_dumps(_end_record(item, {"event": "end", "span_id": sid})))
+                elif item.span_id in started:
+                    started.discard(item.span_id)
+                    lines.append(
+                        _dumps(_end_record(item, {"event": "end", "span_id": item.span_id}))
+                    )
                 else:
-                    done.add(sid)
                     lines.append(_dumps(_end_record(item, _start_record(item, "span"))))
+            if self._running:
+                # a copy: the run's thread may start and end spans meanwhile
+                for span in list(self._running.values()):
+                    if span.span_id not in started:
+                        started.add(span.span_id)
+                        lines.append(_dumps(_start_record(span, "start")))
             if not lines:
                 return
             data = b"".join(lines)
@@ -428,12 +432,18 @@ class JsonlSink:
                         stacklevel=2,
                     )
 
+    def _trace_id(self) -> str | None:
+        for span in [*list(self._running.values()), *list(self._queue)]:
+            if isinstance(span, Span):
+                return span.trace_id
+        return None
+
     def close(self) -> None:
         with self._lock:
             if self._fd is None:
                 return
             try:
-                self.flush()
+                self.flush(final=True)
             finally:
                 _FLUSHER.remove(self)
                 os.close(self._fd)
@@ -502,32 +512,35 @@ class _Flusher:
         self.hooked = False
 
     def add(self, sink: JsonlSink) -> None:
-        with self.lock:
-            self.sinks.add(sink)
-            if self.thread is None:
-                self.thread = threading.Thread(
-                    target=self._loop, name="treadle-trace-flush", daemon=True
-                )
-                self.thread.start()
+        self.sinks.add(sink)  # atomic; the lock is only for starting and stopping the thread
+        if self.thread is None:
+            with self.lock:
+                if self.thread is None:
+                    self.thread = threading.Thread(
+                        target=self._loop, name="treadle-trace-flush", daemon=True
+                    )
+                    self.thread.start()
         if not self.hooked:
             self.hooked = True
             _install_exit_hooks()
 
     def remove(self, sink: JsonlSink) -> None:
-        with self.lock:
-            self.sinks.discard(sink)
+        self.sinks.discard(sink)
 
     def _loop(self) -> None:
         idle_since = time.monotonic()
         while True:
             time.sleep(FLUSH_INTERVAL)
-            with self.lock:
-                sinks = list(self.sinks)
-                if not sinks:
-                    if time.monotonic() - idle_since >= _IDLE_EXIT:
+            sinks = list(self.sinks)
+            if not sinks:
+                if time.monotonic() - idle_since >= _IDLE_EXIT:
+                    with self.lock:
                         self.thread = None
-                        return
-                    continue
+                        if not self.sinks:
+                            return
+                        # a trace opened while stopping saw the old thread: keep running
+                        self.thread = threading.current_thread()
+                continue
             idle_since = time.monotonic()
             for sink in sinks:
                 # a trace that cannot be written must not stop the others
