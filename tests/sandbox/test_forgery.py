@@ -142,7 +142,8 @@ async def _agent_pids(api: Any, cid: str, signal: int) -> None:
         "for p in os.listdir('/proc'):\n"
         "    if p.isdigit():\n"
         "        cmd = open(f'/proc/{p}/cmdline', 'rb').read()\n"
-        "        if cmd.startswith(b'python3\\0-I\\0-S\\0-c'):\n"
+        "        root = os.stat(f'/proc/{p}').st_uid == 0 and p != '1'\n"
+        "        if root and int(p) != os.getpid() and b'\\0-c\\0' in cmd:\n"
         f"            os.kill(int(p), {signal})\n"
     )
     exe = await asyncio.to_thread(api.exec_create, cid, ["python3", "-c", code], user="0:0")

@@ -268,7 +268,10 @@ class DockerSandbox(Sandbox):
         api = self._api
         config = api.create_container_config(
             self.image,
-            command=["python3", "-I", "-S", "-c", AGENT_SOURCE, *(["--warm"] if warm else [])],
+            command=[
+                *("python3", "-I", "-S", "-X", "utf8", "-c", AGENT_SOURCE),
+                *(["--warm"] if warm else []),
+            ],
             user="0:0",  # the agent; every run drops to a fresh uid (see agent.py)
             working_dir=WORKDIR,
             stdin_open=True,
