@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import hashlib
 import os
 import random
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,14 +132,15 @@ def _load(path: Path, n_ctx: int, n_threads: int, n_gpu_layers: int) -> _LoadedM
                 "or use an OpenAI-compatible server with `--model openai:URL#MODEL`."
             ) from e
         try:
-            llama = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_threads=n_threads,
-                n_threads_batch=n_threads,
-                n_gpu_layers=n_gpu_layers,
-                verbose=False,
-            )
+            with _no_extra_buffers(llama_cpp):
+                llama = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=n_threads,
+                    n_threads_batch=n_threads,
+                    n_gpu_layers=n_gpu_layers,
+                    verbose=False,
+                )
         except Exception as e:  # llama.cpp reports every load failure as a bare ValueError
             raise ModelError(
                 f"llama.cpp could not load the model {path}: {e}. The file may be truncated, "
@@ -149,6 +152,32 @@ def _load(path: Path, n_ctx: int, n_threads: int, n_gpu_layers: int) -> _LoadedM
             atexit.register(_close_all)
         _LOADED[key] = loaded
         return loaded
+
+
+@contextlib.contextmanager
+def _no_extra_buffers(llama_cpp: Any) -> Iterator[None]:
+    """Load without llama.cpp's "extra" weight buffers (AMX tiles, CPU repacking) unless
+    TREADLE_LLAMA_EXTRA_BUFTS=1: where the CPU advertises AMX but the kernel or sandbox does not
+    enable it (seen here), the AMX kernel's first `tilezero` kills the process with SIGILL.
+    `Llama()` takes no such option, so its default-params function is wrapped while it loads
+    (under `_LOAD_LOCK`)."""
+    lib = getattr(llama_cpp, "llama_cpp", None)
+    original = getattr(lib, "llama_model_default_params", None)
+    if os.environ.get("TREADLE_LLAMA_EXTRA_BUFTS") == "1" or original is None:
+        yield
+        return
+
+    def params() -> Any:
+        p = original()
+        if hasattr(p, "use_extra_bufts"):
+            p.use_extra_bufts = False
+        return p
+
+    lib.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        lib.llama_model_default_params = original
 
 
 def _close_all() -> None:
