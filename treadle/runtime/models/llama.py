@@ -161,7 +161,7 @@ def _no_extra_buffers(llama_cpp: Any) -> Iterator[None]:
     enable it (seen here), the AMX kernel's first `tilezero` kills the process with SIGILL.
     `Llama()` takes no such option, so its default-params function is wrapped while it loads
     (under `_LOAD_LOCK`)."""
-    lib = getattr(llama_cpp, "llama_cpp", None)
+    lib: Any = getattr(llama_cpp, "llama_cpp", None)
     original = getattr(lib, "llama_model_default_params", None)
     if os.environ.get("TREADLE_LLAMA_EXTRA_BUFTS") == "1" or original is None:
         yield
