@@ -311,8 +311,8 @@ async def _embedded_candidate(
             while (g := writer.grammar()) is not None:
                 piece = decoder.piece(g, rng=rng, temperature=temperature, max_tokens=PIECE_TOKENS)
                 stats.add(piece.stats)
-                if not piece.complete:
-                    failed = piece.error or "decoding stopped early"
+                if not piece.complete or not piece.text:
+                    failed = piece.error or "the grammar allowed nothing here"
                     writer.text += piece.text
                     break
                 writer.advance(piece.text)

@@ -229,7 +229,11 @@ class _Builder:
             if cmd is not None:
                 alts.append(cmd)
         if plain and want is not None:
-            alts += self.refs(scope, want, c)
+            # a plain value: a name in scope; a constant only when no name fits (a workflow
+            # whose output is a constant is rarely what the task wants)
+            refs = self.refs(scope, want, c)
+            v = self.value(scope, want, c) if not refs else None
+            alts += refs if refs else ([(v,)] if v is not None else [])
         # `for each ITEM in LIST: COMMAND`, a parallel map
         if not self.loose:
             for lst in scope.refs(Type(kind="list", item=Type(kind="any"))):
