@@ -298,3 +298,21 @@ async def test_a_row_timeout_is_an_error(tmp_path: Path) -> None:
     )  # fmt: skip
     assert report.errors == 2 and report.scored == 0
     assert all(re.search("time limit of 0.2 s", r.error or "") for r in report.rows)
+
+
+async def test_a_flow_without_model_calls_never_loads_the_model(tmp_path: Path) -> None:
+    """The default model is loaded when a step first calls it: a missing model file is no
+    error for a flow that makes no model call, and an error (not a 0) for one that does."""
+    data = [{"code": "x = 1", "target": "x = 1"}]
+    missing = f"llama:{tmp_path / 'missing.gguf'}"
+    report = await evaluate(
+        EXAMPLES / "humaneval_canonical.flow", data, model=missing, cache=False,
+        results=tmp_path / "a.jsonl", trace_dir=False,
+    )  # fmt: skip
+    assert (report.mean, report.errors) == (1.0, 0)
+    report = await evaluate(
+        EXAMPLES / "answer.flow", [{"question": "q", "answer": "a"}], model=missing,
+        cache=False, results=tmp_path / "b.jsonl", trace_dir=False,
+    )  # fmt: skip
+    assert (report.errors, report.mean) == (1, None)
+    assert "ModelError" in (report.rows[0].error_kind or "")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -137,7 +138,7 @@ class EvalResources:
         self._given: dict[str, ModelBackend] = dict(models or {})
         self._loaded: dict[str | None, ModelBackend] = {}
         self._owned: list[ModelBackend] = []
-        self._load_lock = asyncio.Lock()
+        self._load_lock = threading.Lock()
         self.cache_enabled = cache is not False and cache is not None
         self._cache_setting = cache
         self._cache: Any = None
@@ -151,6 +152,9 @@ class EvalResources:
             self._sandbox = _SharedSandbox(kind, sandbox_pool)
             self._sandbox_owned = True
         self._flows: dict[tuple[str, str | None], Flow] = {}
+        #: the default model as the flows see it: loaded when a step first calls it, so an
+        #: evaluation whose flow makes no model call never loads one
+        self._lazy = _LazyBackend(self)
         self._scorers: dict[str, Scorer] = {}
         self.sandbox_kind = kind if isinstance(kind, str) else "custom"
 
@@ -184,12 +188,17 @@ class EvalResources:
         found = self._loaded.get(key)
         if found is not None:
             return found
-        async with self._load_lock:
+        # building a backend can hash a multi-GB file: keep the loop free
+        return await asyncio.to_thread(self.load_now, key)
+
+    def load_now(self, key: str | None) -> ModelBackend:
+        """Load the backend of a spec (once; thread-safe)."""
+        with self._load_lock:
             found = self._loaded.get(key)
             if found is None:
                 from treadle.runtime.models.spec import load_model
 
-                found = await asyncio.to_thread(load_model, key)
+                found = load_model(key)
                 if key is not None and key.startswith("scripted:"):
                     # every script is "scripted" to the cache key: name this one by its text,
                     # so a cached answer of another script is never replayed for it
@@ -255,7 +264,7 @@ class EvalResources:
 
     async def run_options(self, seed: int | None) -> dict[str, Any]:
         return {
-            "model": await self.backend(None),
+            "model": self._default or self._lazy,
             "models": self._given or None,
             "cache": self.cache if self.cache_enabled else False,
             "seed": seed,
@@ -279,6 +288,33 @@ class EvalResources:
         if self._cache is not None and self._cache is not self._cache_setting:
             self._cache.close()
         self._cache = None
+
+
+class _LazyBackend(ModelBackend):
+    """The evaluation's default model, loaded on first use (by the run that first needs it)
+    and then shared by every row: one object, so one concurrency limit across rows."""
+
+    def __init__(self, resources: EvalResources) -> None:
+        self._resources = resources
+
+    @property
+    def inner(self) -> ModelBackend:
+        return self._resources.load_now(self._resources.model_spec)
+
+    @property
+    def backend(self) -> str:  # type: ignore[override]
+        return self.inner.backend
+
+    @property
+    def model(self) -> str:  # type: ignore[override]
+        return self.inner.model
+
+    @property
+    def max_concurrency(self) -> int:  # type: ignore[override]
+        return self.inner.max_concurrency
+
+    async def complete(self, messages: Any, params: Any) -> Any:
+        return await self.inner.complete(messages, params)
 
 
 class _Adapter(ModelBackend):
