@@ -2,15 +2,17 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install install-test sandbox-image lint test run-example
+.PHONY: install install-test sandbox-image lint test test-quick run-example
 
 # 1. Install treadle with its runtime (embedded model, OpenAI-compatible client, Docker sandbox).
 install:
 	$(PIP) install -e ".[run]"
 
-# Everything the test suite needs: Debian packages for the sandbox image, dev dependencies.
+# Everything the test suite needs: Debian packages (mmdebstrap for the sandbox image, iproute2
+# for the two-node Ray test's network namespaces) and the dev extras (which include the analysis,
+# ray, train and phoenix extras: the suite runs a real Ray cluster, TRL and Arize Phoenix).
 install-test:
-	@command -v mmdebstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq mmdebstrap; }
+	@{ command -v mmdebstrap && command -v ip; } >/dev/null || { apt-get update -qq && apt-get install -y -qq mmdebstrap iproute2; }
 	$(PIP) install -e ".[dev]"
 
 # The sandbox image, built from Debian packages (no registry needed); skipped when it exists.
@@ -25,4 +27,9 @@ lint:
 
 # 2. Install test dependencies, build the sandbox image, lint, type-check, run every test.
 test: install-test sandbox-image lint
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q --durations=15
+
+# Everything but the tests marked slow (Ray cluster, training, the embedded model's long runs,
+# HumanEval, the 100k robustness sweep): for a quick round while developing.
+test-quick: lint
+	$(PYTHON) -m pytest -q -m "not slow"
