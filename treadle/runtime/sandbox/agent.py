@@ -618,7 +618,10 @@ def main():
     warm_pid = _warm_up() if "--warm" in sys.argv[1:] else None
     _load_libc()
     import ast  # noqa: F401 - for the harness, which forks from here
+    import gc
     import marshal  # noqa: F401
+
+    gc.freeze()  # what is loaded now is never collected: forks do not copy it to scan it
 
     stdin = sys.stdin.buffer
     stdout = sys.stdout.buffer

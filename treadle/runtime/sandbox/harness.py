@@ -351,6 +351,13 @@ class _Solution:
             return _Opaque(reply[1], reply[2])
         raise _remote_error(*reply[1:])
 
+    def close(self):
+        """Done with the solution: closing its request pipe ends it (in the sandbox, the
+        agent kills whatever is left of the run anyway); no kill and wait on the way out."""
+        if self.pid:
+            os.close(self.req)
+            self.pid = 0
+
     def stop(self):
         if not self.pid:
             return
@@ -430,11 +437,16 @@ def _explain(node, ns, source):
     return f"{text}  -> assertion failed"
 
 
+def _label(node, source):
+    """A statement's first line (only for failures: get_source_segment splits the whole
+    source on every call)."""
+    return (ast.get_source_segment(source, node) or ast.unparse(node)).splitlines()[0]
+
+
 def _run_statements(stmts, ns, source, per_test, results):
     """Each assert is one test; other statements run as setup (and fail as a test if they raise)."""
     for node in stmts:
         mod = ast.Module(body=[node], type_ignores=[])
-        label = (ast.get_source_segment(source, node) or ast.unparse(node)).splitlines()[0]
         is_test = isinstance(node, ast.Assert) or (
             isinstance(node, ast.For | ast.While | ast.With | ast.If | ast.Expr)
             and any(isinstance(n, ast.Assert | ast.Call) for n in ast.walk(node))
@@ -451,9 +463,9 @@ def _run_statements(stmts, ns, source, per_test, results):
                 results.append(_explain(node, ns, source))
             else:
                 msg = f": {exc}" if str(exc) else ""
-                results.append(f"{label}  -> assertion failed{msg}")
+                results.append(f"{_label(node, source)}  -> assertion failed{msg}")
         except BaseException as exc:
-            results.append(f"{label}  -> {_error_line(exc)}")
+            results.append(f"{_label(node, source)}  -> {_error_line(exc)}")
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
 
@@ -637,7 +649,7 @@ def main():
         result = {"load_error": note, "error": note}
     finally:
         sys.stdout = real_stdout
-        solution.stop()
+        solution.close()
     result["printed"] = (solution.printed.getvalue() + captured.getvalue())[:_PRINT_CAP]
     _write_all(1, ("\n" + MARKER + _dumps(result) + "\n").encode())
 
