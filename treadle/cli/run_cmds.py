@@ -76,6 +76,14 @@ def run(
             help="where generated code runs: docker (isolated, default) or process (NOT isolated)",
         ),
     ] = "docker",
+    isolation: Annotated[
+        str,
+        typer.Option(
+            "--isolation",
+            help="docker sandbox: reset (reuse a container after a verified reset, default) "
+            "or fresh (a new container for every run)",
+        ),
+    ] = "reset",
     otel: Annotated[
         bool, typer.Option("--otel", help="also export spans with OpenTelemetry")
     ] = False,
@@ -83,6 +91,9 @@ def run(
     """Run a workflow: outputs as JSON on stdout, progress and errors on stderr."""
     if sandbox not in ("docker", "process"):
         _err(f"Error: --sandbox is docker or process, got {sandbox!r}.")
+        raise typer.Exit(EXIT_INPUT)
+    if isolation not in ("fresh", "reset"):
+        _err(f"Error: --isolation is fresh or reset, got {isolation!r}.")
         raise typer.Exit(EXIT_INPUT)
     options: dict[str, Any] = {
         "workflow": workflow,
@@ -93,6 +104,7 @@ def run(
         "step_timeout": step_timeout,
         "retries": retries,
         "sandbox": sandbox,
+        "isolation": isolation,
         "otel": otel,
     }
     raise typer.Exit(_run(file, input or [], inputs, trace, options))
