@@ -168,8 +168,6 @@ def reduce_epochs(epochs: Sequence[RowReport], reducer: str = "mean") -> RowRepo
     """
     ordered = sorted(epochs, key=lambda r: r.epoch)
     name, k = parse_reducer(reducer, len(ordered))
-    if name == "pass@":
-        name = "pass@"
     good = [r for r in ordered if r.status != "error"]
     first = good[0] if good else ordered[0]
     row = first.model_copy(deep=True)
