@@ -176,6 +176,9 @@ def _trainer_stub(reward_funcs: list[Any]) -> Any:
     from trl import GRPOTrainer
     from trl.trainer.utils import get_callable_name, is_async_callable
 
+    from accelerate import PartialState
+
+    PartialState(cpu=True)  # what the trainer's Accelerator sets up (TRL's logger needs it)
     stub = types.SimpleNamespace()
     stub.accelerator = types.SimpleNamespace(device=torch.device("cpu"), is_main_process=True)
     stub.args = types.SimpleNamespace(report_to=[])
@@ -197,6 +200,8 @@ def _trainer_stub(reward_funcs: list[Any]) -> Any:
     return stub
 
 
+@pytest.mark.slow  # importing torch + TRL takes 20-40 s on a loaded 2-core machine
+@pytest.mark.train
 @pytest.mark.parametrize("path", ["sync", "async"])
 def test_trl_calculate_rewards_calls_it_and_masks_none(path: str, tmp_path: Path) -> None:
     from trl import GRPOTrainer
@@ -239,3 +244,14 @@ def test_trl_calculate_rewards_calls_it_and_masks_none(path: str, tmp_path: Path
         assert diags[0] == "" and "generat" in diags[1]
         if path == "async":
             stub.async_loop.call_soon_threadsafe(stub.async_loop.stop)
+
+
+def test_a_prompt_that_opens_the_fence_primes_the_flow() -> None:
+    prompt = "Write the workflow.\n```flow\nworkflow solve(problem: text) -> answer: number\n"
+    completion = "  answer = extract number from problem\nend\n```\nDone."
+    assert extract_flow(completion, prompt) == (
+        "workflow solve(problem: text) -> answer: number\n"
+        "  answer = extract number from problem\nend"
+    )
+    closed = "Example:\n```flow\nX\n```\nNow yours:\n"
+    assert extract_flow("```flow\nY\n```", closed) == "Y"  # a closed fence primes nothing

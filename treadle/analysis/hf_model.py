@@ -45,7 +45,7 @@ def _read(path: Path) -> tuple[Any, dict[str, Any]]:
             return hit
         try:
             read = AutoModelForCausalLM.from_pretrained(
-                str(path.parent), gguf_file=path.name, torch_dtype=torch.float32
+                str(path.parent), gguf_file=path.name, dtype=torch.float32
             )
         except Exception as e:  # transformers raises many kinds on a bad file
             raise TrainModelError(

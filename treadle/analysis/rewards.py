@@ -26,7 +26,10 @@ daemon thread, and the resources are opened once and reused across the whole tra
 The fenced-block rule (`extract_flow`): if the completion holds a Markdown code fence, the
 first block tagged `flow` or `treadle` wins, else the first fenced block of any tag; a fence
 left open (the completion hit its token limit) runs to the end of the text. Without a fence the
-whole completion is the flow. Surrounding whitespace is stripped.
+whole completion is the flow. Surrounding whitespace is stripped. When a plain-text prompt
+ends inside an open fence (the generator is primed with the start of the flow, say its
+signature), the completion continues that block: the flow is the prompt's open block plus the
+completion, cut at the completion's closing fence.
 """
 
 from __future__ import annotations
@@ -70,14 +73,14 @@ _FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w.+-]*)[^\n]*$", re.MULTILINE
 _FLOW_TAGS = ("flow", "treadle")
 
 
-def extract_flow(text: str) -> str:
-    """The `.flow` text in a completion (the module docstring states the rule)."""
-    blocks: list[tuple[str, str]] = []  # (tag, body)
+def _blocks(text: str) -> tuple[list[tuple[str, str]], int | None]:
+    """The fenced blocks of `text` as (tag, body), and where a fence left open starts."""
+    blocks: list[tuple[str, str]] = []
     pos = 0
     while True:
         opening = _FENCE.search(text, pos)
         if opening is None:
-            break
+            return blocks, None
         fence, tag = opening.group(1), opening.group(2).lower()
         body_start = opening.end() + 1
         closing = re.compile(
@@ -85,9 +88,22 @@ def extract_flow(text: str) -> str:
         ).search(text, body_start)
         if closing is None:
             blocks.append((tag, text[body_start:]))
-            break
+            return blocks, opening.start()
         blocks.append((tag, text[body_start : closing.start()]))
         pos = closing.end()
+
+
+def extract_flow(text: str, prompt: str | None = None) -> str:
+    """The `.flow` text in a completion (the module docstring states the rule).
+
+    When a plain-text `prompt` ends inside an open fence (a generator primed with the start
+    of the flow, e.g. its signature), the completion continues that block.
+    """
+    if prompt:
+        _, open_at = _blocks(prompt)
+        if open_at is not None:
+            text = prompt[open_at:] + text
+    blocks, _ = _blocks(text)
     if not blocks:
         return text.strip()
     for tag, body in blocks:
@@ -306,7 +322,9 @@ class FlowReward:
     ) -> RewardRecord:
         from treadle.api import Flow
 
-        text = extract_flow(completion_text(completion))
+        text = extract_flow(
+            completion_text(completion), prompt if isinstance(prompt, str) else None
+        )
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         try:
             flow = Flow.from_source(text)
