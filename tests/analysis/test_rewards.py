@@ -172,11 +172,10 @@ def _trainer_stub(reward_funcs: list[Any]) -> Any:
     from collections import defaultdict
 
     import torch
+    from accelerate import PartialState
     from transformers import TrainerState
     from trl import GRPOTrainer
     from trl.trainer.utils import get_callable_name, is_async_callable
-
-    from accelerate import PartialState
 
     PartialState(cpu=True)  # what the trainer's Accelerator sets up (TRL's logger needs it)
     stub = types.SimpleNamespace()
