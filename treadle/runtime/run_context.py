@@ -215,10 +215,10 @@ def _default_sandbox_factory(
     from treadle.runtime.sandbox import open_sandbox
 
     return functools.partial(
-        open_sandbox,  # type: ignore[arg-type]
-        kind,
+        open_sandbox,
+        kind,  # type: ignore[arg-type]
         run_id=run_id,
-        isolation=isolation,
+        isolation=isolation,  # type: ignore[arg-type]
     )
 
 

@@ -182,7 +182,7 @@ def _drop_to(uid):
 #: in a fork of the agent's own (pre-imported) interpreter instead of a new one (the `test`
 #: harness: ~1 ms instead of ~20 ms of interpreter start-up per run)
 FORKABLE = ["python3", "-I", "-S", "-X", "utf8"]
-_compiled = {}
+_compiled: dict[bytes, object] = {}
 
 
 def _forkable(argv):
@@ -218,7 +218,7 @@ def _run_python(argv, code):
     sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
     main = type(sys)("__main__")
     main.__file__ = argv[5]
-    main.__builtins__ = builtins
+    main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = main
     status = 0
     try:

@@ -145,7 +145,7 @@ def _child(mode):
     """Load the solution, then serve the judge's requests until it closes the pipe."""
     sys.path.insert(0, os.getcwd())  # a solution may import files of the work dir
     sys.stdin = open(os.devnull)  # noqa: SIM115
-    ns = {"__name__": "__main__" if mode == "test" else "solution"}
+    ns: dict = {"__name__": "__main__" if mode == "test" else "solution"}
 
     def error(exc):
         detail = ""
@@ -185,7 +185,7 @@ def _child(mode):
         except EOFError:
             return
         if msg[0] == "names":
-            found = {}
+            found: dict = {}
             for name in msg[1]:
                 if name not in ns:
                     continue
@@ -233,8 +233,8 @@ def _remote_error(type_name, message, where, detail):
             exc = None
     if exc is None:
         exc = type(str(type_name)[:100], (Exception,), {})(str(message))
-    exc._treadle_where = str(where)
-    exc._treadle_detail = str(detail)
+    setattr(exc, "_treadle_where", str(where))  # noqa: B010 - an Exception's own attribute
+    setattr(exc, "_treadle_detail", str(detail))  # noqa: B010
     return exc
 
 
@@ -504,7 +504,7 @@ def run_tests(solution, per_test):
     source = _read("solution.py")
     tests = _read("tests.py")
     entry = _read("entry_point.txt").strip() or None
-    results = []
+    results: list = []
     try:
         tree = ast.parse(tests)
     except SyntaxError as exc:
@@ -521,7 +521,7 @@ def run_tests(solution, per_test):
     error = _loaded(solution, per_test)
     if error:
         return {"load_error": error, "results": results}
-    ns = {"__name__": "__main__"}
+    ns: dict = {"__name__": "__main__"}
     signal.setitimer(signal.ITIMER_REAL, per_test)
     try:
         found = _bind(solution, _used_names(tree) | ({entry} if entry else set()), ns)
