@@ -1,8 +1,9 @@
-"""Latency of `print(1)` in the sandbox: a cold container per run vs the warm pool.
+"""Latency of `print(1)` in the sandbox: a cold container per run, the warm pool of single-use
+containers (isolation="fresh"), and a reused container after a verified reset ("reset").
 
 Cold is what a `docker run`-style sandbox pays (create, start, run, remove, all on the request
-path); warm takes an already started container from the pool. Same image, same hardening.
-Prints the figures, then one JSON object as the last line.
+path); warm takes an already started container from the pool; reset reuses one. Same image,
+same hardening. Prints the figures, then one JSON object as the last line.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))] * 1000
 
 
-async def measure(pool_size: int, pause: float) -> list[float]:
-    sb = DockerSandbox(pool_size=pool_size)
+async def measure(pool_size: int, pause: float, isolation: str = "fresh") -> list[float]:
+    sb = DockerSandbox(pool_size=pool_size, isolation=isolation)  # type: ignore[arg-type]
     await sb.start()
     try:
         await asyncio.sleep(2.0 if pool_size else 0)  # let the pool fill
@@ -51,19 +52,26 @@ async def main() -> None:
     load_before = load()
     cold = await measure(0, 0.3)
     warm = await measure(2, 1.0)
+    reset = await measure(1, 0.0, "reset")
     fig: dict[str, object] = {
         "runs": N,
         "cold_p50_ms": round(pct(cold, 0.5), 1),
         "cold_p95_ms": round(pct(cold, 0.95), 1),
         "warm_p50_ms": round(pct(warm, 0.5), 1),
         "warm_p95_ms": round(pct(warm, 0.95), 1),
+        "reset_p50_ms": round(pct(reset, 0.5), 1),
+        "reset_p95_ms": round(pct(reset, 0.95), 1),
     }
     fig["speedup_p50"] = round(pct(cold, 0.5) / pct(warm, 0.5), 1)
     fig["load_before"] = load_before
     fig["load_after"] = after = load()
     print(f"print(1) in the sandbox, {N} runs each (same image and hardening)")
-    for name in ("cold", "warm"):
-        label = "cold container per run:" if name == "cold" else "warm pool:             "
+    labels = {
+        "cold": "cold container per run:",
+        "warm": "warm pool (fresh):     ",
+        "reset": "reused after a reset:  ",
+    }
+    for name, label in labels.items():
         p50, p95 = fig[f"{name}_p50_ms"], fig[f"{name}_p95_ms"]
         print(f"  {label} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms")
     mean = statistics.mean(warm) * 1000
