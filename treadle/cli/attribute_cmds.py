@@ -154,15 +154,15 @@ def render(rep: Any) -> str:
     if skipped:
         lines += ["", "not measured:"]
         lines += [f"  {u.unit} ({u.target}): {_short(u.reason, 120)}" for u in skipped]
-    if rep.cumulative:
-        for c in rep.cumulative:
-            if c.share >= 0.8 or c.units == len(rep.cumulative):
-                lines += [
-                    "",
-                    f"top {c.units} of {len(rep.cumulative)} units ({_pct(c.fraction_of_units)}) "
-                    f"carry {_pct(c.share)} of the baseline's successes",
-                ]
-                break
+    if rep.cumulative and rep.cumulative[-1].share == 0:
+        lines += ["", "no single unit's removal loses any of the baseline's successes"]
+    elif rep.cumulative:
+        c = next((c for c in rep.cumulative if c.share >= 0.8), rep.cumulative[-1])
+        lines += [
+            "",
+            f"top {c.units} of {len(rep.cumulative)} units ({_pct(c.fraction_of_units)}) "
+            f"carry {_pct(c.share)} of the baseline's successes",
+        ]
     saved = 1 - rep.model_calls / rep.model_calls_naive if rep.model_calls_naive else 0.0
     lines += [
         "",
