@@ -6,7 +6,9 @@
     check_file(path) -> list[Diagnostic]
 
 Operators come from the registry unless `operators=` gives a mapping of name → Operator
-(tests register small ones). Imports stay light: lark, pydantic and the IR, no runtime.
+(tests register small ones); a fresh process reads their signatures from a cached table
+(`op_table`) instead of importing every operator. Imports stay light: lark, pydantic and the
+IR, no runtime.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from treadle.compiler.diagnostics import CODES, Diagnostic, render_all, summary
 from treadle.compiler.imports import CompiledFile, Compiler
+from treadle.compiler.ir_nodes import ir_node
 from treadle.compiler.parser import parse
 from treadle.errors import CompileError
 from treadle.runtime.ir import Program
@@ -37,9 +40,9 @@ __all__ = [
 def _operators(operators: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if operators is not None:
         return operators
-    from treadle.stdlib_ops.registry import operators as registry
+    from treadle.compiler import op_table
 
-    return registry()
+    return op_table.operators()
 
 
 def _compile(
@@ -70,7 +73,7 @@ def _program(result: CompiledFile, text: str) -> Program:
         raise CompileError(f"{name}: {summary(result.all_diags)}\n\n{render_all(errors)}", diags)
     entry = result.entry
     assert entry is not None  # E105 otherwise
-    return Program(entry=entry, workflows=result.workflows, source=text)
+    return ir_node(Program, entry=entry, workflows=result.workflows, source=text)
 
 
 def check_source(

@@ -19,6 +19,7 @@ from typing import Any
 from treadle.compiler import ast as A
 from treadle.compiler.diagnostics import did_you_mean
 from treadle.compiler.exprs import ExprLowerer, describe_type, list_names
+from treadle.compiler.ir_nodes import ir_node
 from treadle.compiler.scope import Env
 from treadle.runtime import ir
 from treadle.runtime.types import ANY, NUMBER, Type, list_of, record
@@ -138,7 +139,7 @@ class CallLowerer:
             self.exprs.lower(a.value, env)
         for o in cmd.options:
             self.exprs.lower(o.value, env)
-        return Lowered(None, ir.Const(value=None), ANY, quiet=True)
+        return Lowered(None, ir_node(ir.Const, value=None), ANY, quiet=True)
 
     # ------------------------------------------------------------ operators
 
@@ -223,7 +224,8 @@ class CallLowerer:
                     samples = int(c)
                 continue
             options[o.name] = self._value(o.value, opt.type, env, f"option `{o.name}`", code="E206")
-        node = ir.Step(
+        node = ir_node(
+            ir.Step,
             id=node_id,
             name=name,
             span=span,
@@ -235,7 +237,7 @@ class CallLowerer:
             samples=samples,
         )
         out = list_of(sig.output) if samples is not None else sig.output
-        return Lowered(node, ir.Ref(name=node_id), out)
+        return Lowered(node, ir_node(ir.Ref, name=node_id), out)
 
     def _constant_number(self, o: A.Option) -> float | None:
         v = o.value
@@ -256,7 +258,7 @@ class CallLowerer:
         if want.kind == "choice" and isinstance(e, A.Name) and len(e.path) == 1:
             word = e.path[0]
             if word in want.choices:
-                return ir.Const(value=word)
+                return ir_node(ir.Const, value=word)
             if word not in env:
                 self.exprs.error(
                     "E208",
@@ -264,7 +266,7 @@ class CallLowerer:
                     e.span,
                     hint=did_you_mean(word, want.choices),
                 )
-                return ir.Const(value=None)
+                return ir_node(ir.Const, value=None)
         x, t = self.exprs.lower(e, env)
         if not want.accepts(t):
             self.exprs.error(
@@ -325,10 +327,12 @@ class CallLowerer:
                     _cover(cmd.terms),
                     hint=f"add `with {n} VALUE`",
                 )
-        node = ir.Call(id=node_id, name=name, span=span, workflow=sig.key, args=args)
+        node = ir_node(ir.Call, id=node_id, name=name, span=span, workflow=sig.key, args=args)
         if len(sig.outputs) == 1:
-            return Lowered(node, ir.Ref(name=node_id, path=(sig.outputs[0][0],)), sig.output_type)
-        return Lowered(node, ir.Ref(name=node_id), sig.output_type)
+            return Lowered(
+                node, ir_node(ir.Ref, name=node_id, path=(sig.outputs[0][0],)), sig.output_type
+            )
+        return Lowered(node, ir_node(ir.Ref, name=node_id), sig.output_type)
 
 
 def _cover(exprs: tuple[A.Expr, ...] | list[A.Expr]) -> A.Span:

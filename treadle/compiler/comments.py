@@ -124,11 +124,11 @@ def attach_comments(module: A.Module, text: str) -> None:
     for target, attr, found in groups.values():
         out = list(getattr(target, attr))
         last: int | None = None
-        for line, body in found:
-            if line is not None and last is not None:
-                out.extend([""] * (line - last - 1))
+        for at, body in found:
+            if at is not None and last is not None:
+                out.extend([""] * (at - last - 1))
             out.append(body)
-            last = line if line is not None else last
+            last = at if at is not None else last
         if attr == "comments" and last is not None:
             out.extend([""] * (target.span.line - last - 1))
         setattr(target, attr, tuple(out))

@@ -12,12 +12,13 @@ from collections.abc import Callable, Iterable
 
 from treadle.compiler import ast as A
 from treadle.compiler.diagnostics import Diagnostic, did_you_mean, make
+from treadle.compiler.ir_nodes import ir_node
 from treadle.compiler.scope import Binding, Env
 from treadle.runtime import ir
 from treadle.runtime.types import ANY, BOOLEAN, NUMBER, TEXT, Type, list_of
 
 INVALID = "$invalid"
-_PLACEHOLDER = ir.Const(value=None)
+_PLACEHOLDER = ir_node(ir.Const, value=None)
 
 
 def join_types(types: Iterable[Type]) -> Type:
@@ -105,7 +106,7 @@ class ExprLowerer:
         if len(path) == 1:
             return b.expr, t
         if isinstance(b.expr, ir.Ref):
-            return ir.Ref(name=b.expr.name, path=b.expr.path + path[1:]), t
+            return ir_node(ir.Ref, name=b.expr.name, path=b.expr.path + path[1:]), t
         self.error("E302", f"`{head}` has no fields", span)
         return _PLACEHOLDER, ANY
 
@@ -131,26 +132,26 @@ class ExprLowerer:
         if isinstance(e, A.Str):
             return self.string(e, env)
         if isinstance(e, A.Num):
-            return ir.Const(value=e.value), NUMBER
+            return ir_node(ir.Const, value=e.value), NUMBER
         if isinstance(e, A.Bool):
-            return ir.Const(value=e.value), BOOLEAN
+            return ir_node(ir.Const, value=e.value), BOOLEAN
         if isinstance(e, A.ListLit):
             items = [self.lower(i, env) for i in e.items]
-            return ir.ListExpr(items=tuple(x for x, _ in items)), list_of(
+            return ir_node(ir.ListExpr, items=tuple(x for x, _ in items)), list_of(
                 join_types(t for _, t in items)
             )
         if isinstance(e, A.UnaryOp):
             x, t = self.lower(e.operand, env)
             if e.op == "not":
                 self._want(_is_bool, t, "`not`", "boolean", e.operand.span)
-                return ir.Unary(op="not", operand=x), BOOLEAN
+                return ir_node(ir.Unary, op="not", operand=x), BOOLEAN
             self._want(_is_num, t, "`-`", "number", e.operand.span)
-            return ir.Unary(op="neg", operand=x), NUMBER
+            return ir_node(ir.Unary, op="neg", operand=x), NUMBER
         return self.binary(e, env)
 
     def string(self, e: A.Str, env: Env) -> tuple[ir.Expr, Type]:
         if all(isinstance(p, str) for p in e.parts):
-            return ir.Const(value="".join(p for p in e.parts if isinstance(p, str))), TEXT
+            return ir_node(ir.Const, value="".join(p for p in e.parts if isinstance(p, str))), TEXT
         parts: list[str | ir.Expr] = []
         for p in e.parts:
             if isinstance(p, str):
@@ -158,7 +159,7 @@ class ExprLowerer:
             else:
                 x, _ = self.name(p.path, p.span, env, code="E401")
                 parts.append(x)
-        return ir.Template(parts=tuple(parts)), TEXT
+        return ir_node(ir.Template, parts=tuple(parts)), TEXT
 
     def binary(self, e: A.BinaryOp, env: Env) -> tuple[ir.Expr, Type]:
         left, lt = self.lower(e.left, env)
@@ -189,7 +190,7 @@ class ExprLowerer:
             self._want(_is_num, lt, f"`{op}`", "number", e.left.span)
             self._want(_is_num, rt, f"`{op}`", "number", e.right.span)
             out = NUMBER
-        return ir.Binary(op=op, left=left, right=right), out
+        return ir_node(ir.Binary, op=op, left=left, right=right), out
 
     def _want(
         self, ok: Callable[[Type], bool], t: Type, op: str, expected: str, span: A.Span

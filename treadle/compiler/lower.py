@@ -19,6 +19,7 @@ from treadle.compiler.calls import CallLowerer, WorkflowSig
 from treadle.compiler.diagnostics import Diagnostic, make
 from treadle.compiler.exprs import ExprLowerer, describe_type, join_types
 from treadle.compiler.flow import check_returns, normalize
+from treadle.compiler.ir_nodes import ir_node
 from treadle.compiler.scope import Binding, Definition, Env
 from treadle.runtime import ir
 from treadle.runtime.types import ANY, BOOLEAN, Type, list_of, parse_type
@@ -26,7 +27,7 @@ from treadle.runtime.types import ANY, BOOLEAN, Type, list_of, parse_type
 #: the largest `repeat up to N times` bound the compiler accepts
 MAX_ITERATIONS = 1000
 
-_PLACEHOLDER = ir.Const(value=None)
+_PLACEHOLDER = ir_node(ir.Const, value=None)
 
 
 def resolve_type(t: A.TypeRef, diags: list[Diagnostic], file: str | None) -> Type:
@@ -144,7 +145,8 @@ class WorkflowLowerer:
         return candidate
 
     def _span(self, s: A.Span) -> ir.Span:
-        return ir.Span(
+        return ir_node(
+            ir.Span,
             line=s.line,
             column=s.column,
             end_line=s.end_line,
@@ -170,7 +172,7 @@ class WorkflowLowerer:
         env: Env = {}
         for (name, t), p in zip(sig.inputs, wf.inputs, strict=True):
             d = self._define(name, p.span, "input")
-            env[name] = Binding(ir.Ref(name=name), t, p.span, defs=(d,))
+            env[name] = Binding(ir_node(ir.Ref, name=name), t, p.span, defs=(d,))
             self.params.append(name)
         errors_before = len(self.diags)
         self.diags.extend(check_returns(wf.body, self.file))
@@ -225,12 +227,16 @@ class WorkflowLowerer:
                     )
                 )
         doc = _doc(wf.comments)
-        return ir.Workflow(
+        return ir_node(
+            ir.Workflow,
             name=sig.key,
-            inputs=tuple(ir.Field_(name=p.name, type=str(p.type)) for p in wf.inputs),
-            outputs=tuple(ir.Field_(name=p.name, type=str(p.type)) for p in wf.outputs),
-            graph=ir.Graph(
-                params=tuple(n for n, _ in sig.inputs), nodes=tuple(g.nodes), outputs=outputs
+            inputs=tuple(ir_node(ir.Field_, name=p.name, type=str(p.type)) for p in wf.inputs),
+            outputs=tuple(ir_node(ir.Field_, name=p.name, type=str(p.type)) for p in wf.outputs),
+            graph=ir_node(
+                ir.Graph,
+                params=tuple(n for n, _ in sig.inputs),
+                nodes=tuple(g.nodes),
+                outputs=outputs,
             ),
             doc=doc,
         )
@@ -341,20 +347,30 @@ class WorkflowLowerer:
             if all(b is not None and not b.partial for b in bs):
                 outputs.append(n)
                 quiet = all(b.quiet for b in present)
-                env[n] = Binding(ir.Ref(name=bid, path=(n,)), t, present[0].span, defs, quiet=quiet)
+                env[n] = Binding(
+                    ir_node(ir.Ref, name=bid, path=(n,)), t, present[0].span, defs, quiet=quiet
+                )
             else:
                 env[n] = Binding(_PLACEHOLDER, t, present[0].span, defs, partial=True)
         ir_arms = tuple(
-            ir.Arm(
+            ir_node(
+                ir.Arm,
                 when=cond,
-                body=ir.Graph(nodes=tuple(sub.nodes), outputs={n: aenv[n].expr for n in outputs}),
+                body=ir_node(
+                    ir.Graph, nodes=tuple(sub.nodes), outputs={n: aenv[n].expr for n in outputs}
+                ),
             )
             for cond, sub, aenv in arms
         )
         self.ids.add(bid)
         g.nodes.append(
-            ir.Branch(
-                id=bid, name="if", span=self._span(s.span), arms=ir_arms, outputs=tuple(outputs)
+            ir_node(
+                ir.Branch,
+                id=bid,
+                name="if",
+                span=self._span(s.span),
+                arms=ir_arms,
+                outputs=tuple(outputs),
             )
         )
 
@@ -370,7 +386,7 @@ class WorkflowLowerer:
             b = env[n]
             turn_defs[n] = self._define(n, b.span, "param")
             defs = (*b.defs, turn_defs[n])
-            benv[n] = Binding(ir.Ref(name=pnames[n]), b.type, b.span, defs, quiet=b.quiet)
+            benv[n] = Binding(ir_node(ir.Ref, name=pnames[n]), b.type, b.span, defs, quiet=b.quiet)
         sub = _Graph(prefix=f"{lid}.")
         self.params.extend(pnames.values())
         self._block(s.body, benv, sub)
@@ -393,18 +409,21 @@ class WorkflowLowerer:
             outputs[key] = nb.expr
             t = join_types([nb.type, env[n].type]) if n in pnames else nb.type
             defs = nb.defs + (env[n].defs if n in pnames else ())
-            after[n] = Binding(ir.Ref(name=lid, path=(key,)), t, nb.span, defs, quiet=nb.quiet)
+            after[n] = Binding(
+                ir_node(ir.Ref, name=lid, path=(key,)), t, nb.span, defs, quiet=nb.quiet
+            )
         outputs["$until"] = until
         self.ids.add(lid)
         g.nodes.append(
-            ir.Loop(
+            ir_node(
+                ir.Loop,
                 id=lid,
                 name="repeat",
                 span=self._span(s.span),
                 max_iters=max_iters,
                 init={pnames[n]: env[n].expr for n in carried},
-                body=ir.Graph(
-                    params=tuple(pnames.values()), nodes=tuple(sub.nodes), outputs=outputs
+                body=ir_node(
+                    ir.Graph, params=tuple(pnames.values()), nodes=tuple(sub.nodes), outputs=outputs
                 ),
             )
         )
@@ -459,7 +478,7 @@ class WorkflowLowerer:
             )
         pname = self._param(fe.var, node_id)
         benv = dict(env)
-        benv[fe.var] = Binding(ir.Ref(name=pname), item_t, var_span)
+        benv[fe.var] = Binding(ir_node(ir.Ref, name=pname), item_t, var_span)
         sub = _Graph(prefix=f"{node_id}.")
         self.params.append(pname)
         item: ir.Expr = _PLACEHOLDER
@@ -498,16 +517,19 @@ class WorkflowLowerer:
         self.params.pop()
         self.ids.add(node_id)
         g.nodes.append(
-            ir.Map(
+            ir_node(
+                ir.Map,
                 id=node_id,
                 name=s.name,
                 span=self._span(s.span),
                 over=over,
                 var=pname,
-                body=ir.Graph(params=(pname,), nodes=tuple(sub.nodes), outputs={"$item": item}),
+                body=ir_node(
+                    ir.Graph, params=(pname,), nodes=tuple(sub.nodes), outputs={"$item": item}
+                ),
             )
         )
-        return ir.Ref(name=node_id), list_of(it)
+        return ir_node(ir.Ref, name=node_id), list_of(it)
 
 
 __all__ = ["BOOLEAN", "MAX_ITERATIONS", "WorkflowLowerer", "assigned_names", "signature"]

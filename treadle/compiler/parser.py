@@ -8,7 +8,9 @@ structure survives and the rest of the file is still parsed and checked.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import re
 from copy import copy
 from typing import Any, cast
@@ -20,6 +22,7 @@ from lark.parse_tree_builder import ChildFilter, ExpandSingleChild
 from lark.parsers.lalr_analysis import Shift
 
 from treadle.compiler import ast as A
+from treadle.compiler.build_cache import cache_dir, digest
 from treadle.compiler.comments import attach_comments
 from treadle.compiler.diagnostics import Diagnostic, make
 from treadle.grammar import grammar_text
@@ -33,15 +36,28 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 
 @functools.cache
 def lark_parser() -> Lark:
-    """The LALR parser, built once per process (Lark caches its tables on disk)."""
-    return Lark(
-        grammar_text(),
-        parser="lalr",
-        lexer="contextual",
-        maybe_placeholders=True,
-        transformer=_ToAst(),
-        cache=True,
-    )
+    """The LALR parser, built once per process; its tables are cached in the user's own cache
+    directory (`build_cache`), keyed by the grammar and Lark's version, never in /tmp."""
+    import lark
+
+    grammar = grammar_text()
+    options: dict[str, Any] = {
+        "parser": "lalr",
+        "lexer": "contextual",
+        "maybe_placeholders": True,
+        "transformer": _ToAst(),
+    }
+    folder = cache_dir()
+    if folder is None:
+        return Lark(grammar, **options)
+    path = folder / f"lark-{digest(grammar, lark.__version__, 'lalr contextual placeholders')}"
+    if path.exists():
+        return Lark(grammar, cache=str(path), **options)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    parser = Lark(grammar, cache=str(tmp), **options)
+    with contextlib.suppress(OSError):
+        os.replace(tmp, path)  # whole or not at all, for the processes that read it
+    return parser
 
 
 def _tspan(tok: Token) -> A.Span:

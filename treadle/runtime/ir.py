@@ -24,7 +24,9 @@ IR_VERSION = 1
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # schemas are built on first validation or dump, not at import: the compiler makes nodes
+    # without validation, so `treadle check` never pays for them
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 # ---------------------------------------------------------------- expressions
@@ -231,7 +233,3 @@ def _canonical(data: Any) -> str:
     import json
 
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-for _m in (Template, ListExpr, Unary, Binary, Arm, Branch, Loop, Map, Graph):
-    _m.model_rebuild()

@@ -17,7 +17,9 @@ Kind = Literal["text", "number", "boolean", "code", "json", "list", "record", "c
 
 
 class Type(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # built without validation here (`model_construct`), so importing the types builds no
+    # schema: a fresh `treadle check` then never loads pydantic's plugin machinery
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     kind: Kind
     item: Type | None = None
@@ -67,24 +69,24 @@ class Type(BaseModel):
         return self.kind == other.kind
 
 
-TEXT = Type(kind="text")
-NUMBER = Type(kind="number")
-BOOLEAN = Type(kind="boolean")
-CODE = Type(kind="code")
-JSON = Type(kind="json")
-ANY = Type(kind="any")
+TEXT = Type.model_construct(kind="text")
+NUMBER = Type.model_construct(kind="number")
+BOOLEAN = Type.model_construct(kind="boolean")
+CODE = Type.model_construct(kind="code")
+JSON = Type.model_construct(kind="json")
+ANY = Type.model_construct(kind="any")
 
 
 def list_of(item: Type) -> Type:
-    return Type(kind="list", item=item)
+    return Type.model_construct(kind="list", item=item)
 
 
 def record(name: str, fields: dict[str, Type]) -> Type:
-    return Type(kind="record", name=name, fields=tuple(fields.items()))
+    return Type.model_construct(kind="record", name=name, fields=tuple(fields.items()))
 
 
 def choice(*words: str) -> Type:
-    return Type(kind="choice", choices=tuple(words))
+    return Type.model_construct(kind="choice", choices=tuple(words))
 
 
 _SCALARS = {"text": TEXT, "number": NUMBER, "boolean": BOOLEAN, "code": CODE, "json": JSON}
