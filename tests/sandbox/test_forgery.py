@@ -23,7 +23,12 @@ from treadle.stdlib_ops.test import MARKER, check_solution
 
 pytestmark = pytest.mark.docker
 
-TESTS = "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(3) == 9\n"
+TESTS = (
+    "def check(candidate):\n"
+    "    assert candidate(2) == 4\n"
+    "    assert abs(candidate(3) - 9) < 1e-9 and isinstance(candidate(3), int)\n"
+    "    assert candidate(4)\n"
+)
 FAKE = MARKER + '{"results": [null, null], "printed": ""}'
 
 FORGERIES = {
@@ -66,6 +71,14 @@ FORGERIES = {
         import builtins
         builtins.AssertionError = type("Nothing", (Exception,), {})
         def square(x): return 0
+    """,
+    "shadow the builtins the tests use": """
+        def abs(x): return 0
+        def isinstance(*a): return True
+        def square(x): return 0.5
+    """,
+    "an object that is truthy": """
+        def square(x): return iter([x * x])
     """,
     "SIGSTOP the judge": """
         import os, signal
@@ -112,7 +125,7 @@ async def test_forged_test_verdicts_fail(sandbox: DockerSandbox, name: str) -> N
     good = await check_solution(
         sandbox, "def square(x):\n    return x * x\n", TESTS, entry_point="square"
     )
-    assert good.passed and good.total == 2, good
+    assert good.passed and good.total == 3, good
 
 
 async def test_forged_program_value_is_not_taken(sandbox: DockerSandbox) -> None:

@@ -220,6 +220,9 @@ class _Opaque:
     def __repr__(self):
         return self.text
 
+    def __bool__(self):
+        raise TypeError(f"a {self.type_name} from the solution is not plain data: no truth value")
+
 
 def _remote_error(type_name, message, where, detail):
     import builtins
@@ -394,7 +397,10 @@ class _Proxy:
 
 
 def _bind(solution, names, ns):
-    """Put the solution's names that the tests use into the tests' namespace."""
+    """Put the solution's names that the tests use into the tests' namespace. Never over a
+    builtin: a solution's own `abs` or `isinstance` must not answer for the tests' checks."""
+    import builtins
+
     if not names:
         return {}
     reply = solution.request(("names", sorted(names)))
@@ -402,11 +408,14 @@ def _bind(solution, names, ns):
     for name, info in found.items():
         if type(name) is not str or type(info) is not tuple or not info:
             continue
+        if name in builtins.__dict__:
+            continue
         if info[0] == "callable":
             ns[name] = _Proxy(solution, name)
         elif info[0] == "value" and len(info) == 2:
             ns[name] = info[1]
-        elif info[0] == "module" and len(info) == 2 and type(info[1]) is str:
+        elif info[0] == "module" and len(info) == 2 and info[1] == name:
+            # the judge imports the module itself (the work dir is not on its path)
             try:  # noqa: SIM105 - contextlib is read from disk
                 ns[name] = __import__(info[1])
             except BaseException:
