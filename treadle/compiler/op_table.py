@@ -14,7 +14,6 @@ registered operators of their own), the live registry is used: it is what that p
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import sys
@@ -30,32 +29,39 @@ _PACKAGE = Path(__file__).resolve().parents[1]
 TABLE_VERSION = 1
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class TableParam:
-    name: str
-    type: Type
-    #: None for the subject
-    prep: str | None
-    required: bool
-    description: str
+    """A parameter as `registry.Param` has it (plain classes: a dataclass's generated methods
+    cost more start-up than this module saves)."""
+
+    __slots__ = ("description", "name", "prep", "required", "type")
+
+    def __init__(self, name: str, type: Type, prep: str | None, required: bool, description: str):
+        self.name, self.type, self.prep = name, type, prep
+        self.required, self.description = required, description
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class TableOption:
-    name: str
-    type: Type
-    default: Any
-    description: str
+    """An option as `registry.Option` has it."""
+
+    __slots__ = ("default", "description", "name", "type")
+
+    def __init__(self, name: str, type: Type, default: Any, description: str) -> None:
+        self.name, self.type, self.default, self.description = name, type, default, description
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class TableSignature:
     """What the compiler reads of `registry.Signature`, with the same lookups."""
 
-    params: tuple[TableParam, ...]
-    options: tuple[TableOption, ...]
-    output: Type
-    common: tuple[TableOption, ...]
+    __slots__ = ("common", "options", "output", "params")
+
+    def __init__(
+        self,
+        params: tuple[TableParam, ...],
+        options: tuple[TableOption, ...],
+        output: Type,
+        common: tuple[TableOption, ...],
+    ) -> None:
+        self.params, self.options, self.output, self.common = params, options, output, common
 
     @property
     def subject(self) -> TableParam | None:
@@ -68,11 +74,11 @@ class TableSignature:
         return next((o for o in (*self.options, *self.common) if o.name == name), None)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class TableOperator:
-    name: str
-    summary: str
-    signature: TableSignature
+    __slots__ = ("name", "signature", "summary")
+
+    def __init__(self, name: str, summary: str, signature: TableSignature) -> None:
+        self.name, self.summary, self.signature = name, summary, signature
 
 
 def operators() -> Mapping[str, Any]:
