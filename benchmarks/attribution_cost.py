@@ -99,8 +99,13 @@ async def run(rows: int, docker: bool, embedded: bool) -> dict[str, Any]:
         )
     if embedded:
         flow = "examples/variants/qa_review.flow"
+        from treadle.runtime.models.llama import LlamaBackend
+        from treadle.runtime.models.spec import default_model_path
+
         cache = ModelCache(tmp / "embedded.sqlite")
-        async with EvalResources(model=None, cache=cache) as res:
+        # one llama.cpp thread: spinning threads stall each other on an oversubscribed machine
+        backend = LlamaBackend(default_model_path(), n_threads=1)
+        async with EvalResources(model=backend, cache=cache) as res:
             rep = await attribute(
                 ROOT / flow, ROOT / "examples" / "data" / "qa.jsonl", scorers="contains",
                 limit=rows, resources=res, work_dir=tmp / "embedded",

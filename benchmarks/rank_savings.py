@@ -153,10 +153,16 @@ async def simulated(warmup: int, seed: int) -> dict[str, Any]:
     return out
 
 
-async def embedded(rows: int, warmup: int, seed: int) -> dict[str, Any]:
+async def embedded(rows: int, warmup: int, seed: int, threads: int) -> dict[str, Any]:
+    from treadle.runtime.models.llama import LlamaBackend
+    from treadle.runtime.models.spec import default_model_path
+
     tmp = Path(tempfile.mkdtemp(prefix="rank-emb-"))
     paths = sorted((ROOT / "examples" / "variants").glob("qa_[!l]*.flow"))
-    async with EvalResources(model=None, cache=ModelCache(tmp / "c")) as res:
+    # one llama.cpp thread: on a shared, oversubscribed machine its spinning threads otherwise
+    # stall each other (the model is the same either way)
+    backend = LlamaBackend(default_model_path(), n_threads=threads)
+    async with EvalResources(model=backend, cache=ModelCache(tmp / "c")) as res:
         rep = await rank(
             paths, QA, scorers="contains", warmup=warmup, verify=True, seed=seed, limit=rows,
             resources=res, work_dir=tmp / "w", log=lambda m: print("  ..", m, flush=True),
@@ -174,6 +180,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=20, help="rows of qa.jsonl for --embedded")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads for --embedded")
     args = ap.parse_args()
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
@@ -181,7 +188,7 @@ def main() -> None:
     if not args.only_embedded:
         result["simulated"] = asyncio.run(simulated(args.warmup, args.seed))
     if args.embedded or args.only_embedded:
-        result["embedded"] = asyncio.run(embedded(args.rows, args.warmup, args.seed))
+        result["embedded"] = asyncio.run(embedded(args.rows, args.warmup, args.seed, args.threads))
     result["load"] = [round(x, 2) for x in load]
     print(json.dumps(result))
 
