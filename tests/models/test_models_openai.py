@@ -100,15 +100,19 @@ def http_date(seconds_from_now: float) -> str:
 
 
 async def test_429_retry_after_as_an_http_date(fault_server: Any, ok: Any) -> None:
-    # an HTTP date has whole seconds: 3 s ahead means a wait of 2 to 3 s
-    limited = (429, {"Retry-After": http_date(3)}, {"error": {"message": "slow down"}})
+    wall_minus_monotonic = time.time() - time.monotonic()
+    target = int(time.time()) + 3  # an HTTP date has whole seconds
+    date = email.utils.formatdate(target, usegmt=True)
+    limited = (429, {"Retry-After": date}, {"error": {"message": "slow down"}})
     async with fault_server(limited, ok()) as server:
         model = fast(server.url, backoff_base=0.01, backoff_max=0.01)
         result = await model.complete(Q, P)
         await model.aclose()
     (first, _), (second, _) = server.requests
     assert result.text == "hello"
-    assert 1.9 <= second - first < 4.5
+    # the retry waits for the date (the 0.01 s backoff alone would retry at once)
+    assert first + wall_minus_monotonic < target - 1
+    assert target - 0.05 <= second + wall_minus_monotonic < target + 2
 
 
 async def test_retry_after_date_in_the_past_retries_at_once(fault_server: Any, ok: Any) -> None:

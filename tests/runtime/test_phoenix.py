@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,7 @@ def spans_of(base: str, trace_id: str, expected: int) -> list[dict[str, Any]]:
             if e.code != 404:  # 404: no project yet, nothing received
                 raise
             data = []
-        found = [s for s in data if s["context"]["trace_id"] == trace_id]
+        found = [s for s in data if flatten(s["attributes"]).get("treadle.trace_id") == trace_id]
         if len(found) >= expected:
             return found
         time.sleep(0.25)
@@ -147,12 +148,21 @@ def test_treadle_run_otel_exports_to_phoenix(phoenix: str, tmp_path: Path) -> No
     trace_id = local.header["trace_id"]
     spans = spans_of(phoenix, trace_id, len(local.spans))
     assert len(spans) == len(local.spans)
+    assert len({s["context"]["trace_id"] for s in spans}) == 1  # one OpenTelemetry trace
     named = {s["name"]: s for s in spans}
     assert len(named) == len(spans), sorted(named)
+    by_id = {sp.span_id: sp for sp in local.spans}
+    for s in spans:  # each exported span is one of the JSONL trace's, with the same times
+        mine = by_id[flatten(s["attributes"])["treadle.span_id"]]
+        assert mine.status == "ok" and mine.end is not None
+        start = datetime.fromisoformat(s["start_time"].replace("Z", "+00:00")).timestamp()
+        end = datetime.fromisoformat(s["end_time"].replace("Z", "+00:00")).timestamp()
+        assert abs(start - mine.start) < 0.001 and abs(end - mine.end) < 0.001
     wf = named["invoke_workflow demo"]
     generate, run = named["execute_tool generate"], named["execute_tool run"]
     (chat_name,) = [n for n in named if n.startswith("chat ")]
-    chat, sandbox = named[chat_name], named["sandbox result"]
+    local_sandbox = next(sp for sp in local.spans if sp.kind == "sandbox")
+    chat, sandbox = named[chat_name], named[f"sandbox {local_sandbox.step}"]
 
     # nesting: workflow ▸ steps ▸ the model call and the sandbox run
     def span_id(s: dict[str, Any]) -> str:

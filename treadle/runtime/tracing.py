@@ -765,6 +765,9 @@ def _otel_attributes(span: Span) -> dict[str, Any]:
     attrs: dict[str, Any] = {
         "treadle.span.kind": span.kind,
         "treadle.status": span.status or "unfinished",
+        # the JSONL trace's id (OpenTelemetry draws its own), to find one from the other
+        "treadle.trace_id": span.trace_id,
+        "treadle.span_id": span.span_id,
     }
     if span.kind == "step" and span.op == "call":
         attrs["gen_ai.operation.name"] = "invoke_workflow"
