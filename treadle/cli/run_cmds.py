@@ -200,8 +200,22 @@ async def _execute(
         sinks.append(ProgressSink(Console(stderr=True)))
     if options["otel"]:
         _setup_otel()
-    result = await flow.run(values, trace=trace_path, sinks=sinks, **options)
+    try:
+        result = await flow.run(values, trace=trace_path, sinks=sinks, **options)
+    finally:
+        if options["otel"]:
+            _flush_otel()
     return dict(result.outputs)
+
+
+def _flush_otel() -> None:
+    """Send the batched spans now: a failed or interrupted run may leave through `os._exit`,
+    which skips the exporter's own flush at exit."""
+    from opentelemetry import trace
+
+    flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+    if flush is not None:
+        flush(10_000)
 
 
 def _setup_otel() -> None:
@@ -240,8 +254,8 @@ def _setup_otel() -> None:
 
 
 def _load(file: Path) -> Any:
-    from treadle.errors import InputError
     from treadle.api import Flow
+    from treadle.errors import InputError
 
     if not file.is_file():
         raise InputError(f"There is no file {file}.")
