@@ -212,6 +212,7 @@ async def evaluate(
     resources: EvalResources | None = None,
     trace_dir: str | Path | bool | None = None,
     sandbox: str = "docker",
+    isolation: str | None = None,
     plain_every: int = 10,
 ) -> EvalReport:
     """Run `flow` on every selected row of `data` (`epochs` times each), score each output with
@@ -340,7 +341,12 @@ async def evaluate(
     own = resources is None
     limit_ = concurrency or _default_concurrency(model)
     res = resources or EvalResources(
-        model=model, models=models, cache=cache, sandbox=sandbox, sandbox_pool=min(limit_, 8)
+        model=model,
+        models=models,
+        cache=cache,
+        sandbox=sandbox,
+        isolation=isolation,
+        sandbox_pool=min(limit_, 8),
     )
     for spec, scorer in zip(specs, built, strict=True):
         res.add_scorer(spec, scorer)

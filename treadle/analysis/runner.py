@@ -75,9 +75,10 @@ class _SharedSandbox(Sandbox):
     """One sandbox (a Docker warm pool) for every row, opened on the first run that needs it,
     so an evaluation that runs no code never starts Docker."""
 
-    def __init__(self, kind: str, pool_size: int) -> None:
+    def __init__(self, kind: str, pool_size: int, isolation: str | None = None) -> None:
         self.kind = kind
         self.pool_size = pool_size
+        self.isolation = isolation
         self._inner: Sandbox | None = None
         self._lock = asyncio.Lock()
         self.runs = 0
@@ -92,6 +93,7 @@ class _SharedSandbox(Sandbox):
                         self.kind,  # type: ignore[arg-type]
                         pool_size=self.pool_size,
                         run_id="eval",
+                        isolation=self.isolation,  # type: ignore[arg-type]
                     )
         return self._inner
 
@@ -120,7 +122,8 @@ class EvalResources:
     `model`: the default model (a spec string, None for the embedded SmolLM2, or a backend);
     `models`: ready backends for further specs; `cache`: True (the on-disk cache), False or a
     `ModelCache`; `sandbox`: "docker", "process" (no isolation: explicit opt-in) or a `Sandbox`
-    instance; `isolation` is an alias of `sandbox` kept for callers that name it so.
+    instance; `isolation`: the Docker sandbox's "reset" (a container reused after a verified
+    reset; None: the sandbox's default) or "fresh" (a new container per run).
     """
 
     def __init__(
@@ -142,14 +145,16 @@ class EvalResources:
         self.cache_enabled = cache is not False and cache is not None
         self._cache_setting = cache
         self._cache: Any = None
-        kind = isolation or sandbox
+        if isolation not in (None, "fresh", "reset"):
+            raise TreadleError(f"isolation is 'fresh' or 'reset', got {isolation!r}")
+        kind = sandbox
         if isinstance(kind, Sandbox):
             self._sandbox: Sandbox = kind
             self._sandbox_owned = False
         else:
             if kind not in ("docker", "process"):
                 raise TreadleError(f"sandbox is 'docker' or 'process', got {kind!r}")
-            self._sandbox = _SharedSandbox(kind, sandbox_pool)
+            self._sandbox = _SharedSandbox(kind, sandbox_pool, isolation)
             self._sandbox_owned = True
         self._flows: dict[tuple[str, str | None], Flow] = {}
         #: the default model as the flows see it: loaded when a step first calls it, so an
@@ -335,20 +340,35 @@ class RowJobRunner:
     `EvalResources` (backends, cache, one sandbox pool) in the worker's loop, then `run` calls
     `run_row` for each job it is sent."""
 
-    def __init__(self, *, model: str | None, cache: bool = True, sandbox: str = "docker") -> None:
+    def __init__(
+        self,
+        *,
+        model: str | None,
+        cache: bool = True,
+        sandbox: str = "docker",
+        isolation: str | None = None,
+    ) -> None:
         self.model = model
         self.cache = cache
         self.sandbox = sandbox
+        self.isolation = isolation
         self._resources: EvalResources | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"model": self.model, "cache": self.cache, "sandbox": self.sandbox}
+        return {
+            "model": self.model,
+            "cache": self.cache,
+            "sandbox": self.sandbox,
+            "isolation": self.isolation,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
 
     async def setup(self) -> None:
-        self._resources = EvalResources(model=self.model, cache=self.cache, sandbox=self.sandbox)
+        self._resources = EvalResources(
+            model=self.model, cache=self.cache, sandbox=self.sandbox, isolation=self.isolation
+        )
 
     async def run(self, job: RowJob) -> RowReport:
         if self._resources is None:

@@ -162,6 +162,14 @@ def eval_run(
     sandbox: Annotated[
         str, typer.Option("--sandbox", help="docker (default) or process (NOT isolated)")
     ] = "docker",
+    isolation: Annotated[
+        str,
+        typer.Option(
+            "--isolation",
+            help="docker sandbox: reset (a container reused after a verified reset, default) "
+            "or fresh (a new container for every run)",
+        ),
+    ] = "reset",
 ) -> None:
     """Evaluate a workflow on a dataset; the report on stdout, progress on stderr."""
     from treadle.errors import InputError, TreadleError
@@ -181,6 +189,8 @@ def eval_run(
             raise InputError(f"--display is rich, plain or none, got {display!r}.")
         if sandbox not in ("docker", "process"):
             raise InputError(f"--sandbox is docker or process, got {sandbox!r}.")
+        if isolation not in ("fresh", "reset"):
+            raise InputError(f"--isolation is fresh or reset, got {isolation!r}.")
         input_map = {k: str(v) for k, v in _options(map_ or [], "--map").items()}
         options = _options(scorer_option or [], "--scorer-option")
         results_path = resume or results
@@ -216,6 +226,7 @@ def eval_run(
             "max_errors": max_errors,
             "trace_dir": trace_dir,
             "sandbox": sandbox,
+            "isolation": isolation,
         }
         from treadle.analysis.evaluate import evaluate
 
