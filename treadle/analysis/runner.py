@@ -23,6 +23,7 @@ import asyncio
 import hashlib
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -92,7 +93,7 @@ class _SharedSandbox(Sandbox):
                     self._inner = await open_sandbox(
                         self.kind,  # type: ignore[arg-type]
                         pool_size=self.pool_size,
-                        run_id="eval",
+                        run_id=f"eval-{uuid.uuid4().hex[:8]}",
                         isolation=self.isolation,  # type: ignore[arg-type]
                     )
         return self._inner
