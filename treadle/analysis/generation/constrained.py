@@ -71,6 +71,10 @@ class EmbeddedDecoder:
         self.eos = int(llama.token_eos())
         self.tokenizer = _tokenizer(llama, identity)
         self._template: Any = None
+        #: tokens sampled in the current program, for the repeat penalty
+        self.recent: list[int] = []
+        self.repeat_penalty = 1.15
+        self.repeat_window = 64
 
     # ------------------------------------------------------------ prompt
 
@@ -103,6 +107,7 @@ class EmbeddedDecoder:
         while common < min(len(current), len(tokens) - 1) and current[common] == tokens[common]:
             common += 1
         self.llama.n_tokens = common
+        self.recent = []
         t0 = time.perf_counter()
         self.llama.eval(tokens[common:])
         stats.eval_seconds += time.perf_counter() - t0
@@ -119,6 +124,24 @@ class EmbeddedDecoder:
             stats.eval_seconds += time.perf_counter() - t0
             stats.prompt_tokens = len(tokens)
         return stats
+
+    def _logits(self) -> Any:
+        """A copy of the last evaluated token's logits (llama-cpp-python keeps no scores row
+        unless every position's logits are computed, which costs memory and time)."""
+        np = self.np
+        ptr = self.llama._ctx.get_logits()
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float32, copy=True)
+
+    @property
+    def position(self) -> int:
+        return int(self.llama.n_tokens)
+
+    def rewind(self, position: int) -> None:
+        """Forget the tokens after `position` (their KV entries go at the next eval); the last
+        kept token is evaluated again so its logits are current."""
+        last = int(self.llama.input_ids[position - 1])
+        self.llama.n_tokens = position - 1
+        self.llama.eval([last])
 
     # ------------------------------------------------------------ one piece
 
@@ -150,7 +173,7 @@ class EmbeddedDecoder:
         text = b""
         start = time.perf_counter()
         while len(out) < max_tokens:
-            logits = np.array(self.llama.scores[self.llama.n_tokens - 1], dtype=np.float32)
+            logits = self._logits()
             if matcher is not None:
                 if matcher.is_stopped():
                     break
@@ -159,6 +182,13 @@ class EmbeddedDecoder:
                 allowed = np.unpackbits(bits, bitorder="little")[: self.n_vocab].astype(bool)
                 logits[: len(allowed)][~allowed] = -np.inf
                 stats.mask_seconds += time.perf_counter() - t0
+            if self.recent and self.repeat_penalty != 1.0:
+                # llama.cpp's repeat penalty over the tokens written so far in this program
+                ids = np.fromiter(self.recent[-self.repeat_window :], dtype=np.int64)
+                vals = logits[ids]
+                logits[ids] = np.where(
+                    vals > 0, vals / self.repeat_penalty, vals * self.repeat_penalty
+                )
             token = _sample(np, logits, temperature, rng)
             if token == self.eos:
                 break
@@ -166,6 +196,7 @@ class EmbeddedDecoder:
                 stats.seconds += time.perf_counter() - start
                 return Decoded(text.decode("utf-8", "replace"), False, stats, matcher.get_error())
             out.append(token)
+            self.recent.append(token)
             text += self.llama.detokenize([token])
             t0 = time.perf_counter()
             self.llama.eval([token])

@@ -44,8 +44,9 @@ KEYWORDS = (
     "none",
 )  # fmt: skip
 
-NAME_RX = r"[a-z][a-z0-9_]{0,23}"
-NAME_GBNF = "[a-z] [a-z0-9_]{0,23}"
+#: names stay short: a small model otherwise keeps extending them (`run_double_solve_by_todo`)
+NAME_RX = r"[a-z][a-z0-9_]{0,15}"
+NAME_GBNF = "[a-z] [a-z0-9_]{0,15}"
 #: a run of plain characters inside a string (escapes `\n` allowed, braces are interpolations)
 CHUNK_RX = r'([^"\\{}\n]|\\n){1,120}'
 CHUNK_GBNF = '([^"\\\\{}\\n] | "\\\\n"){1,120}'
@@ -197,61 +198,102 @@ class _Builder:
                 alts.append((*a, Lit(", "), *b))
         return self.g.rule(f"{c}_opt{len(self.g.rules)}", *alts)
 
+    def focused(self, focus: Scope, want: Type, c: str) -> Ref | None:
+        """A value that reads one of the `focus` names: the name itself (or a field), or a
+        string that interpolates it."""
+        name = f"{c}_f_{_key(want)}"
+        if self.g.has(name):
+            return Ref(name)
+        alts = self.refs(focus, want, c)
+        interps = self.refs(focus, None, c)
+        if want.kind in ("text", "code", "json", "any") and interps:
+            self.g.token("CHUNK", f"/{CHUNK_RX}/", CHUNK_GBNF)
+            hit = self.g.rule(f"{c}_fi", *interps)
+            tail: tuple[Item, ...] = ()
+            for _ in range(2):
+                tail = (Opt((Ref("CHUNK"), *tail)),)
+            alts.append((Lit('"{'), hit, Lit("}"), *tail, Lit('"')))
+        return self.g.rule(name, *alts) if alts else None
+
     def command(
-        self, callee: Callee, scope: Scope, c: str, samples: bool = True
+        self,
+        callee: Callee,
+        scope: Scope,
+        c: str,
+        samples: bool = True,
+        focus: tuple[Scope, str] | None = None,
     ) -> tuple[Item, ...] | None:
         """`OPERATOR [SUBJECT] {PREP VALUE} [with OPTION VALUE, ...]`; None when a required
-        parameter has nothing in scope that fits."""
+        parameter has nothing in scope that fits. With `focus`, the first parameter must read
+        one of the focus names (a map's item; the steps nothing has read yet)."""
         items: list[Item] = [Lit(callee.name)]
-        for p in callee.params:
-            v = self.value(scope, p.type, c)
+        for i, p in enumerate(callee.params):
+            if i == 0 and focus is not None:
+                v = self.focused(focus[0], p.type, focus[1])
+                if v is None:
+                    return None
+            else:
+                v = self.value(scope, p.type, c)
             if v is None:
                 if p.required:
                     return None
                 continue
             seq: tuple[Item, ...] = (Lit(" "), v) if p.prep is None else (Lit(f" {p.prep} "), v)
-            items.extend(seq if p.required else (Opt(seq),))
+            items.extend(seq if p.required or (i == 0 and focus) else (Opt(seq),))
         opts = self.options(callee, scope, c, samples)
         if opts is None:
             return None
         return (*items, *opts)
 
     def rhs(
-        self, scope: Scope, want: Type | None, c: str, *, plain: bool
+        self,
+        scope: Scope,
+        want: Type | None,
+        c: str,
+        *,
+        plain: bool,
+        unused: Scope | None = None,
     ) -> list[tuple[Item, ...]]:
-        """Right-hand sides whose value fits `want` (None: anything)."""
+        """Right-hand sides whose value fits `want` (None: anything). With `unused` (steps
+        nothing has read yet), each command's first parameter reads one of them, when any
+        command can: data flows on instead of being dropped."""
         alts: list[tuple[Item, ...]] = []
-        for callee in self.vocab.values():
-            if want is not None and not want.accepts(callee.output):
-                continue
-            # `samples N` makes the value a list: offered only where any value fits
-            cmd = self.command(callee, scope, c, samples=want is None)
-            if cmd is not None:
-                alts.append(cmd)
+        focus = (unused, self.ctx()) if unused is not None and unused.names else None
+        for attempt in [focus, None] if focus is not None else [None]:
+            for callee in self.vocab.values():
+                if want is not None and not want.accepts(callee.output):
+                    continue
+                # `samples N` makes the value a list: offered only where any value fits
+                cmd = self.command(callee, scope, c, samples=want is None, focus=attempt)
+                if cmd is not None:
+                    alts.append(cmd)
+            if alts:
+                break
         if plain and want is not None:
-            # a plain value: a name in scope; a constant only when no name fits (a workflow
-            # whose output is a constant is rarely what the task wants)
-            refs = self.refs(scope, want, c)
+            # a plain value: a name in scope (an unread step first); a constant only when no
+            # name fits (a workflow whose output is a constant is rarely what the task wants)
+            refs = self.refs(unused, want, c) if focus is not None else []
+            refs = refs or self.refs(scope, want, c)
             v = self.value(scope, want, c) if not refs else None
             alts += refs if refs else ([(v,)] if v is not None else [])
-        # `for each ITEM in LIST: COMMAND`, a parallel map
+        # `for each ITEM in LIST: COMMAND`, a parallel map whose command reads the item
         if not self.loose:
-            for lst in scope.refs(Type(kind="list", item=Type(kind="any"))):
+            lists = scope.refs(Type(kind="list", item=Type(kind="any")))
+            if focus is not None:
+                lists = [r for r in lists if r.partition(".")[0] in unused.names] or lists  # type: ignore[union-attr]
+            for lst in lists:
                 item_t = _ref_type(scope, lst)
                 if item_t is None or item_t.kind != "list" or item_t.item is None:
                     continue
                 var = next(v for v in ("item", "x", "each_item", "elem") if v not in scope.names)
                 inner = Scope({**scope.names, var: item_t.item})
                 ic = self.ctx()
+                item_focus = (Scope({var: item_t.item}), self.ctx())
                 body = []
                 for callee in self.vocab.values():
                     if want is not None and not want.accepts(list_of(callee.output)):
                         continue
-                    if not any(
-                        var in r for r in _refs_used(self, callee, inner, ic)
-                    ):  # a map whose body ignores its item is a mistake, not a choice
-                        continue
-                    cmd = self.command(callee, inner, ic, samples=False)
+                    cmd = self.command(callee, inner, ic, samples=False, focus=item_focus)
                     if cmd is not None:
                         body.append(cmd)
                 if body:
@@ -266,16 +308,6 @@ def _ref_type(scope: Scope, ref: str) -> Type | None:
     if t is None or not f:
         return t
     return t.field(f)
-
-
-def _refs_used(b: _Builder, callee: Callee, scope: Scope, c: str) -> list[str]:
-    """Names that could fill the callee's parameters here (to keep maps that use their item)."""
-    out: list[str] = []
-    for p in callee.params:
-        out += scope.refs(p.type)
-        if p.type.kind in ("text", "code", "json", "any"):
-            out += scope.refs(None)  # a template may interpolate anything
-    return out
 
 
 def _fresh_token(g: Grammar, name: str, taken: list[str]) -> Ref:
@@ -331,6 +363,7 @@ def statement_grammar(
     *,
     remaining: int,
     indent: str = "  ",
+    unused: Scope | None = None,
 ) -> Grammar:
     """One statement of a workflow body, or `end` once every output is bound.
 
@@ -344,14 +377,14 @@ def statement_grammar(
     if not unbound:
         alts.append((Lit("end\n"),))
     for out, t in unbound.items():
-        rhs = b.rhs(scope, t, c, plain=True)
+        rhs = b.rhs(scope, t, c, plain=True, unused=unused)
         if rhs:
             rule = g.rule(f"rhs_{out}", *rhs)
             alts.append((Lit(f"{indent}{out} = "), rule, Lit("\n")))
     if remaining > len(unbound):
         taken = [*scope.names, *unbound, *(w for n in vocab for w in n.split())]
         new = _fresh_token(g, "NEW", taken)
-        rhs = b.rhs(scope, None, c, plain=False)
+        rhs = b.rhs(scope, None, c, plain=False, unused=unused)
         if rhs:
             rule = g.rule("rhs_any", *rhs)
             alts.append((Lit(indent), new, Lit(" = "), rule, Lit("\n")))

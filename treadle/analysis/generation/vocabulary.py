@@ -14,8 +14,9 @@ from typing import Any, Literal
 
 from treadle.runtime.types import Type, parse_type, record
 
-#: options a generated step never sets: the run decides the model and the seed
-HIDDEN_OPTIONS = frozenset({"model", "seed", "timeout", "retries", "files", "stdin", "network"})
+#: the options a generated step may set: the ones that change what a step does; limits,
+#: the model and the seed are the run's to decide (and fewer choices keep a small model on task)
+GENERATED_OPTIONS = frozenset({"temperature", "max_tokens", "attempts", "entry_point", "system"})
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def _type_text(t: Type) -> str:
 def from_operator(op: Any) -> Callee:
     sig = op.signature
     params = tuple(ParamSpec(p.name, p.prep, p.type, p.required) for p in sig.params)
-    options = [OptionSpec(o.name, o.type) for o in sig.options if o.name not in HIDDEN_OPTIONS]
+    options = [OptionSpec(o.name, o.type) for o in sig.options if o.name in GENERATED_OPTIONS]
     options.append(OptionSpec("samples", parse_type("number")))
     return Callee(
         name=op.name,

@@ -39,6 +39,8 @@ class ProgramWriter:
     scope: Scope = field(default_factory=Scope)
     statements: int = 0
     text: str = ""
+    #: steps whose value no later statement has read yet, in order
+    unread: list[str] = field(default_factory=list)
 
     @property
     def unbound(self) -> dict[str, Type]:
@@ -59,13 +61,23 @@ class ProgramWriter:
                 more=len(self.outputs) < MAX_OUTPUTS, close="\n",
             )  # fmt: skip
         if self.phase == "body":
+            unused = Scope({n: self.scope.names[n] for n in self.unread})
             return statement_grammar(
                 self.vocab,
                 self.scope,
                 self.unbound,
                 remaining=self.max_statements - self.statements,
+                unused=unused,
             )
         return None
+
+    def repeats(self, piece: str) -> bool:
+        """Whether a statement piece computes exactly what an earlier statement computes (a
+        small model's favourite loop); the decoder then samples that statement again."""
+        if self.phase != "body" or " = " not in piece:
+            return False
+        rhs = piece.strip().partition(" = ")[2]
+        return any(line.strip().partition(" = ")[2] == rhs for line in self.text.splitlines()[1:])
 
     def advance(self, piece: str) -> None:
         self.text += piece
@@ -86,8 +98,20 @@ class ProgramWriter:
                 self.phase = "done"
                 return
             name, _, rhs = line.partition(" = ")
+            read = reads(rhs)
+            self.unread = [n for n in self.unread if n not in read]
             self.scope.names[name] = rhs_type(rhs, self.scope, self.vocab)
+            if name not in self.outputs:
+                self.unread.append(name)
             self.statements += 1
+
+
+def reads(rhs: str) -> set[str]:
+    """The names a generated right-hand side reads (references and `{interpolations}`)."""
+    names = set(re.findall(r"\{([a-z][a-z0-9_]*)", rhs))
+    bare = _STRING.sub('""', rhs)
+    names |= set(re.findall(r"(?<![.\w])([a-z][a-z0-9_]*)", bare))
+    return names
 
 
 def rhs_type(rhs: str, scope: Scope, vocab: Mapping[str, Callee]) -> Type:
