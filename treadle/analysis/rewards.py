@@ -150,6 +150,8 @@ class RewardRecord(BaseModel):
     errors: int = 0
     error: str | None = None
     flow_digest: str = ""
+    #: the extracted flow text (first 4000 characters), for inspecting what the policy wrote
+    flow: str = ""
 
 
 class _LoopThread:
@@ -320,11 +322,16 @@ class FlowReward:
     async def _one(
         self, index: int, completion: Any, prompt: Any, row: dict[str, Any]
     ) -> RewardRecord:
-        from treadle.api import Flow
-
         text = extract_flow(
             completion_text(completion), prompt if isinstance(prompt, str) else None
         )
+        record = await self._score(index, text, prompt, row)
+        record.flow = text[:4000]
+        return record
+
+    async def _score(self, index: int, text: str, prompt: Any, row: dict[str, Any]) -> RewardRecord:
+        from treadle.api import Flow
+
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         try:
             flow = Flow.from_source(text)
