@@ -226,6 +226,32 @@ What share of the task's rows will the new workflow solve? Reply with one number
 and 1 and nothing else."""
 
 
+#: the reply a constrained decoder may produce: a probability with at most two decimals
+PROBABILITY_GBNF = 'root ::= "0" ("." [0-9] [0-9]?)? | "1" (".0" "0"?)?'
+
+
+async def _constrained(backend: Any, messages: list[Any], params: Any) -> Any:
+    """The reply under a grammar that only admits a probability, where the backend allows it:
+    the embedded llama.cpp backend (`grammar=` of llama-cpp-python). None elsewhere; the strict
+    parser then judges the free reply. The model interface has no grammar parameter yet, so
+    this goes through the backend's own call path (its lock and accounting)."""
+    from treadle.runtime.models.llama import LlamaBackend, chat_kwargs
+
+    if not isinstance(backend, LlamaBackend):
+        return None
+    import threading
+
+    from llama_cpp import LlamaGrammar
+
+    await backend.load()
+    loaded = backend._loaded
+    assert loaded is not None
+    kwargs = chat_kwargs(messages, params)
+    kwargs["grammar"] = LlamaGrammar.from_string(PROBABILITY_GBNF, verbose=False)
+    async with loaded.loop_lock():
+        return await asyncio.to_thread(backend._run, loaded, kwargs, False, threading.Event())
+
+
 async def predict(
     res: EvalResources,
     spec: Any,
@@ -244,7 +270,10 @@ async def predict(
     )
     prompt = PROMPT.format(task=task, examples=shown or "(none)", flow=flow_text.strip())
     params = GenParams(temperature=0.0, max_tokens=12, seed=seed, stop=("\n",))
-    completion = await backend.complete([Message(role="user", content=prompt)], params)
+    messages = [Message(role="user", content=prompt)]
+    completion = await _constrained(backend, messages, params)
+    if completion is None:
+        completion = await backend.complete(messages, params)
     tokens = completion.usage.input_tokens + completion.usage.output_tokens
     try:
         return parse_probability(completion.text), completion.text, tokens, None
