@@ -127,6 +127,23 @@ async def test_test_op_plain_asserts_and_crashes(sb: DockerSandbox) -> None:
     assert noisy.total == 3 and len(noisy.failures) == 1
 
 
+async def test_test_op_objects_stay_in_the_solutions_process(sb: DockerSandbox) -> None:
+    solution = (
+        "class Stack:\n"
+        "    def __init__(self):\n        self.items = []\n"
+        "    def push(self, x):\n        self.items.append(x)\n        return self\n"
+        "    def pop(self):\n        return self.items.pop()\n"
+        "def top(s):\n    return s.items[-1]\n"
+    )
+    tests = (
+        "s = Stack()\ns.push(1).push(2)\nassert s.pop() == 2\nassert top(s) == 1\n"
+        "assert s.items == [1]\nassert s == s\nassert top(s) == 5\n"
+    )
+    r = await call("test", SandboxContext(sb), {"solution": solution, "tests": tests})
+    # the chained push is a statement with a call, so it counts as a test too
+    assert r.total == 6 and r.failures == ["assert top(s) == 5  -> got 1, expected 5"], r
+
+
 async def test_program_op_repairs_from_errors(sb: DockerSandbox) -> None:
     answers = [
         "```python\ndef solve():\n    return 1 / 0\n```",

@@ -10,8 +10,10 @@ that loads the solution and serves calls over two pipes. The child never holds t
 stdout, which carries the verdict. The tests themselves run here, in the judge: `candidate`
 and every other name the tests take from the solution is a proxy, and what crosses back from
 the child is plain data only (marshal of None, bools, numbers, strings, bytes, tuples, lists,
-dicts and sets of exactly those types), so a value whose `__eq__` always answers True, a fake
-result line on stdout, `os._exit(0)` or a killed judge can only ever fail a test.
+dicts and sets of exactly those types) or a reference to an object that stays in the child
+(its attributes and methods are called there; it equals only itself and has no truth value),
+so a value whose `__eq__` always answers True, a fake result line on stdout, `os._exit(0)` or
+a killed judge can only ever fail a test.
 
 Usage inside the sandbox: `python3 -I -S harness.py test PER_TEST` reads solution.py, tests.py
 and entry_point.txt; `python3 -I -S harness.py program PER_TEST ENTRY` runs solution.py's entry
@@ -40,6 +42,8 @@ _CONTAINERS = (tuple, list, set, frozenset)
 PR_SET_DUMPABLE = 4
 #: the child's descriptors for the calls it receives and the replies it sends
 _REQ_FD, _REP_FD = 3, 4
+#: marks an argument that is one of the solution's own objects (a reference number)
+_REF = "\x00treadle-ref"
 
 
 class _Capped:
@@ -159,16 +163,29 @@ def _child(mode):
             text = "<unprintable>"
         return ("raise", type(exc).__name__, text, _where(exc), detail[:2000])
 
+    handles: dict = {}  # objects of the solution the judge holds a reference to
+
+    def ref(value):
+        handles[len(handles) + 1] = value
+        return ("ref", len(handles), type(value).__name__[:100], _short(value))
+
+    def resolve(value):
+        if type(value) is tuple and len(value) == 2 and value[0] == _REF:
+            return handles[value[1]]
+        return value
+
     def reply(msg):
         try:
             sys.stdout.flush()
             sys.stderr.flush()
         except BaseException:
             pass
+        if msg[0] == "ok" and not _plain(msg[1]):  # an object: the judge gets a reference
+            msg = ref(msg[1])
         try:
             _send(_REP_FD, msg)
-        except (ValueError, TypeError):  # not plain data: say what it was
-            _send(_REP_FD, ("opaque", type(msg[1]).__name__[:100], _short(msg[1])))
+        except (ValueError, TypeError, OverflowError):
+            _send(_REP_FD, ("raise", "TypeError", "the reply could not be sent", "", ""))
 
     try:
         with open("solution.py") as f:
@@ -197,31 +214,49 @@ def _child(mode):
                 elif _plain(v):
                     found[name] = ("value", v)
                 else:
-                    found[name] = ("opaque", type(v).__name__[:100], _short(v))
+                    found[name] = ref(v)
             reply(("ok", found))
             continue
-        _, name, args, kwargs = msg
         try:
-            value = ns[name](*args, **kwargs)
+            if msg[0] == "getattr":
+                value = getattr(handles[msg[1]], msg[2])
+            else:
+                _, target, args, kwargs = msg
+                fn = ns[target] if type(target) is str else handles[target]
+                args = [resolve(a) for a in args]
+                kwargs = {k: resolve(v) for k, v in kwargs.items()}
+                value = fn(*args, **kwargs)
         except BaseException as exc:
             reply(error(exc))
             continue
         reply(("ok", value))
 
 
-class _Opaque:
-    """A value of the solution that is not plain data: only its repr crosses. It equals
-    nothing, so `candidate(x) == expected` is False for it, as it would be for a generator."""
+class _Ref:
+    """An object of the solution, held in the solution's process: attributes and calls go
+    there, and only plain data (or another reference) comes back. It equals nothing but
+    itself and has no truth value, so it can never satisfy `candidate(x) == expected`."""
 
-    def __init__(self, type_name, text):
+    def __init__(self, solution, gen, hid, type_name, text):
+        self._solution = solution
+        self._gen = gen
+        self._hid = hid
         self.type_name = str(type_name)
         self.text = str(text)
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return self._solution.fetch(("getattr", self._hid, attr), self._gen)
+
+    def __call__(self, *args, **kwargs):
+        return self._solution.call(self._hid, args, kwargs, self._gen)
 
     def __repr__(self):
         return self.text
 
     def __bool__(self):
-        raise TypeError(f"a {self.type_name} from the solution is not plain data: no truth value")
+        raise TypeError(f"a {self.type_name} of the solution has no truth value here")
 
 
 def _remote_error(type_name, message, where, detail):
@@ -247,10 +282,12 @@ class _Solution:
     def __init__(self, mode):
         self.mode = mode
         self.pid = 0
+        self.gen = 0  # bumped at each start: references die with their process
         self.printed = _Capped()
         self.load_error = None
 
     def start(self):
+        self.gen += 1
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -317,7 +354,7 @@ class _Solution:
                         raise _Died("the solution's reply was garbled")
                     if msg[0] == "ok" and len(msg) == 2 and _plain(msg[1]):
                         return msg
-                    if msg[0] == "opaque" and len(msg) == 3 and _plain(msg):
+                    if msg[0] == "ref" and len(msg) == 4 and _plain(msg) and type(msg[1]) is int:
                         return msg
                     if msg[0] == "raise" and len(msg) == 5 and _plain(msg):
                         return msg
@@ -337,21 +374,39 @@ class _Solution:
             self.stop()
             raise
 
-    def call(self, name, args, kwargs):
+    def _arg(self, value):
+        if isinstance(value, _Ref):
+            if value._solution is not self or value._gen != self.gen:
+                raise _Died("an object of a solution process that has since been restarted")
+            return (_REF, value._hid)
+        return value
+
+    def call(self, target, args, kwargs, gen=None):
+        """Call the solution's function `target` (a name) or object (a reference number)."""
+        args = tuple(self._arg(a) for a in args)
+        kwargs = {k: self._arg(v) for k, v in kwargs.items()}
         try:
             marshal.dumps((args, kwargs))
         except ValueError:
             raise TypeError(
                 f"cannot pass these arguments to the solution: {_short(args)}"
             ) from None
+        return self.fetch(("call", target, args, kwargs), gen)
+
+    def fetch(self, msg, gen=None):
+        if gen is not None and (gen != self.gen or not self.pid):
+            raise _Died("an object of a solution process that has since been restarted")
         try:
-            reply = self.request(("call", name, args, kwargs))
+            reply = self.request(msg)
         except (_Died, OSError) as exc:
             raise _Died(str(exc)) from None
+        return self.value(reply)
+
+    def value(self, reply):
         if reply[0] == "ok":
             return reply[1]
-        if reply[0] == "opaque":
-            return _Opaque(reply[1], reply[2])
+        if reply[0] == "ref":
+            return _Ref(self, self.gen, reply[1], reply[2], reply[3])
         raise _remote_error(*reply[1:])
 
     def close(self):
@@ -420,8 +475,8 @@ def _bind(solution, names, ns):
                 ns[name] = __import__(info[1])
             except BaseException:
                 pass
-        elif info[0] == "opaque" and len(info) == 3:
-            ns[name] = _Opaque(info[1], info[2])
+        elif info[0] == "ref" and len(info) == 4 and type(info[1]) is int:
+            ns[name] = solution.value(info)
     return found
 
 
@@ -613,7 +668,7 @@ def run_program(solution, entry, per_test):
         return {"error": f"{_error_line(exc)}\n{detail}"[:2000]}
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-    if isinstance(value, _Opaque):
+    if isinstance(value, _Ref):
         return {"value": value.text}
     import json
 
