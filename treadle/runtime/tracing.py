@@ -122,13 +122,14 @@ def summarize(value: Any) -> dict[str, Any]:
     the `sha256` of the full canonical JSON (a whole value is its own fingerprint; see
     `value_sha256`)."""
     kind = type(value)
-    if kind is str:
+    if kind is dict:  # a step's arguments, a workflow's outputs: usually a few scalars
+        if len(value) <= MAX_ITEMS and _flat(value.values()) and _text_keys(value):
+            return {"value": dict(value)}
+    elif kind is str:
         if len(value) <= MAX_TEXT:
             return {"value": value}
     elif kind in _SCALARS:
         return {"value": value}
-    elif kind is dict and len(value) <= MAX_ITEMS and _flat(value.values()):
-        return {"value": {str(k): v for k, v in value.items()}}
     elif kind is list and len(value) <= MAX_ITEMS and _flat(value):
         return {"value": list(value)}
     data = canonical_bytes(value)
@@ -162,6 +163,14 @@ def _flat(values: Iterable[Any]) -> bool:
     return True
 
 
+def _text_keys(value: dict[Any, Any]) -> bool:
+    # a loop, not all(...): no generator to build on a path taken for every step
+    for key in value:  # noqa: SIM110
+        if type(key) is not str:
+            return False
+    return True
+
+
 def value_sha256(summary: Any) -> str | None:
     """The sha256 of the canonical JSON of the value a preview stands for."""
     if not isinstance(summary, dict) or "value" not in summary:
@@ -179,8 +188,21 @@ def canonical_bytes(value: Any) -> bytes:
         return orjson.dumps(value, default=_fallback, option=orjson.OPT_SORT_KEYS)
     except TypeError:
         return json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_fallback
+            _text_keyed(value),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            default=_fallback,
         ).encode()
+
+
+def _text_keyed(value: Any) -> Any:
+    """`value` with every record key as text (JSON's keys are; mixed keys cannot be sorted)."""
+    if isinstance(value, dict):
+        return {str(k): _text_keyed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_text_keyed(v) for v in value]
+    return value
 
 
 def canonical_json(value: Any) -> str:
