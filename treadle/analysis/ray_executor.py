@@ -11,7 +11,7 @@ sends them again to a live actor (starting new actors where nodes remain), and k
 result for each task key, so every row ends in the report exactly once.
 
 Network: `ray.init()` with no address starts a local cluster held on 127.0.0.1
-(`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, `_node_ip_address`; no dashboard). By default Ray
+(`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`; no dashboard). By default Ray
 advertises the machine's interface address, so traffic would leave loopback.
 """
 
@@ -82,9 +82,18 @@ def _ray() -> Any:
 
 def ensure_ray(address: str | None = None, **init_kwargs: Any) -> Any:
     """Connect to `address`, or start a local cluster that stays on 127.0.0.1."""
+    if address is None:
+        # seen with Ray 2.60: a local node advertises the interface address (even with
+        # `_node_ip_address`) unless clusters are "disabled"; Ray reads this at import, and the
+        # processes it starts inherit it
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = _ray()
     if ray.is_initialized():
         return ray
+    if address is None and os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0":
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False  # when Ray was imported before the line above
     kwargs: dict[str, Any] = {
         "include_dashboard": False,
         "log_to_driver": False,
@@ -92,10 +101,6 @@ def ensure_ray(address: str | None = None, **init_kwargs: Any) -> Any:
         "ignore_reinit_error": True,
     }
     kwargs.update(init_kwargs)
-    if address is None:
-        # seen with Ray 2.60: without this the node advertises the interface address
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        kwargs.setdefault("_node_ip_address", "127.0.0.1")
     try:
         ray.init(address=address, **kwargs)
     except Exception as e:  # ConnectionError, RuntimeError, ValueError across versions
@@ -130,6 +135,9 @@ class _Worker:
 
 _remote_worker: Any = None
 
+#: what the last `ray_map` did: the node of each actor it started, rows sent again
+LAST_RUN: dict[str, Any] = {}
+
 
 def _worker_class() -> Any:
     global _remote_worker
@@ -161,7 +169,7 @@ def _start_actors(
     cls = _worker_class()
     actors = []
     for i in range(n):
-        strategy = NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=True)
+        strategy = NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=False)
         actors.append(
             cls.options(num_cpus=options.num_cpus, scheduling_strategy=strategy).remote(ref)
         )
@@ -199,6 +207,10 @@ async def ray_map(
     slots = [_Slot[T](a) for a in _start_actors(ray, runner, opts)]
     if not slots:
         raise RayExecutorError("The Ray cluster has no alive node to run rows on.")
+    nodes = await asyncio.to_thread(ray.get, [s.actor.node.remote() for s in slots])
+    LAST_RUN.clear()
+    LAST_RUN.update(nodes=list(nodes), resent=0, workers=len(slots))
+    log.info("ray executor: %d workers on nodes %s", len(slots), nodes)
     done: set[Hashable] = set()
     # ObjectRef → (slot, key, task, attempt)
     running: dict[Any, tuple[_Slot[T], Hashable, T, int]] = {}
@@ -230,6 +242,7 @@ async def ray_map(
                     if slot in slots:
                         slots.remove(slot)
                     pending.append((k, t, attempt + 1))
+                    LAST_RUN["resent"] = LAST_RUN.get("resent", 0) + 1
                     continue
                 if k in done:
                     continue
