@@ -432,7 +432,7 @@ class JsonlSink:
                         _dumps(_end_record(item, {"event": "end", "span_id": item.span_id}))
                     )
                 else:
-                    lines.append(_dumps(_end_record(item, _start_record(item, "span"))))
+                    lines.append(_span_line(item))
             if self._running:
                 # a copy: the run's thread may start and end spans meanwhile
                 for span in list(self._running.values()):
@@ -476,6 +476,53 @@ _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0
 
 
 def _dumps(record: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(record, default=_fallback, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return (json.dumps(record, ensure_ascii=False, default=_fallback) + "\n").encode()
+
+
+def _span_line(span: Span) -> bytes:
+    """`_end_record(span, _start_record(span, "span"))` as a line, in one go: this runs once
+    for nearly every span of every traced run."""
+    record: dict[str, Any] = {
+        "event": "span",
+        "span_id": span.span_id,
+        "kind": span.kind,
+        "name": span.name,
+        "start": span.start,
+        "end": span.end,
+        "status": span.status,
+    }
+    value: Any = span.parent_id
+    if value is not None:
+        record["parent_id"] = value
+    value = span.step
+    if value is not None:
+        record["step"] = value
+    value = span.op
+    if value is not None:
+        record["op"] = value
+    value = span.inputs
+    if value is not None:
+        record["inputs"] = value
+    value = span.outputs
+    if value is not None:
+        record["outputs"] = value
+    if span.kind == "model":
+        for key in ("tokens_in", "tokens_out", "cached"):
+            value = getattr(span, key)
+            if value is not None:
+                record[key] = value
+    value = span.error
+    if value is not None:
+        record["error"] = value
+    value = span.attrs
+    if value:
+        record["attrs"] = value
+    value = span.events
+    if value:
+        record["events"] = value
     try:
         return orjson.dumps(record, default=_fallback, option=orjson.OPT_APPEND_NEWLINE)
     except TypeError:
