@@ -262,13 +262,20 @@ def test_sigkill_leaves_everything_up_to_the_last_flush(tmp_path: Path) -> None:
 
 def test_flusher_restarts_after_idling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The flusher thread ends when no trace is open for a while; the next trace starts it."""
+    flusher = tracing._Flusher()  # a private one: other tests' traces cannot keep it busy
+    flusher.hooked = True
+    monkeypatch.setattr(tracing, "_FLUSHER", flusher)
     monkeypatch.setattr(tracing, "_IDLE_EXIT", 0.1)
-    deadline = time.monotonic() + 30
-    while tracing._FLUSHER.thread is not None:
-        assert time.monotonic() < deadline, "the flusher never went idle"
-        time.sleep(0.01)
-    path = tmp_path / "t.jsonl"
-    tracer = Tracer([JsonlSink(path)])
-    tracer.start("workflow", "w", None)
-    wait_for(path, lambda t: len(t.spans) == 1)
-    tracer.close()
+    first = Tracer([JsonlSink(tmp_path / "1.jsonl")])
+    first.start("workflow", "w", None)
+    wait_for(tmp_path / "1.jsonl", lambda t: len(t.spans) == 1)
+    thread = flusher.thread
+    assert thread is not None and thread.is_alive()
+    first.close()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and flusher.thread is None
+    second = Tracer([JsonlSink(tmp_path / "2.jsonl")])
+    second.start("workflow", "w", None)
+    wait_for(tmp_path / "2.jsonl", lambda t: len(t.spans) == 1)
+    assert flusher.thread is not None and flusher.thread is not thread
+    second.close()
