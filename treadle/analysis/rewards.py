@@ -1,7 +1,7 @@
 """Rewards for RL training of workflow *generators*: a completion is `.flow` text, its reward is
 how well that flow does on task instances, through the same runner as `treadle.evaluate`.
 
-    reward = FlowReward(dataset="examples/data/arith.jsonl", scorer="numeric", instances=4)
+    reward = FlowReward(dataset="examples/data/arithmetic.jsonl", scorer="numeric", instances=4)
     GRPOTrainer(..., reward_funcs=[reward])             # TRL, sync path
     GRPOTrainer(..., reward_funcs=[reward.as_async()])  # TRL's async reward path
     verl_compute_score(reward) / openrlhf_reward_func(reward)   # the other trainers' contracts
