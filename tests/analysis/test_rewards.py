@@ -254,3 +254,15 @@ def test_a_prompt_that_opens_the_fence_primes_the_flow() -> None:
     )
     closed = "Example:\n```flow\nX\n```\nNow yours:\n"
     assert extract_flow("```flow\nY\n```", closed) == "Y"  # a closed fence primes nothing
+
+
+def test_verl_adapter(reward: Any) -> None:
+    score = verl_compute_score(reward)
+    assert score("arith", fenced(GOOD), None, {}) == {
+        "score": 0.75,
+        "compiled": True,
+        "run_error": False,
+    }
+    # the instances ride in extra_info: only row d, which the flows' model gets wrong
+    assert score("arith", GOOD, None, {"instances": [ROWS[3]]})["score"] == 0.0
+    assert score("arith", BROKEN)["score"] == -1.0
