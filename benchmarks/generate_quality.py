@@ -43,7 +43,8 @@ async def main() -> dict[str, object]:
     rows = [json.loads(line) for line in TASKS.read_text().splitlines() if line.strip()]
     if args.tasks:
         rows = rows[: args.tasks]
-    backend = load_model(None)
+    # one thread: see GENERATION_THREADS in treadle/analysis/generation/generator.py
+    backend = load_model(None, n_threads=1)
     llama = await backend.load()  # type: ignore[attr-defined]
     load1 = os.getloadavg()[0]
 

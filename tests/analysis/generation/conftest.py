@@ -4,7 +4,6 @@ generator's prompt). Traffic stays on loopback."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -37,7 +36,7 @@ def gen_llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 "--host", "127.0.0.1",
                 "--port", str(port),
                 "--n_ctx", "4096",
-                "--n_threads", str(os.cpu_count() or 1),
+                "--n_threads", "1",  # one thread: see GENERATION_THREADS
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -16,7 +16,7 @@ async def test_server_grammar_path(gen_llama_server: str) -> None:
     spec = f"openai:{gen_llama_server}#smollm2?grammar=gbnf"
     result = await generate(
         "Answer a math word problem with a single number", model=spec, repairs=0,
-        max_statements=4,
+        max_statements=4, max_tokens=200,
     )  # fmt: skip
     assert result.path == "server-gbnf"
     cand = result.candidates[0]
