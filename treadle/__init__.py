@@ -14,13 +14,23 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "RunResult": ("treadle.api", "RunResult"),
     "evaluate": ("treadle.analysis.evaluate", "evaluate"),
     "evaluate_sync": ("treadle.analysis.evaluate", "evaluate_sync"),
-    "rewards": ("treadle.analysis.rewards", None),
+    "rewards": ("treadle.rewards", None),
     "attribute": ("treadle.analysis.attribution", "attribute"),
     "rank": ("treadle.analysis.calibration", "rank"),
     "generate": ("treadle.analysis.generation", "generate"),
 }
 
-__all__ = [*_LAZY, "__version__"]
+__all__ = [
+    "Flow",
+    "RunResult",
+    "__version__",
+    "attribute",
+    "evaluate",
+    "evaluate_sync",
+    "generate",
+    "rank",
+    "rewards",
+]
 
 if TYPE_CHECKING:
     from treadle.api import Flow, RunResult
