@@ -80,6 +80,15 @@ def test_compare_command(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "common rows 20" in out.stdout and "B wins 5, A wins 0, ties 15" in out.stdout
     assert "B is better by +0.250" in out.stdout
+    out = treadle("eval", "compare", "a.json", "b.json", "a.json", "--coverage", "1", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "coverage: the top 1 flows solve 100% of rows together; the best (answer.flow) 100%" in (
+        out.stdout
+    )
+    out = treadle("eval", "compare", "a.json", "b.json", "--coverage", "2", "--format", "json",
+                  cwd=tmp_path)  # fmt: skip
+    cover = json.loads(out.stdout)["coverage"]
+    assert cover["union"] == 1.0 and cover["best_share"] == 1.0 and len(cover["flows"]) == 2
     out = treadle("eval", "compare", "a.json", "nope.json", cwd=tmp_path)
     assert out.returncode == 2 and "There is no report file nope.json" in out.stderr
 

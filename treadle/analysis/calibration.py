@@ -175,6 +175,18 @@ class Coverage(BaseModel):
     #: the best flow run K times (epochs, different seeds): rows solved at least once
     best_repeat_share: float | None = None
 
+    def summary(self) -> str:
+        """One line for a person: does per-query choice among the top K buy anything?"""
+        repeat = (
+            f", repeated {self.k} times {100 * self.best_repeat_share:.0f}%"
+            if self.best_repeat_share is not None
+            else ""
+        )
+        return (
+            f"coverage: the top {self.k} flows solve {100 * self.union:.0f}% of rows together; "
+            f"the best ({Path(self.best).name}) {100 * self.best_share:.0f}%{repeat}"
+        )
+
 
 class RankReport(BaseModel):
     dataset: str

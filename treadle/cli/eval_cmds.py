@@ -346,20 +346,42 @@ def print_report(report: Any) -> None:
 def compare(
     a: Annotated[Path, typer.Argument(help="report A (treadle eval --report)")],
     b: Annotated[Path, typer.Argument(help="report B")],
+    more: Annotated[
+        list[Path] | None,
+        typer.Argument(help="further reports, for --coverage (the pair compared is A and B)"),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
     seed: Annotated[int, typer.Option("--seed", help="bootstrap seed")] = 0,
+    coverage: Annotated[
+        int | None,
+        typer.Option("--coverage", help="share of rows the top K of the given reports solve"),
+    ] = None,
 ) -> None:
-    """B against A on their common rows: the paired difference with a 95% bootstrap interval."""
+    """B against A on their common rows: the paired difference with a 95% bootstrap interval;
+    with --coverage K, how many rows the top K of all the given reports solve together."""
+    import orjson
+
+    from treadle.analysis.calibration import coverage_of_reports
     from treadle.analysis.compare import compare as run_compare
-    from treadle.errors import TreadleError
+    from treadle.analysis.compare import load_report
+    from treadle.errors import InputError, TreadleError
 
     try:
         result = run_compare(a, b, seed=seed)
+        cover = None
+        if coverage is not None:
+            if coverage < 1:
+                raise InputError("--coverage takes a number of flows, 1 or more.")
+            reports = [load_report(p) for p in (a, b, *(more or []))]
+            cover = coverage_of_reports(reports, coverage)
     except TreadleError as e:
         _err(f"Error: {e.message}")
         raise typer.Exit(EXIT_INPUT) from None
     if fmt == "json":
-        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        payload = result.model_dump(mode="json")
+        if cover is not None:
+            payload["coverage"] = cover.model_dump(mode="json")
+        sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     lines = [
         f"A {result.a}: {_fmt(result.mean_a)}",
@@ -368,4 +390,6 @@ def compare(
         f"B wins {result.wins_b}, A wins {result.wins_a}, ties {result.ties}",
         result.message,
     ]
+    if cover is not None:
+        lines.append(cover.summary())
     sys.stdout.write("\n".join(lines) + "\n")

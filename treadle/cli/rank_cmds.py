@@ -149,10 +149,5 @@ def render(rep: Any) -> str:
             f"MAE {_n(rep.mae)}"
         )
     if rep.coverage is not None:
-        c = rep.coverage
-        lines.append(
-            f"coverage: the top {c.k} flows solve {100 * c.union:.0f}% of rows together; the best "
-            f"({Path(c.best).name}) {100 * c.best_share:.0f}%, repeated {c.k} times "
-            f"{100 * (c.best_repeat_share or 0):.0f}%"
-        )
+        lines.append(rep.coverage.summary())
     return "\n".join(lines) + "\n"
