@@ -1,19 +1,23 @@
 # The two commands of the README. `make test` is what CI runs (.ci/run).
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
+# llama-cpp-python builds from source: a portable x86-64-v3 build (AVX2/FMA/F16C) rather than
+# -march=native, because a CPU may advertise AMX that its kernel or VM does not enable, and the
+# native build's AMX kernels then die of SIGILL on the first matrix product (seen on CI's machine).
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_BMI2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .PHONY: install install-test sandbox-image lint test test-quick run-example
 
 # 1. Install treadle with its runtime (embedded model, OpenAI-compatible client, Docker sandbox).
 install:
-	$(PIP) install -e ".[run]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -e ".[run]"
 
 # Everything the test suite needs: Debian packages (mmdebstrap for the sandbox image, iproute2
 # for the two-node Ray test's network namespaces) and the dev extras (which include the analysis,
 # ray, train and phoenix extras: the suite runs a real Ray cluster, TRL and Arize Phoenix).
 install-test:
 	@{ command -v mmdebstrap && command -v ip; } >/dev/null || { apt-get update -qq && apt-get install -y -qq mmdebstrap iproute2; }
-	$(PIP) install -e ".[dev]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -e ".[dev]"
 
 # The sandbox image, built from Debian packages (no registry needed); skipped when it exists.
 sandbox-image:
