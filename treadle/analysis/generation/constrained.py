@@ -238,6 +238,10 @@ def _tokenizer(llama: Any, identity: str) -> Any:
                     "(`pip install llguidance`)."
                 ) from e
             vocab = llama_cpp.llama_model_get_vocab(llama.model)
-            tok = lltokenizer_from_vocab(vocab, n_vocab=int(llama.n_vocab()))
+            import warnings
+
+            with warnings.catch_warnings():  # one deprecation warning per vocabulary entry
+                warnings.simplefilter("ignore", DeprecationWarning)
+                tok = lltokenizer_from_vocab(vocab, n_vocab=int(llama.n_vocab()))
             _TOKENIZERS[identity] = tok
         return tok

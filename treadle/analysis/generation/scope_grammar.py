@@ -272,7 +272,7 @@ class _Builder:
         if plain and want is not None:
             # a plain value: a name in scope (an unread step first); a constant only when no
             # name fits (a workflow whose output is a constant is rarely what the task wants)
-            refs = self.refs(unused, want, c) if focus is not None else []
+            refs = self.refs(unused, want, c) if focus is not None and unused else []
             refs = refs or self.refs(scope, want, c)
             v = self.value(scope, want, c) if not refs else None
             alts += refs if refs else ([(v,)] if v is not None else [])
