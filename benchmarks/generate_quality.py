@@ -6,8 +6,9 @@ agents), with SmolLM2-135M and scope-aware constrained decoding:
   the dry run (scripted model);
 - distinct compiled candidates per task (by Graph IR hash);
 - seconds per workflow, decode tokens/s with the mask and without it (the same decoder loop,
-  free, on the same prompts), the mask cost per token, and the cost of building a statement's
-  grammar from its scope.
+  free, on each task's prompt right after its constrained candidates: paired, so load hits both
+  alike), the mask cost per token, and the cost of building a statement's grammar from its
+  scope.
 
     python benchmarks/generate_quality.py [--tasks N] [-n K]
 
@@ -48,6 +49,14 @@ async def main() -> dict[str, object]:
     llama = await backend.load()  # type: ignore[attr-defined]
     load1 = os.getloadavg()[0]
 
+    from treadle.analysis.generation.prompt import messages as build
+    from treadle.analysis.generation.selection import select_examples
+    from treadle.analysis.generation.vocabulary import vocabulary
+
+    decoder = EmbeddedDecoder(llama, backend.model)  # type: ignore[attr-defined]
+    free_tokens = 0
+    free_s = 0.0
+
     total = parsed = zero = one = dry_ok = 0
     distinct: list[int] = []
     seconds: list[float] = []
@@ -80,6 +89,19 @@ async def main() -> dict[str, object]:
             else:
                 failures.append({"task": row["id"], "status": c.status, "codes": first.codes})
         distinct.append(len(hashes))
+        # paired: the same decoder without a grammar, on this task's prompt, right after, for
+        # as many tokens as candidate 1 took (so machine load hits both alike)
+        msgs = build(row["task"], vocabulary(), [], select_examples(row["task"]))
+        decoder.start(decoder.chat_prompt(msgs))
+        t0 = time.perf_counter()
+        piece = decoder.piece(
+            None,
+            rng=np.random.default_rng(0),
+            temperature=0.7,
+            max_tokens=max(16, result.candidates[0].tokens),
+        )
+        free_s += time.perf_counter() - t0
+        free_tokens += piece.stats.tokens
         print(
             f"{row['id']:8s} {len(hashes)} distinct; "
             + "; ".join(
@@ -88,22 +110,6 @@ async def main() -> dict[str, object]:
             flush=True,
         )
 
-    # the same decoder without a grammar, on the same prompts, for as many tokens
-    from treadle.analysis.generation.prompt import messages as build
-    from treadle.analysis.generation.selection import select_examples
-    from treadle.analysis.generation.vocabulary import vocabulary
-
-    decoder = EmbeddedDecoder(llama, backend.model)  # type: ignore[attr-defined]
-    free_tokens = 0
-    free_s = 0.0
-    per = max(32, tokens // max(total, 1))
-    for row in rows[: max(4, len(rows) // 4)]:
-        msgs = build(row["task"], vocabulary(), [], select_examples(row["task"]))
-        decoder.start(decoder.chat_prompt(msgs))
-        t0 = time.perf_counter()
-        piece = decoder.piece(None, rng=np.random.default_rng(0), temperature=0.7, max_tokens=per)
-        free_s += time.perf_counter() - t0
-        free_tokens += piece.stats.tokens
     load2 = os.getloadavg()[0]
 
     figures: dict[str, object] = {
