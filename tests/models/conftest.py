@@ -6,13 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -23,60 +19,16 @@ from treadle.runtime.models.spec import default_model_path
 Reply = tuple[int, dict[str, str], bytes | str | dict[str, Any]] | str
 
 
-def free_port() -> int:
-    """A port nothing listens on (bound and released; the race is harmless on loopback)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def gguf_path() -> Path:
     return default_model_path()
 
 
 @pytest.fixture(scope="session")
-def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def llama_server(llama_server_factory: Callable[..., AbstractContextManager[str]]) -> Iterator[str]:
     """llama-cpp-python's own OpenAI-compatible server on 127.0.0.1; yields its /v1 base URL."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("llama_server") / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "llama_cpp.server",
-                "--model", str(gguf_path),
-                "--model_alias", "smollm2",
-                "--host", "127.0.0.1",
-                "--port", str(port),
-                "--n_ctx", "2048",
-                "--n_threads", str(os.cpu_count() or 1),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{base}/models", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not start in 120 s:\n{log.read_text()}")
-            time.sleep(0.25)
+    with llama_server_factory(n_ctx=2048) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class FaultServer:
@@ -177,12 +129,6 @@ def ok_reply(text: str = "hello", prompt_tokens: int = 5, completion_tokens: int
 def fault_server() -> type[FaultServer]:
     """The FaultServer class: `async with fault_server(reply, ...) as server:`."""
     return FaultServer
-
-
-@pytest.fixture
-def unused_port() -> int:
-    """A loopback port with nothing listening on it."""
-    return free_port()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -174,14 +173,10 @@ def test_missing_model_file(flow_file: Path, tmp_path: Path) -> None:
     assert spans["step"].status == "error" and spans["workflow"].status == "error"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_model_server_refusing_connections(flow_file: Path, tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{free_port()}/v1#m"
+def test_model_server_refusing_connections(
+    flow_file: Path, tmp_path: Path, unused_port: int
+) -> None:
+    url = f"http://127.0.0.1:{unused_port}/v1#m"
     text, trace = run_answer(flow_file, tmp_path, "--model", f"openai:{url}")
     assert "Step 'reply' (generate) at answer.flow:2:3 failed" in text
     model = next(s for s in read_trace(trace).spans if s.kind == "model")

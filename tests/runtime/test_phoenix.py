@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,64 +36,35 @@ end
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
 
 
 @pytest.fixture(scope="module")
-def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def phoenix(
+    tmp_path_factory: pytest.TempPathFactory,
+    server: Callable[..., AbstractContextManager[Any]],
+    free_ports: Callable[[], int],
+) -> Iterator[str]:
     """`phoenix serve` on 127.0.0.1; yields its base URL (OTLP/HTTP at /v1/traces)."""
     command = shutil.which("phoenix")
     if command is None:
         pytest.fail("Arize Phoenix is not installed: pip install -e '.[phoenix]'")
     work = tmp_path_factory.mktemp("phoenix")
-    port = free_port()
+    port = free_ports()
     env = {
         **os.environ,
         "PHOENIX_HOST": "127.0.0.1",
         "PHOENIX_PORT": str(port),
-        "PHOENIX_GRPC_PORT": str(free_port()),
+        "PHOENIX_GRPC_PORT": str(free_ports()),
         "PHOENIX_WORKING_DIR": str(work),
         "PHOENIX_TELEMETRY_ENABLED": "false",
     }
-    log = (work / "phoenix.log").open("wb")
-    proc = subprocess.Popen(
-        [command, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"phoenix exited with {proc.returncode}: {_tail(work)}")
-            try:
-                get_json(f"{base}/v1/projects")
-                break
-            except (OSError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"phoenix did not answer in 120 s: {_tail(work)}")
-            time.sleep(0.25)
+    ready = f"{base}/v1/projects"
+    with server([command, "serve"], ready, work / "phoenix.log", what="phoenix", env=env, cwd=work):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def _tail(work: Path) -> str:
-    return (work / "phoenix.log").read_text(errors="replace")[-3000:]
 
 
 def flatten(attrs: Any, prefix: str = "") -> dict[str, Any]:
