@@ -7,37 +7,16 @@ ranked by effect on stdout, progress on stderr, the JSON report with `--report`.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-EXIT_INPUT = 2
-EXIT_RUNTIME = 3
+from treadle.cli.common import default_display, parse_map, run_or_exit
 
 
 def register(app: typer.Typer) -> None:
     app.command("attribute")(attribute)
-
-
-def parse_map(items: list[str] | None, what: str) -> dict[str, str] | None:
-    """`NAME=VALUE` pairs (`--input-map`, `--scorer-option`) as a dict."""
-    if not items:
-        return None
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint=what)
-        out[name.strip()] = value
-    return out
-
-
-def default_display() -> str:
-    return "rich" if sys.stderr.isatty() else "none"
 
 
 def attribute(
@@ -81,7 +60,6 @@ def attribute(
 ) -> None:
     """Remove each step (or operator, or capability call) in turn, re-run the same rows with
     the same seeds, and rank the units by the score they carry."""
-    from treadle.errors import InputError, TreadleError
 
     if len(paths) < 2:
         raise typer.BadParameter("give FLOW and DATA", param_hint="PATHS")
@@ -98,25 +76,16 @@ def attribute(
 
     from treadle.analysis.attribution import attribute as run
 
-    try:
-        rep = asyncio.run(
-            run(
-                flows[0], data, flows=flows[1:], library=library, scorers=scorer or ["exact"],
-                by=by,  # type: ignore[arg-type]
-                target=target, input_map=parse_map(input_map, "--input-map"), model=model,
-                concurrency=concurrency, cache=not no_cache, seed=seed, limit=limit, rows=rows,
-                report=report, prune=prune, display=None if display == "none" else display,
-                sandbox=sandbox, success=success, log=log,
-            )
-        )  # fmt: skip
-    except InputError as e:
-        typer.echo(e.message, err=True)
-        raise typer.Exit(EXIT_INPUT) from None
-    except TreadleError as e:
-        if os.environ.get("TREADLE_DEBUG"):
-            raise
-        typer.echo(e.message, err=True)
-        raise typer.Exit(EXIT_RUNTIME) from None
+    rep = run_or_exit(
+        run(
+            flows[0], data, flows=flows[1:], library=library, scorers=scorer or ["exact"],
+            by=by,  # type: ignore[arg-type]
+            target=target, input_map=parse_map(input_map, "--input-map"), model=model,
+            concurrency=concurrency, cache=not no_cache, seed=seed, limit=limit, rows=rows,
+            report=report, prune=prune, display=None if display == "none" else display,
+            sandbox=sandbox, success=success, log=log,
+        )
+    )  # fmt: skip
     typer.echo(render(rep), nl=False)
     if report is not None:
         typer.echo(f"report: {report}", err=True)

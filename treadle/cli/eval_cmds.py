@@ -20,11 +20,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-EXIT_OK = 0
-EXIT_INPUT = 2
-EXIT_STOPPED = 3
-EXIT_INTERRUPTED = 130
-EXIT_BUG = 1
+from treadle.cli.common import EXIT_BUG, EXIT_INPUT, EXIT_INTERRUPTED
+from treadle.cli.common import EXIT_RUNTIME as EXIT_STOPPED
 
 
 class EvalGroup(TyperGroup):

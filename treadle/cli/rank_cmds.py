@@ -7,14 +7,12 @@ A thin layer over `treadle.analysis.calibration`; options as `treadle eval`. Exi
 
 from __future__ import annotations
 
-import asyncio
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from treadle.cli.attribute_cmds import EXIT_INPUT, EXIT_RUNTIME, default_display, parse_map
+from treadle.cli.common import default_display, parse_map, run_or_exit
 
 
 def register(app: typer.Typer) -> None:
@@ -71,7 +69,6 @@ def rank(
 ) -> None:
     """Warm-up flows in full → row difficulty strata → every other flow on a stratified few
     rows plus the optimizer model's self-prediction → calibrated score Ŝ, ranked."""
-    from treadle.errors import InputError, TreadleError
 
     if len(paths) < 2:
         raise typer.BadParameter("give FLOWS... and DATA", param_hint="PATHS")
@@ -84,26 +81,17 @@ def rank(
 
     from treadle.analysis.calibration import rank as run
 
-    try:
-        rep = asyncio.run(
-            run(
-                flows, data, scorers=scorer or ["exact"], optimizer_model=optimizer_model,
-                few_ratio=few_ratio, min_rows=min_rows, warmup=warmup, warmup_flows=warmup_flows,
-                n_strata=strata, tau=tau, alpha=alpha, alpha_max=alpha_max, verify=verify,
-                coverage=coverage, task=task, report=report, target=target,
-                input_map=parse_map(input_map, "--input-map"), model=model,
-                concurrency=concurrency, cache=not no_cache, seed=seed, limit=limit, rows=rows,
-                display=None if display == "none" else display, sandbox=sandbox, log=log,
-            )
-        )  # fmt: skip
-    except InputError as e:
-        typer.echo(e.message, err=True)
-        raise typer.Exit(EXIT_INPUT) from None
-    except TreadleError as e:
-        if os.environ.get("TREADLE_DEBUG"):
-            raise
-        typer.echo(e.message, err=True)
-        raise typer.Exit(EXIT_RUNTIME) from None
+    rep = run_or_exit(
+        run(
+            flows, data, scorers=scorer or ["exact"], optimizer_model=optimizer_model,
+            few_ratio=few_ratio, min_rows=min_rows, warmup=warmup, warmup_flows=warmup_flows,
+            n_strata=strata, tau=tau, alpha=alpha, alpha_max=alpha_max, verify=verify,
+            coverage=coverage, task=task, report=report, target=target,
+            input_map=parse_map(input_map, "--input-map"), model=model,
+            concurrency=concurrency, cache=not no_cache, seed=seed, limit=limit, rows=rows,
+            display=None if display == "none" else display, sandbox=sandbox, log=log,
+        )
+    )  # fmt: skip
     typer.echo(render(rep), nl=False)
     if report is not None:
         typer.echo(f"report: {report}", err=True)

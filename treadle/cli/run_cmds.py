@@ -15,11 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-EXIT_OK = 0
-EXIT_INPUT = 2
-EXIT_RUNTIME = 3
-EXIT_INTERRUPTED = 130
-EXIT_BUG = 1
+from treadle.cli.common import EXIT_BUG, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME
 
 #: declared types whose `--input` values are read as JSON (the rest stay strings)
 _JSON_TYPES = ("number", "boolean", "json", "list")

@@ -1,0 +1,58 @@
+"""What the commands share: exit codes, `NAME=VALUE` options, the progress default, and the one
+way an analysis command turns treadle's errors into a paragraph and an exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import typer
+
+EXIT_OK = 0
+#: a bug in treadle (a traceback with TREADLE_DEBUG=1)
+EXIT_BUG = 1
+#: the input is wrong: a file that does not compile, bad inputs, a bad dataset; nothing ran
+EXIT_INPUT = 2
+#: the run failed or was stopped (a step raised or timed out, a model or the sandbox failed)
+EXIT_RUNTIME = 3
+EXIT_INTERRUPTED = 130
+
+T = TypeVar("T")
+
+
+def parse_map(items: list[str] | None, what: str) -> dict[str, str] | None:
+    """`NAME=VALUE` pairs (`--input-map`, `--map`) as a dict."""
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint=what)
+        out[name.strip()] = value
+    return out
+
+
+def default_display() -> str:
+    """A progress bar for a person at a terminal, nothing in a pipe or a CI log."""
+    return "rich" if sys.stderr.isatty() else "none"
+
+
+def run_or_exit(work: Coroutine[Any, Any, T]) -> T:
+    """Run an analysis command's coroutine; its input errors exit 2 and its run errors exit 3,
+    each as one paragraph on stderr (TREADLE_DEBUG=1 shows the traceback of a run error)."""
+    from treadle.errors import InputError, TreadleError
+
+    try:
+        return asyncio.run(work)
+    except InputError as e:
+        typer.echo(e.message, err=True)
+        raise typer.Exit(EXIT_INPUT) from None
+    except TreadleError as e:
+        if os.environ.get("TREADLE_DEBUG"):
+            raise
+        typer.echo(e.message, err=True)
+        raise typer.Exit(EXIT_RUNTIME) from None
