@@ -261,7 +261,7 @@ async def _constrained(backend: Any, messages: list[Any], params: Any) -> Any:
     kwargs = chat_kwargs(messages, params)
     kwargs["grammar"] = LlamaGrammar.from_string(PROBABILITY_GBNF, verbose=False)
     async with loaded.loop_lock():
-        return await asyncio.to_thread(backend._run, loaded, kwargs, False, threading.Event())
+        return await asyncio.to_thread(backend._run, loaded, kwargs, threading.Event())
 
 
 async def predict(

@@ -241,30 +241,30 @@ class LlamaBackend(ModelBackend):
         loaded = self._loaded
         assert loaded is not None
         kwargs = chat_kwargs(messages, params)
-        # llama.cpp reuses the KV cache of the previous call's common prefix; logits computed
-        # that way differ in the last bits from a fresh evaluation, which is harmless for
-        # greedy decoding but makes a seeded sample depend on the call before it. Seeded
-        # sampled calls therefore start from a clean state, so a seed means one answer.
-        fresh = params.temperature > 0 and params.seed is not None
         cancelled = threading.Event()
         async with loaded.loop_lock():
             try:
-                result = await asyncio.to_thread(self._run, loaded, kwargs, fresh, cancelled)
+                result = await asyncio.to_thread(self._run, loaded, kwargs, cancelled)
             except asyncio.CancelledError:
                 cancelled.set()  # a call still waiting for the model never starts
                 raise
         return result
 
     def _run(
-        self, loaded: _LoadedModel, kwargs: dict[str, Any], fresh: bool, cancelled: threading.Event
+        self, loaded: _LoadedModel, kwargs: dict[str, Any], cancelled: threading.Event
     ) -> Completion:
         with loaded.thread_lock:
             if cancelled.is_set():
                 raise ModelError("The model call was cancelled before it started.", retryable=True)
             self.calls += 1
             try:
-                if fresh:
-                    loaded.llama.reset()
+                # llama.cpp would reuse the KV cache of the previous call's common prefix;
+                # logits computed that way differ in the last bits from a fresh evaluation,
+                # enough to change a sampled token and, on some builds (seen with a portable
+                # AVX2 build), even a greedy argmax. Every call starts from a clean state, so
+                # the same call gives the same answer whatever ran before it: reproducible
+                # scores and the cache's keys depend on that.
+                loaded.llama.reset()
                 start = time.perf_counter()
                 reply = loaded.llama.create_chat_completion(**kwargs)
                 self.model_seconds += time.perf_counter() - start
