@@ -5,14 +5,15 @@ first use), the CLI's progress display. Values are recorded as previews: whole w
 cut and marked, with the sha256 of the whole value so runs can be compared without storing
 everything.
 
-The JSONL writer is cheap because it does almost nothing while a step runs: an event only
-queues the span; lines are built with orjson and written in one batch at most every
-`FLUSH_INTERVAL` seconds (by one background thread for every open trace), when the queue grows
-large, at the end of the run, at interpreter exit and on SIGTERM/SIGHUP. A span that starts
-and ends between two flushes is one line. A run cut off (Ctrl-C, a crash, even SIGKILL) leaves
-a readable file holding everything up to the last flush, at most `FLUSH_INTERVAL` old: spans
-that ended, and the start of the ones that did not. Large inputs that repeat (the sandbox
-harness script) are stored once per trace as a `blob` line and referenced by hash.
+The JSONL writer is cheap because it does almost nothing while a step runs: a start only
+notes the span, an end queues its line (built with orjson, so the span itself can be freed);
+lines are written in one batch at most every `FLUSH_INTERVAL` seconds (by one background
+thread for every open trace), when the queue grows large, at the end of the run, at interpreter
+exit and on SIGTERM/SIGHUP. A span that starts and ends between two flushes is one line. A run
+cut off (Ctrl-C, a crash, even SIGKILL) leaves a readable file holding everything up to the
+last flush, at most `FLUSH_INTERVAL` old: spans that ended, and the start of the ones that did
+not. Large inputs that repeat (the sandbox harness script) are stored once per trace as a
+`blob` line and referenced by hash.
 """
 
 from __future__ import annotations
@@ -383,8 +384,12 @@ class JsonlSink:
         #: spans that started and have not ended (their start line is written by a flush
         #: that finds them still running)
         self._running: dict[str, Span] = {}
-        #: ended spans (and blobs) not written yet; appended without a lock
-        self._queue: collections.deque[Any] = collections.deque()
+        #: lines of ended spans (and blobs) not written yet; appended without a lock. Built when
+        #: the span ends, so the queue holds bytes, not spans: a long run's ended spans (and
+        #: their previews) are freed at once instead of surviving, GC-tracked, until a flush
+        self._queue: collections.deque[bytes] = collections.deque()
+        #: the trace id, from the first span (the header waits for it)
+        self._trace: str | None = None
         #: ids of spans whose start line is written but not their end
         self._started: set[str] = set()
         #: held while writing, so the timer's flush and the final one never interleave
@@ -393,17 +398,29 @@ class JsonlSink:
         _FLUSHER.add(self)
 
     def on_start(self, span: Span) -> None:
+        if self._trace is None:
+            self._trace = span.trace_id
         self._running[span.span_id] = span
 
     def on_end(self, span: Span) -> None:
-        self._running.pop(span.span_id, None)
+        span_id = span.span_id
+        if self._running.pop(span_id, None) is None and self._trace is None:
+            self._trace = span.trace_id  # ended without a start seen here
+        started = self._started
+        if span_id in started:
+            started.discard(span_id)
+            line = _dumps(_end_record(span, {"event": "end", "span_id": span_id}))
+        else:
+            # a flush racing with this may still write a start line after it: `read_trace`
+            # never lets a start override what the span line said
+            line = _span_line(span)
         queue = self._queue
-        queue.append(span)
+        queue.append(line)
         if len(queue) > _FLUSH_EVENTS:
             self.flush()
 
     def on_blob(self, sha256: str, text: str) -> None:
-        self._queue.append((sha256, text))
+        self._queue.append(_dumps({"event": "blob", "sha256": sha256, "text": text}))
 
     def flush(self, final: bool = False) -> None:
         """Write what happened since the last flush: spans that ended (one `span` line, or an
@@ -415,24 +432,16 @@ class JsonlSink:
             lines: list[bytes] = []
             if self._header is not None:
                 if "trace_id" not in self._header:
-                    trace_id = self._trace_id()
+                    trace_id = self._trace
                     if trace_id is None and not final:
                         return  # nothing has happened yet; the header waits for a trace id
                     self._header["trace_id"] = trace_id
                 lines.append(_dumps(self._header))
                 self._header = None
             started = self._started
+            # popleft, not a copy and clear: the run's thread may append meanwhile
             while queue:
-                item = queue.popleft()
-                if type(item) is tuple:
-                    lines.append(_dumps({"event": "blob", "sha256": item[0], "text": item[1]}))
-                elif item.span_id in started:
-                    started.discard(item.span_id)
-                    lines.append(
-                        _dumps(_end_record(item, {"event": "end", "span_id": item.span_id}))
-                    )
-                else:
-                    lines.append(_span_line(item))
+                lines.append(queue.popleft())
             if self._running:
                 # a copy: the run's thread may start and end spans meanwhile
                 for span in list(self._running.values()):
@@ -453,12 +462,6 @@ class JsonlSink:
                         RuntimeWarning,
                         stacklevel=2,
                     )
-
-    def _trace_id(self) -> str | None:
-        for span in [*list(self._running.values()), *list(self._queue)]:
-            if isinstance(span, Span):
-                return span.trace_id
-        return None
 
     def close(self) -> None:
         with self._lock:
