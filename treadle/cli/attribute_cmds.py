@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from treadle.cli.common import default_display, parse_map, run_or_exit
+from treadle.cli.common import default_display, parse_map, progress_log, run_or_exit
 
 
 def register(app: typer.Typer) -> None:
@@ -69,10 +69,7 @@ def attribute(
     if library is None and len(flows) != 1:
         raise typer.BadParameter("one FLOW (several only with --library)", param_hint="PATHS")
     display = progress or default_display()
-
-    def log(msg: str) -> None:
-        if display != "none":
-            typer.echo(msg, err=True)
+    log = progress_log(display)
 
     from treadle.analysis.attribution import attribute as run
 

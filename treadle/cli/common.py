@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import typer
@@ -39,6 +39,16 @@ def parse_map(items: list[str] | None, what: str) -> dict[str, str] | None:
 def default_display() -> str:
     """A progress bar for a person at a terminal, nothing in a pipe or a CI log."""
     return "rich" if sys.stderr.isatty() else "none"
+
+
+def progress_log(display: str) -> Callable[[str], None]:
+    """Where an analysis command says what it is doing: stderr, unless progress is off."""
+
+    def log(msg: str) -> None:
+        if display != "none":
+            typer.echo(msg, err=True)
+
+    return log
 
 
 def run_or_exit(work: Coroutine[Any, Any, T]) -> T:

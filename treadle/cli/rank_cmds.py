@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from treadle.cli.common import default_display, parse_map, run_or_exit
+from treadle.cli.common import default_display, parse_map, progress_log, run_or_exit
 
 
 def register(app: typer.Typer) -> None:
@@ -74,10 +74,7 @@ def rank(
         raise typer.BadParameter("give FLOWS... and DATA", param_hint="PATHS")
     *flows, data = paths
     display = progress or default_display()
-
-    def log(msg: str) -> None:
-        if display != "none":
-            typer.echo(msg, err=True)
+    log = progress_log(display)
 
     from treadle.analysis.calibration import rank as run
 
