@@ -415,6 +415,23 @@ def test_cli_check_compile_fmt(tmp_path: Path) -> None:
     assert _cli("check", str(tmp_path / "missing.flow")).returncode == 2
 
 
+def test_the_fast_commands_output_arrives_whole(tmp_path: Path) -> None:
+    """check, compile and fmt end without interpreter teardown (`cli._hard_exit`): what they
+    print or write must still arrive whole, beyond a pipe's buffer and a file's first block."""
+    bad = tmp_path / "bad.flow"
+    body = "".join(f"  a{i} = genrate from q\n" for i in range(1500))
+    bad.write_text(f"workflow f(q: text) -> a: text\n{body}  a = q\nend\n")
+    r = _cli("check", str(bad), "--format", "json")
+    assert r.returncode == 1 and len(r.stdout) > 200_000
+    assert [d["code"] for d in json.loads(r.stdout)].count("E201") == 1500
+    big = tmp_path / "big.flow"
+    steps = "".join(f"  a{i} = generate from q\n" for i in range(1500))
+    big.write_text(f"workflow f(q: text) -> a: text\n{steps}  a = a1499\nend\n")
+    out = tmp_path / "big.json"
+    assert _cli("compile", str(big), "-o", str(out)).returncode == 0
+    assert len(ir.Program.model_validate_json(out.read_text()).workflows["f"].graph.nodes) == 1500
+
+
 def test_examples_are_formatted() -> None:
     files = sorted(str(p) for p in (ROOT / "examples").rglob("*.flow"))
     assert any("/lib/" in f for f in files)

@@ -9,8 +9,11 @@ every example under examples/.
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -144,30 +147,106 @@ def test_the_lark_version_is_the_one_tested() -> None:
 
 
 def test_a_lark_without_the_fast_paths_internals_falls_back(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Lark 1.1.9 and 1.2.2 have no `Scanner.fullmatch` (their keyword callbacks call
-    `scanner.match(value, 0)`): the fast path must give up and let Lark parse, never raise
-    AttributeError. Emulated here by giving the installed Lark that older API."""
-    from lark.lexer import Scanner, UnlessCallback
+    """A Lark whose internals differ (here: scanners that keep their regexps under another
+    name, as a future Lark might) cannot give the fast path its tables: it must give up and
+    let Lark parse, never raise AttributeError. No cached tables are read (an empty cache)."""
+    from lark.lexer import Scanner
 
-    def old_call(self: Any, t: Any) -> Any:  # lark 1.2.2's UnlessCallback, without fullmatch
-        for mre in self.scanner._mres:
-            m = mre.fullmatch(t.value)
+    init = Scanner.__init__
+
+    def renamed(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self._regexps = self.__dict__.pop("_mres")
+
+    def regexps(self: Any) -> Any:  # scanners built before the patch keep the old name
+        return self.__dict__.get("_regexps") or self._mres
+
+    def match(self: Any, text: Any, pos: int) -> Any:
+        for mre in regexps(self):
+            m = mre.match(text.text, pos, text.end)
             if m:
-                t.type = m.lastgroup
-                break
-        return t
+                return m.group(0), m.lastgroup
+        return None
 
-    monkeypatch.setattr(UnlessCallback, "__call__", old_call)
-    monkeypatch.delattr(Scanner, "fullmatch")
-    monkeypatch.setattr(parser, "_LEXER_CACHE", {})
+    def fullmatch(self: Any, text: str) -> str | None:
+        for mre in regexps(self):
+            m = mre.fullmatch(text)
+            if m:
+                return m.lastgroup
+        return None
+
+    monkeypatch.setenv("TREADLE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(Scanner, "__init__", renamed)
+    monkeypatch.setattr(Scanner, "match", match)
+    monkeypatch.setattr(Scanner, "fullmatch", fullmatch)
     parser._fast_tables.cache_clear()
+    parser.lark_parser.cache_clear()
     try:
         text = (ROOT / "examples" / "solve_math.flow").read_text(encoding="utf-8")
         assert parser._fast_parse(text) is None
+        assert not list(tmp_path.rglob("lalr-*"))  # nothing half-derived is cached
         module, diags = parser.parse(text)
         assert diags == [] and module.workflows[0].name == "solve_math"
         assert [d.code for d in parser.parse(text.replace(" = ", " = = ", 1))[1]] == ["E001"]
     finally:
         parser._fast_tables.cache_clear()
+        parser.lark_parser.cache_clear()
+
+
+FRESH_PARSE = (
+    "import sys; from treadle.compiler import parser; "
+    "t = open(sys.argv[1], encoding='utf-8').read(); m = parser._fast_parse(t); "
+    "print(m is not None, parser.lark_parser.cache_info().currsize, "
+    "parser.parse(t.replace(' = ', ' = = ', 1))[1][0].code)"
+)
+
+
+def _fresh_parse(cache: Path) -> str:
+    r = subprocess.run(
+        [sys.executable, "-c", FRESH_PARSE, str(ROOT / "examples" / "solve_math.flow")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TREADLE_CACHE_DIR": str(cache)},
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_a_fresh_process_parses_from_the_cached_tables_without_building_lark(
+    tmp_path: Path,
+) -> None:
+    """The first process derives the fast path's tables from Lark and caches them; later
+    ones parse a good file from the cache alone (no Lark object: `treadle check` starts
+    fast) and still build Lark for a bad file's messages. A damaged entry is derived again."""
+    assert _fresh_parse(tmp_path) == "True 1 E001"
+    (entry,) = (tmp_path / "compiler").glob("lalr-*.pickle")
+    assert _fresh_parse(tmp_path) == "True 0 E001"
+    for damage in (b"", b"not a pickle", entry.read_bytes()[:100]):
+        entry.write_bytes(damage)
+        assert _fresh_parse(tmp_path) == "True 1 E001"
+        assert len(entry.read_bytes()) > 1000  # written whole again
+
+
+def test_the_cached_tables_are_keyed_by_the_parser_source(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The cached callbacks are this module's transformer methods by name: an edited parser
+    (or grammar, or Lark) names another entry instead of reading a stale one."""
+    monkeypatch.setenv("TREADLE_CACHE_DIR", str(tmp_path))
+    real = Path.read_bytes
+    names = []
+    for edit in (b"", b"\n# edited"):
+
+        def read(self: Path, edit: bytes = edit) -> bytes:
+            data = real(self)
+            return data + edit if self.name == "parser.py" else data
+
+        monkeypatch.setattr(Path, "read_bytes", read)
+        parser._fast_tables.cache_clear()
+        assert parser._fast_tables() is not None
+        names.append({p.name for p in (tmp_path / "compiler").glob("lalr-*.pickle")})
+    parser._fast_tables.cache_clear()
+    assert len(names[0]) == 1 and len(names[1]) == 2

@@ -1,9 +1,10 @@
-"""Where the compiler keeps what it derives once and reuses in every later process: Lark's parser
-tables and the operator signature table, so a fresh `treadle check` starts fast.
+"""Where the compiler keeps what it derives once and reuses in every later process: the fast
+parser's tables, Lark's own table cache and the operator signature table, so a fresh
+`treadle check` starts fast.
 
 Entries are named by a content hash of everything they derive from, so a stale entry is never
 read, only left behind. The directory is the user's own (created 0700; one writable by others
-is not used), because Lark's table cache is a pickle and loading a planted one would run code;
+is not used), because the parser tables are pickles and loading a planted one would run code;
 Lark's default location, the shared temporary directory, is therefore avoided. Writes go to a
 temporary file renamed into place, so concurrent processes never see half an entry. Any failure
 only costs speed: the caller derives the value again.

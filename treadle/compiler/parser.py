@@ -13,6 +13,7 @@ import functools
 import os
 import re
 from copy import copy
+from pathlib import Path
 from typing import Any, cast
 
 from lark import Lark, Token, Transformer, Tree
@@ -22,7 +23,7 @@ from lark.parse_tree_builder import ChildFilter, ExpandSingleChild
 from lark.parsers.lalr_analysis import Shift
 
 from treadle.compiler import ast as A
-from treadle.compiler.build_cache import cache_dir, digest
+from treadle.compiler.build_cache import cache_dir, digest, write_atomic
 from treadle.compiler.comments import attach_comments
 from treadle.compiler.diagnostics import Diagnostic, make
 from treadle.grammar import grammar_text
@@ -366,23 +367,66 @@ def parse(text: str, file: str | None = None) -> tuple[A.Module, list[Diagnostic
 #: per parser state: terminal -> (True, next state) for a shift, or (False, (rule length,
 #: callback, rule name)) for a reduce; callback None: the rule's value is its one child
 _Actions = dict[int, dict[str, tuple[bool, Any]]]
-#: per parser state: its contextual lexer's (regexps, ignored, multi-line terminals, keyword
-#: lookups: terminal -> the function giving a keyword's terminal for a matched text or None)
-_Lexers = dict[int, tuple[list[Any], frozenset[str], frozenset[str], dict[str, Any]]]
+#: a contextual lexer as data: its regexps as (pattern, flags) (tried in order), ignored
+#: terminals, multi-line terminals, and per terminal the keyword regexps a match of it is
+#: looked up in (a NAME that spells `for` is the keyword's terminal)
+_LexerSpec = tuple[
+    tuple[tuple[str, int], ...],
+    frozenset[str],
+    frozenset[str],
+    dict[str, tuple[tuple[str, int], ...]],
+]
+#: start state, end state, actions, per state the index of its lexer in the list of lexers
+_Tables = tuple[int, int, _Actions, dict[int, int], list[_LexerSpec]]
+#: a lexer ready to run: (regexps, ignored, multi-line, terminal -> keyword lookup)
+_Lexer = tuple[list[re.Pattern[str]], frozenset[str], frozenset[str], dict[str, Any]]
+#: the tables, then the lexers compiled so far by state and by index (filled as states are
+#: reached)
+_Fast = tuple[
+    int, int, _Actions, dict[int, int], list[_LexerSpec], dict[int, _Lexer], dict[int, _Lexer]
+]
+
+#: bumped when what `_flatten_tables` derives changes shape
+_TABLES_FORMAT = 2
 
 
 @functools.cache
-def _fast_tables() -> tuple[int, int, _Actions, _Lexers] | None:
-    """Lark's own LALR table and rule callbacks, flattened for `_fast_parse`, and the per-state
-    lexers (filled by `_state_lexer` as states are reached); None if the parser is not built
-    the way the fast path assumes (then Lark parses)."""
+def _fast_tables() -> _Fast | None:
+    """Lark's LALR table, rule callbacks and contextual lexers, flattened for `_fast_parse`;
+    None if the parser is not built the way the fast path assumes (then Lark parses).
+
+    A fresh process reads them from the build cache (`build_cache`), so a file that parses
+    never builds a Lark object at all: only a syntax error does, for its messages. The entry
+    is keyed by the grammar, Lark's version and this module's source (the callbacks are this
+    module's transformer methods, pickled by name)."""
+    import pickle
+
+    import lark
+
+    folder = cache_dir()
+    path = None
+    if folder is not None:
+        key = digest(grammar_text(), lark.__version__, Path(__file__).read_bytes())
+        path = folder / f"lalr-{_TABLES_FORMAT}-{key}.pickle"
+        try:
+            tables = pickle.loads(path.read_bytes())
+        except Exception:  # missing, or unreadable: derive it again
+            pass
+        else:
+            if isinstance(tables, tuple) and len(tables) == 5:
+                return (*cast(_Tables, tables), {}, {})
     try:
-        return _flatten_tables(lark_parser())
+        tables = _flatten_tables(lark_parser())
     except AttributeError:  # another Lark's internals: Lark parses
         return None
+    if tables is None:
+        return None
+    if path is not None:
+        write_atomic(path, pickle.dumps(tables, protocol=pickle.HIGHEST_PROTOCOL))
+    return (*tables, {}, {})
 
 
-def _flatten_tables(lark: Lark) -> tuple[int, int, _Actions, _Lexers] | None:
+def _flatten_tables(lark: Lark) -> _Tables | None:
     frontend = lark.parser
     lexer = frontend.lexer
     parser = frontend.parser.parser
@@ -397,41 +441,95 @@ def _flatten_tables(lark: Lark) -> tuple[int, int, _Actions, _Lexers] | None:
                 row[term] = (True, arg)
             else:
                 size, cb = len(arg.expansion), callbacks[arg]
-                if _passes_child(size, cb):
-                    cb = None
+                cb = None if _passes_child(size, cb) else _portable(cb)
                 row[term] = (False, (size, cb, arg.origin.name))
         actions[state] = row
-    if any(type(basic) is not BasicLexer for basic in lexer.lexers.values()):
+    specs: list[_LexerSpec] = []
+    index: dict[int, int] = {}  # id of Lark's lexer -> its spec (states share lexers)
+    by_state: dict[int, int] = {}
+    for state, basic in lexer.lexers.items():
+        if type(basic) is not BasicLexer:
+            return None
+        if id(basic) not in index:
+            spec = _lexer_spec(basic)
+            if spec is None:
+                return None
+            index[id(basic)] = len(specs)
+            specs.append(spec)
+        by_state[state] = index[id(basic)]
+    return table.start_states["start"], table.end_states["start"], actions, by_state, specs
+
+
+def _portable(cb: Any) -> Any:
+    """A rule callback that pickles: Lark's default for a rule the transformer has no method
+    for is a closure calling `Transformer.__default__`, which builds a Tree; `_tree` does it."""
+    if isinstance(cb, functools.partial):
+        if cb.func.__qualname__.endswith("<locals>.default_callback"):
+            return functools.partial(_tree, *cb.args)
+        return cb
+    inner = getattr(cb, "node_builder", None)
+    if inner is None:
+        return cb
+    cb = copy(cb)
+    cb.node_builder = _portable(inner)
+    return cb
+
+
+def _tree(data: str, children: list[Any]) -> Tree[Any]:
+    return Tree(data, children)
+
+
+def _lexer_spec(basic: BasicLexer) -> _LexerSpec | None:
+    """A contextual lexer's regexps as data (building its scanner, as Lark would on first use);
+    None if it needs what the fast path does not do (a terminal callback other than keywords)."""
+    scanner = basic.scanner  # builds `basic.callback` too
+    keywords: dict[str, tuple[tuple[str, int], ...]] = {}
+    for term, cb in basic.callback.items():
+        if type(cb) is not UnlessCallback or term in basic.ignore_types:
+            return None
+        keywords[term] = _patterns(cb.scanner._mres)
+    return (
+        _patterns(scanner._mres),
+        frozenset(basic.ignore_types),
+        frozenset(basic.newline_types),
+        keywords,
+    )
+
+
+def _patterns(mres: list[Any]) -> tuple[tuple[str, int], ...]:
+    return tuple((m.pattern, m.flags) for m in mres)
+
+
+def _state_lexer(tables: _Fast, state: int) -> _Lexer:
+    """A state's lexer, compiled on first use (most never run in a given process); states
+    that share a lexer share its compiled form."""
+    i = tables[3][state]
+    by_state, by_index = tables[5], tables[6]
+    lexer = by_index.get(i)
+    if lexer is None:
+        regexps, ignore, multiline, keywords = tables[4][i]
+        lexer = by_index[i] = (
+            [re.compile(p, f) for p, f in regexps],
+            ignore,
+            multiline,
+            {t: _keyword_lookup([re.compile(p, f) for p, f in k]) for t, k in keywords.items()},
+        )
+    by_state[state] = lexer
+    return lexer
+
+
+def _keyword_lookup(mres: list[re.Pattern[str]]) -> Any:
+    """The keyword terminal a matched text spells, or None (Lark's `Scanner.fullmatch`)."""
+
+    @functools.cache
+    def lookup(text: str) -> str | None:
+        for mre in mres:
+            m = mre.fullmatch(text)
+            if m is not None:
+                return m.lastgroup
         return None
-    return table.start_states["start"], table.end_states["start"], actions, {}
 
-
-_LEXER_CACHE: dict[int, Any] = {}
-
-
-def _state_lexer(state: int) -> Any:
-    """The fast path's view of the contextual lexer of a parser state, built on first use (as
-    Lark builds its scanners: most states of the table never lex in a given run)."""
-    basic = lark_parser().parser.lexer.lexers[state]
-    view = _LEXER_CACHE.get(id(basic))
-    if view is None:
-        try:
-            scanner = basic.scanner  # builds `basic.callback` too
-            keywords: dict[str, Any] = {}
-            for term, cb in basic.callback.items():
-                if type(cb) is not UnlessCallback or term in basic.ignore_types:
-                    raise _NotFast
-                # Lark >= 1.3 (older ones have no `fullmatch`: they fall back to Lark itself)
-                keywords[term] = functools.cache(cb.scanner.fullmatch)
-            view = (scanner._mres, basic.ignore_types, basic.newline_types, keywords)
-        except AttributeError:
-            raise _NotFast from None
-        _LEXER_CACHE[id(basic)] = view
-    return view
-
-
-class _NotFast(Exception):
-    """The parser is not built the way the fast path assumes."""
+    return lookup
 
 
 def _passes_child(size: int, cb: Any) -> bool:
@@ -473,7 +571,7 @@ def _fast_parse(text: str) -> A.Module | None:
     tables = _fast_tables()
     if tables is None:
         return None
-    start_state, end_state, actions, lexers = tables
+    start_state, end_state, actions, lexers = tables[0], tables[1], tables[2], tables[5]
     state_stack = [start_state]
     value_stack: list[Any] = []
     pos, line, line_start, n = 0, 1, 0, len(text)
@@ -481,12 +579,9 @@ def _fast_parse(text: str) -> A.Module | None:
     while True:
         view = lexers.get(state_stack[-1])
         if view is None:
-            try:
-                view = lexers[state_stack[-1]] = _state_lexer(state_stack[-1])
-            except _NotFast:
-                return None
+            view = _state_lexer(tables, state_stack[-1])
         mres, ignore, multiline, keywords = view
-        term = "$END"
+        term: Any = "$END"  # a str: `lastgroup` is always set (every alternative is a group)
         tok: Any = None
         while pos < n:
             for mre in mres:
