@@ -316,3 +316,31 @@ async def test_a_flow_without_model_calls_never_loads_the_model(tmp_path: Path) 
     )  # fmt: skip
     assert (report.errors, report.mean) == (1, None)
     assert "ModelError" in (report.rows[0].error_kind or "")
+
+
+async def test_ray_workers_is_checked_before_anything_runs(tmp_path: Path) -> None:
+    for executor, workers in (("local", 2), ("ray", 0)):
+        with pytest.raises(InputError, match="--ray-workers"):
+            await evaluate(
+                EXAMPLES / "answer.flow", QA, model="scripted:{}", executor=executor,
+                ray_workers=workers, results=tmp_path / "r.jsonl",
+            )  # fmt: skip
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+async def test_a_ray_worker_builds_its_resources_with_the_drivers_settings() -> None:
+    """What a Ray worker receives is the pickled `RowJobRunner`: the sandbox kind and its
+    isolation reach the worker's own `EvalResources` (a worker once ran `fresh` as `reset`)."""
+    import pickle
+
+    from treadle.analysis.runner import RowJobRunner
+
+    for isolation in ("fresh", "reset"):
+        sent = RowJobRunner(model="scripted:{}", cache=False, sandbox="docker", isolation=isolation)
+        worker = pickle.loads(pickle.dumps(sent))
+        await worker.setup()
+        try:
+            shared = worker._resources._sandbox  # type: ignore[union-attr]
+            assert (shared.kind, shared.isolation) == ("docker", isolation)
+        finally:
+            await worker.aclose()

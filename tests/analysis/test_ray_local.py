@@ -88,8 +88,18 @@ def test_local_ray_stays_on_loopback_and_matches_local(ray_temp: Path, tmp_path:
 
     nodes = ray.nodes()
     assert [n["NodeManagerAddress"] for n in nodes] == ["127.0.0.1"]
-    remote = evaluate_sync(flow, DATA, results=tmp_path / "r.jsonl", executor="ray", **common)
+    remote = evaluate_sync(
+        flow, DATA, results=tmp_path / "r.jsonl", executor="ray", isolation="fresh",
+        ray_workers=1, **common,
+    )  # fmt: skip
     assert ray_executor.LAST_RUN["workers"] == 1
+    # the workers got the driver's settings, the sandbox's isolation included
+    assert ray_executor.LAST_RUN["settings"] == {
+        "model": model,
+        "cache": False,
+        "sandbox": "process",
+        "isolation": "fresh",
+    }
     keys = ("n", "scored", "errors", "mean", "model_calls", "tokens_in", "tokens_out")
     assert {k: getattr(remote, k) for k in keys} == {k: getattr(local, k) for k in keys}
     assert [(r.id, r.output, r.score) for r in remote.rows] == [

@@ -206,6 +206,7 @@ async def evaluate(
     display: str | Progress | None = None,
     executor: str = "local",
     ray_address: str | None = None,
+    ray_workers: int | None = None,
     row_timeout: float | None = None,
     step_timeout: float | None = None,
     max_errors: int | float | str | None = None,
@@ -230,6 +231,10 @@ async def evaluate(
         raise InputError(f"--executor is local or ray, got {executor!r}.")
     if concurrency is not None and concurrency < 1:
         raise InputError(f"--concurrency must be at least 1, got {concurrency}.")
+    if ray_workers is not None and executor != "ray":
+        raise InputError("--ray-workers is for --executor ray.")
+    if ray_workers is not None and ray_workers < 1:
+        raise InputError(f"--ray-workers must be at least 1, got {ray_workers}.")
     the_flow, source, flow_path = _flow_of(flow)
     wf = the_flow.workflow(workflow)
     if output is not None and output not in {f.name for f in wf.outputs}:
@@ -358,8 +363,10 @@ async def evaluate(
                 model=model,
                 cache=cache,
                 sandbox=sandbox,
+                isolation=isolation,
                 concurrency=concurrency,
                 address=ray_address,
+                workers=ray_workers,
                 should_stop=lambda: bool(stopped),
             )
         else:
@@ -425,38 +432,30 @@ async def _run_ray(
     model: Any,
     cache: Any,
     sandbox: str,
+    isolation: str | None,
     concurrency: int | None,
     address: str | None,
+    workers: int | None,
     should_stop: Callable[[], bool],
 ) -> None:
-    """The Ray executor: `ray_executor.run_jobs` when it provides one, else its generic
-    `ray_map` with a `RowJobRunner` per worker (each builds its own `EvalResources`)."""
+    """The Ray executor (`ray_executor.run_jobs`): each worker builds its own `EvalResources`
+    from the same settings, isolation included."""
     from treadle.analysis import ray_executor
 
     if not isinstance(model, str | None):
         raise InputError("executor='ray' needs the model as a spec string (it goes to workers).")
-    run_jobs = getattr(ray_executor, "run_jobs", None)
-    if run_jobs is not None:
-        await run_jobs(
-            jobs,
-            on_result,
-            model=model,
-            cache=cache,
-            sandbox=sandbox,
-            concurrency=concurrency,
-            address=address,
-            should_stop=should_stop,
-        )
-        return
-    from treadle.analysis.runner import RowJobRunner
-
-    runner = RowJobRunner(model=model, cache=cache is not False, sandbox=sandbox)
-    options = ray_executor.RayOptions(address=address, per_worker=concurrency or 4)
-    results = ray_executor.ray_map(runner, jobs, key=lambda j: (j.row.id, j.epoch), options=options)
-    async for _, row in results:
-        on_result(row)
-        if should_stop():
-            break
+    await ray_executor.run_jobs(
+        jobs,
+        on_result,
+        model=model,
+        cache=cache,
+        sandbox=sandbox,
+        isolation=isolation,
+        concurrency=concurrency,
+        address=address,
+        workers=workers,
+        should_stop=should_stop,
+    )
 
 
 def evaluate_sync(*args: Any, **kwargs: Any) -> EvalReport:

@@ -135,8 +135,15 @@ class _Worker:
 
 _remote_worker: Any = None
 
-#: what the last `ray_map` did: the node of each actor it started, rows sent again
+#: what the last `ray_map` did: the node of each actor it started, rows sent again, and the
+#: settings its workers were given
 LAST_RUN: dict[str, Any] = {}
+
+
+def _settings(runner: Any) -> dict[str, Any]:
+    """What a runner hands its workers (its pickled state, when it is plain data)."""
+    state = getattr(runner, "__getstate__", lambda: None)()
+    return dict(state) if isinstance(state, dict) else {}
 
 
 def _worker_class() -> Any:
@@ -209,7 +216,7 @@ async def ray_map(
         raise RayExecutorError("The Ray cluster has no alive node to run rows on.")
     nodes = await asyncio.to_thread(ray.get, [s.actor.node.remote() for s in slots])
     LAST_RUN.clear()
-    LAST_RUN.update(nodes=list(nodes), resent=0, workers=len(slots))
+    LAST_RUN.update(nodes=list(nodes), resent=0, workers=len(slots), settings=_settings(runner))
     log.info("ray executor: %d workers on nodes %s", len(slots), nodes)
     done: set[Hashable] = set()
     # ObjectRef → (slot, key, task, attempt)
@@ -273,6 +280,7 @@ async def run_jobs(
     model: str | None,
     cache: Any = True,
     sandbox: str = "docker",
+    isolation: str | None = None,
     concurrency: int | None = None,
     address: str | None = None,
     should_stop: Callable[[], bool] = lambda: False,
@@ -285,7 +293,9 @@ async def run_jobs(
 
     if not jobs:
         return
-    runner = RowJobRunner(model=model, cache=cache is not False, sandbox=sandbox)
+    runner = RowJobRunner(
+        model=model, cache=cache is not False, sandbox=sandbox, isolation=isolation
+    )
     options = RayOptions(address=address, per_worker=concurrency or 4, workers=workers)
     stream = ray_map(runner, list(jobs), key=lambda j: (j.row.id, j.epoch), options=options)
     async with contextlib.aclosing(stream) as results:

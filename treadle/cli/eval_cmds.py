@@ -144,6 +144,10 @@ def eval_run(
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="join this Ray cluster")
     ] = None,
+    ray_workers: Annotated[
+        int | None,
+        typer.Option("--ray-workers", help="Ray worker actors (default: one per alive node)"),
+    ] = None,
     row_timeout: Annotated[
         float | None, typer.Option("--row-timeout", help="seconds per row (an error past it)")
     ] = None,
@@ -218,6 +222,7 @@ def eval_run(
             "plain_every": every,
             "executor": executor,
             "ray_address": ray_address,
+            "ray_workers": ray_workers,
             "row_timeout": row_timeout,
             "step_timeout": step_timeout,
             "max_errors": max_errors,
