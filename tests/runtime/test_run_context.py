@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rt_helpers import FailingServer, Recorder, c, program, r, step
+from http_faults import FaultServer
+from rt_helpers import Recorder, c, program, r, step
 
 from treadle.errors import ModelError
 from treadle.runtime import ir
@@ -117,6 +118,11 @@ async def test_retryable_model_errors_are_retried(ops: Recorder) -> None:
     assert [s.status for s in tracer.spans if s.kind == "model"] == ["error", "ok"]
 
 
+def failing(status: int) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """A model server's error reply, answered to every request."""
+    return status, {"Content-Type": "application/json"}, {"error": {"message": "down"}}
+
+
 def http_backend(url: str, max_retries: int) -> OpenAIBackend:
     return OpenAIBackend(
         url, "m", api_key="", max_retries=max_retries, backoff_base=0.001, backoff_max=0.01
@@ -125,13 +131,13 @@ def http_backend(url: str, max_retries: int) -> OpenAIBackend:
 
 async def test_a_step_does_not_retry_a_backend_that_retries(ops: Recorder) -> None:
     """The backend tries 3 times; the step's 2 retries on top would make it 9 requests."""
-    async with FailingServer(500) as server:
+    async with FaultServer(failing(500)) as server:
         model = http_backend(server.url, max_retries=2)
         tracer = Tracer()
         with pytest.raises(StepFailed, match=r"HTTP 500.*tried 3 times") as info:
             await run(program(ask("q", "x"), outputs={}), tracer, model=model, cache=False)
         await model.aclose()
-    assert server.requests == 3 and model.requests == 3
+    assert len(server.requests) == 3 and model.requests == 3
     assert isinstance(info.value.cause, ModelError) and not info.value.cause.retryable
     (model_span,) = [s for s in tracer.spans if s.kind == "model"]
     assert model_span.status == "error"
@@ -140,13 +146,13 @@ async def test_a_step_does_not_retry_a_backend_that_retries(ops: Recorder) -> No
 
 
 async def test_a_step_retries_a_backend_that_does_not(ops: Recorder) -> None:
-    async with FailingServer(503) as server:
+    async with FaultServer(failing(503)) as server:
         model = http_backend(server.url, max_retries=0)
         tracer = Tracer()
         with pytest.raises(StepFailed, match="HTTP 503"):
             await run(program(ask("q", "x"), outputs={}), tracer, model=model, cache=False)
         await model.aclose()
-    assert server.requests == 3  # 1 attempt + the step's 2 retries
+    assert len(server.requests) == 3  # 1 attempt + the step's 2 retries
     step_span = next(s for s in tracer.spans if s.kind == "step")
     retries = [e for e in step_span.events if e["name"] == "retry"]
     assert [e["attempt"] for e in retries] == [1, 2]
