@@ -34,9 +34,46 @@ def test_key_distinguishes_everything_that_matters() -> None:
         key_for(("llama", "a.gguf:1:ff"), M, GenParams(max_tokens=16, seed=2)),
         key_for(("llama", "a.gguf:1:ff"), M, GenParams(max_tokens=16, stop=("x",))),
         key_for(("llama", "a.gguf:1:ff"), M, P, extra={"sample": 1}),
+        key_for(("llama", "a.gguf:1:ff"), M, GenParams(max_tokens=16, grammar='root ::= "4"')),
+        key_for(("llama", "a.gguf:1:ff"), M, GenParams(max_tokens=16, grammar='root ::= "5"')),
     }
-    assert base not in others and len(others) == 9
+    assert base not in others and len(others) == 11
     assert len(base) == 64
+
+
+def test_a_call_without_a_grammar_keeps_its_key() -> None:
+    """Calls could not have a grammar before: without one, the key is the one written to
+    existing caches (the canonical payload spelled out here), so they stay valid."""
+    import hashlib
+    import json
+
+    payload = {
+        "v": 1, "backend": "llama", "model": "a.gguf:1:ff", "messages": [["user", "2+2?"]],
+        "params": {"temperature": 0.0, "max_tokens": 16, "top_p": 1.0, "seed": None, "stop": []},
+        "extra": None,
+    }  # fmt: skip
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert key_for(("llama", "a.gguf:1:ff"), M, P) == hashlib.sha256(text.encode()).hexdigest()
+
+
+async def test_wrappers_report_what_the_backend_under_them_takes(tmp_path: Path) -> None:
+    """The cache and the evaluation's shared backends pass `takes_grammar` through, so a
+    caller asking whether it may constrain a reply sees the real backend's answer."""
+    from treadle.analysis.runner import EvalResources
+
+    class Constraining(ScriptedBackend):
+        takes_grammar = True
+
+    for inner, takes in ((ScriptedBackend(["4"]), False), (Constraining(["4"]), True)):
+        cached = CachedModel(inner, ModelCache(tmp_path / "c.sqlite"))
+        assert (cached.takes_grammar, cached.backend, cached.model) == (
+            takes, inner.backend, inner.model
+        )  # fmt: skip
+        res = EvalResources(model=inner, cache=ModelCache(tmp_path / "e.sqlite"), sandbox="process")
+        try:
+            assert (await res.backend()).takes_grammar is takes
+        finally:
+            await res.aclose()
 
 
 def test_hit_miss_and_persistence(tmp_path: Path) -> None:

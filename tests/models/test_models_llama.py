@@ -64,6 +64,38 @@ async def test_stop_and_max_tokens(gguf_path: Path) -> None:
     assert "5" not in r2.text and r2.finish_reason == "stop"
 
 
+async def test_a_grammar_constrains_the_reply_and_is_part_of_the_cache_key(
+    gguf_path: Path, tmp_path: Path
+) -> None:
+    """`GenParams.grammar` (GBNF) goes to llama.cpp's grammar sampler: SmolLM2, which answers
+    this in a sentence when free, can only say one of the grammar's words; through the
+    evaluation's cached backend the constrained call is cached apart from the free one."""
+    from treadle.analysis.runner import EvalResources
+    from treadle.runtime.cache import ModelCache
+
+    question = ask("Is Paris the capital of France? Answer in a full sentence.")
+    choice = GenParams(max_tokens=8, grammar='root ::= "yes" | "no" | "maybe"')
+    res = EvalResources(model=None, cache=ModelCache(tmp_path / "c.sqlite"), sandbox="process")
+    try:
+        model = await res.model(None)  # the shared backend behind the cache, as rank uses it
+        assert model.takes_grammar
+        free = await model.complete(question, GenParams(max_tokens=8))
+        constrained = await model.complete(question, choice)
+        again = await model.complete(question, choice)
+    finally:
+        await res.aclose()
+    assert free.text.strip() not in ("yes", "no", "maybe")
+    assert constrained.text in ("yes", "no", "maybe") and not constrained.cached
+    assert again.text == constrained.text and again.cached
+    # llama-cpp-python would crash the process on a grammar that does not parse
+    model = LlamaBackend(gguf_path)
+    for bad in ("root ::= (", 'start ::= "yes"', "root ::= undefined_rule"):
+        with pytest.raises(ModelError, match="not valid GBNF"):
+            await model.complete(question, GenParams(max_tokens=4, grammar=bad))
+    assert model.calls == 0
+    assert (await model.complete(question, choice)).text in ("yes", "no", "maybe")
+
+
 async def test_model_is_loaded_once_and_shared(gguf_path: Path) -> None:
     a, b = LlamaBackend(gguf_path), LlamaBackend(str(gguf_path))
     assert await a.load() is await b.load()

@@ -216,3 +216,17 @@ async def test_key_and_seed_are_sent(fault_server: Any, ok: Any) -> None:
     body = server.requests[0][1]
     assert server.headers[0]["authorization"] == "Bearer sk-123"
     assert body["seed"] == 42 and body["stop"] == ["\n"] and body["temperature"] == 0.7
+
+
+async def test_a_grammar_is_refused_before_any_request(fault_server: Any, ok: Any) -> None:
+    """An OpenAI-compatible server may ignore or reject a grammar field: the backend refuses
+    the call instead (`takes_grammar` is False), and nothing is sent."""
+    async with fault_server(ok("0.5")) as server:
+        model = OpenAIBackend(server.url, "m", api_key="")
+        assert model.takes_grammar is False
+        with pytest.raises(ModelError, match="cannot constrain"):
+            await model.complete(
+                [Message(role="user", content="p?")], GenParams(grammar='root ::= "1"')
+            )
+        await model.aclose()
+    assert server.requests == []

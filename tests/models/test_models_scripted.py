@@ -64,3 +64,13 @@ async def test_spec_string() -> None:
     assert (await constant.complete(user("q"), P)).text == "always this"
     keyed = load_model('scripted:{"red": "stop"}')
     assert (await keyed.complete(user("light is red"), P)).text == "stop"
+
+
+async def test_a_grammar_is_refused_not_ignored() -> None:
+    """A scripted reply is not constrained: a call that asks for a grammar must not get one
+    that merely looks constrained."""
+    model = ScriptedBackend(["0.5"])
+    assert model.takes_grammar is False
+    with pytest.raises(ModelError, match="cannot constrain"):
+        await model.complete([Message(role="user", content="p?")], GenParams(grammar="root ::= x"))
+    assert model.calls == []

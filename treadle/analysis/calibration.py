@@ -242,28 +242,6 @@ and 1 and nothing else."""
 PROBABILITY_GBNF = 'root ::= "0" ("." [0-9] [0-9]?)? | "1" (".0" "0"?)?'
 
 
-async def _constrained(backend: Any, messages: list[Any], params: Any) -> Any:
-    """The reply under a grammar that only admits a probability, where the backend allows it:
-    the embedded llama.cpp backend (`grammar=` of llama-cpp-python). None elsewhere; the strict
-    parser then judges the free reply. The model interface has no grammar parameter yet, so
-    this goes through the backend's own call path (its lock and accounting)."""
-    from treadle.runtime.models.llama import LlamaBackend, chat_kwargs
-
-    if not isinstance(backend, LlamaBackend):
-        return None
-    import threading
-
-    from llama_cpp import LlamaGrammar
-
-    await backend.load()
-    loaded = backend._loaded
-    assert loaded is not None
-    kwargs = chat_kwargs(messages, params)
-    kwargs["grammar"] = LlamaGrammar.from_string(PROBABILITY_GBNF, verbose=False)
-    async with loaded.loop_lock():
-        return await asyncio.to_thread(backend._run, loaded, kwargs, threading.Event())
-
-
 async def predict(
     res: EvalResources,
     spec: Any,
@@ -273,19 +251,21 @@ async def predict(
     *,
     seed: int = 0,
 ) -> tuple[float | None, str, int, str | None]:
-    """The optimizer model's self-prediction: (probability or None, reply, tokens, error)."""
+    """The optimizer model's self-prediction: (probability or None, reply, tokens, error). The
+    call goes through the evaluation's model cache (a greedy call: a re-run replays it)."""
     from treadle.runtime.models.base import GenParams, Message
 
-    backend = await res.backend(spec) if spec is None or isinstance(spec, str) else spec
+    backend = await res.model(spec) if spec is None or isinstance(spec, str) else spec
     shown = "\n\n".join(
         f"```\n{text.strip()}\n```\nsolved: {score:.2f}" for text, score in examples
     )
     prompt = PROMPT.format(task=task, examples=shown or "(none)", flow=flow_text.strip())
-    params = GenParams(temperature=0.0, max_tokens=12, seed=seed, stop=("\n",))
+    # a backend that can constrain the reply admits only a probability; for the others the
+    # strict parser judges the free reply
+    grammar = PROBABILITY_GBNF if backend.takes_grammar else None
+    params = GenParams(temperature=0.0, max_tokens=12, seed=seed, stop=("\n",), grammar=grammar)
     messages = [Message(role="user", content=prompt)]
-    completion = await _constrained(backend, messages, params)
-    if completion is None:
-        completion = await backend.complete(messages, params)
+    completion = await backend.complete(messages, params)
     tokens = completion.usage.input_tokens + completion.usage.output_tokens
     try:
         return parse_probability(completion.text), completion.text, tokens, None

@@ -35,7 +35,7 @@ from treadle.analysis.datasets import Row
 from treadle.analysis.report import RowReport, StepStats
 from treadle.analysis.scorers import Score, Scorer, ScorerError, as_text, resolve_scorer
 from treadle.errors import ModelError, SandboxError, StepTimeout, TreadleError
-from treadle.runtime.models.base import ModelBackend
+from treadle.runtime.models.base import ModelBackend, WrappedBackend
 from treadle.runtime.sandbox.base import Limits, Sandbox
 from treadle.runtime.sandbox.base import RunResult as SandboxResult
 
@@ -296,7 +296,7 @@ class EvalResources:
         self._cache = None
 
 
-class _LazyBackend(ModelBackend):
+class _LazyBackend(WrappedBackend):
     """The evaluation's default model, loaded on first use (by the run that first needs it)
     and then shared by every row: one object, so one concurrency limit across rows."""
 
@@ -304,36 +304,15 @@ class _LazyBackend(ModelBackend):
         self._resources = resources
 
     @property
-    def inner(self) -> ModelBackend:
+    def inner(self) -> ModelBackend:  # type: ignore[override]
         return self._resources.load_now(self._resources.model_spec)
 
-    @property
-    def backend(self) -> str:  # type: ignore[override]
-        return self.inner.backend
 
-    @property
-    def model(self) -> str:  # type: ignore[override]
-        return self.inner.model
-
-    @property
-    def max_concurrency(self) -> int:  # type: ignore[override]
-        return self.inner.max_concurrency
-
-    async def complete(self, messages: Any, params: Any) -> Any:
-        return await self.inner.complete(messages, params)
-
-
-class _Adapter(ModelBackend):
+class _Adapter(WrappedBackend):
     """A `CachedModel` seen as a plain backend (its `complete` takes an extra `sample`)."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
-        self.backend = inner.backend
-        self.model = inner.model
-        self.max_concurrency = inner.max_concurrency
-
-    async def complete(self, messages: Any, params: Any) -> Any:
-        return await self.inner.complete(messages, params)
 
 
 class RowJobRunner:

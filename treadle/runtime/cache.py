@@ -21,7 +21,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from treadle.runtime.models.base import Completion, GenParams, Message, ModelBackend
+from treadle.runtime.models.base import (
+    Completion,
+    GenParams,
+    Message,
+    ModelBackend,
+    WrappedBackend,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +70,10 @@ def key_for(
         "backend": kind,
         "model": model,
         "messages": [[m.role, m.content] for m in messages],
-        "params": params.model_dump(mode="json"),
+        # a call without a grammar keeps the key it had before calls could have one
+        "params": params.model_dump(
+            mode="json", exclude={"grammar"} if params.grammar is None else None
+        ),
         "extra": extra,
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -171,7 +180,7 @@ class ModelCache:
                 self._conn = None
 
 
-class CachedModel(ModelBackend):
+class CachedModel(WrappedBackend):
     """A backend wrapped with the cache: deterministic calls are answered from disk when they
     can be, and identical calls in flight at the same time share one model call.
 
@@ -184,9 +193,6 @@ class CachedModel(ModelBackend):
         self.inner = inner
         self.cache = cache if cache is not None else ModelCache()
         self.enabled = enabled
-        self.backend = inner.backend
-        self.model = inner.model
-        self.max_concurrency = inner.max_concurrency
         #: calls that reached the inner backend
         self.model_calls = 0
         #: calls answered from the cache (or by sharing a call in flight)

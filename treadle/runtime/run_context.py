@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from treadle.errors import ModelError, SandboxError
 from treadle.runtime.context import OpContext
-from treadle.runtime.models.base import Completion, GenParams, Message, ModelBackend
+from treadle.runtime.models.base import (
+    Completion,
+    GenParams,
+    Message,
+    ModelBackend,
+    WrappedBackend,
+)
 from treadle.runtime.sandbox.base import Limits, Sandbox
 from treadle.runtime.sandbox.base import RunResult as SandboxResult
 from treadle.runtime.tracing import BLOB_MIN, Span, Tracer
@@ -47,7 +53,7 @@ def _slots_for(backend: ModelBackend, limit: int) -> asyncio.Semaphore:
     return slots
 
 
-class _Limited(ModelBackend):
+class _Limited(WrappedBackend):
     """A backend behind a semaphore sized by its `max_concurrency`.
 
     It sits under the cache, so cache hits never wait for a slot.
@@ -55,10 +61,12 @@ class _Limited(ModelBackend):
 
     def __init__(self, inner: ModelBackend) -> None:
         self.inner = inner
-        self.backend = inner.backend
-        self.model = inner.model
-        self.max_concurrency = max(1, int(inner.max_concurrency or 1))
-        self._slots = _slots_for(inner, self.max_concurrency)
+        self._limit = max(1, int(inner.max_concurrency or 1))
+        self._slots = _slots_for(inner, self._limit)
+
+    @property
+    def max_concurrency(self) -> int:  # type: ignore[override]
+        return self._limit
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
         async with self._slots:

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from treadle.errors import ModelError
+
 
 class Message(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -29,6 +31,9 @@ class GenParams(BaseModel):
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    #: a GBNF grammar (llama.cpp's format) the reply must match, for a backend whose
+    #: `takes_grammar` is True; others never receive a call with one
+    grammar: str | None = None
 
     @property
     def deterministic(self) -> bool:
@@ -58,9 +63,47 @@ class ModelBackend(abc.ABC):
     model: str
     #: how many calls the scheduler lets run at once against this backend
     max_concurrency: int = 1
+    #: whether `complete` constrains the reply to `GenParams.grammar`
+    takes_grammar: bool = False
 
     @abc.abstractmethod
     async def complete(self, messages: list[Message], params: GenParams) -> Completion: ...
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds (a client, a loaded model)."""
+
+
+def refuse_grammar(backend: ModelBackend, params: GenParams) -> None:
+    """Raise for a grammar `backend` cannot apply: a reply it did not constrain must never pass
+    for one it did (callers look at `takes_grammar` first)."""
+    if params.grammar is not None and not backend.takes_grammar:
+        raise ModelError(
+            f"The {backend.backend} backend cannot constrain a reply to a grammar; "
+            "call it without one (GenParams.grammar=None)."
+        )
+
+
+class WrappedBackend(ModelBackend):
+    """A backend in front of another (a concurrency limit, the cache, lazy loading): it has
+    the inner backend's identity and abilities, whatever `inner` is when asked."""
+
+    inner: ModelBackend
+
+    @property
+    def backend(self) -> str:  # type: ignore[override]
+        return self.inner.backend
+
+    @property
+    def model(self) -> str:  # type: ignore[override]
+        return self.inner.model
+
+    @property
+    def max_concurrency(self) -> int:  # type: ignore[override]
+        return self.inner.max_concurrency
+
+    @property
+    def takes_grammar(self) -> bool:  # type: ignore[override]
+        return self.inner.takes_grammar
+
+    async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        return await self.inner.complete(messages, params)

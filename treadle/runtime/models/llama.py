@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import hashlib
 import os
 import random
@@ -92,6 +93,39 @@ def chat_kwargs(messages: list[Message], params: GenParams) -> dict[str, Any]:
         # without a seed llama.cpp would continue the last seeded RNG stream; draw a fresh one
         kwargs["seed"] = random.getrandbits(31)
     return kwargs
+
+
+@functools.lru_cache(maxsize=32)
+def _grammar(gbnf: str) -> Any:
+    """A GBNF grammar for llama-cpp-python (which only holds the text until it samples)."""
+    from llama_cpp import LlamaGrammar
+
+    return LlamaGrammar.from_string(gbnf, verbose=False)
+
+
+#: grammar texts llama.cpp's parser has accepted
+_PARSED: set[str] = set()
+
+
+def _check_grammar(llama: Any, grammar: Any) -> None:
+    """Parse a grammar with llama.cpp's own parser before a call uses it: given one that does
+    not parse, llama-cpp-python adds a null sampler to its chain and the process dies of a
+    segmentation fault on the first token. Runs under the model's thread lock."""
+    text = grammar._grammar
+    if text in _PARSED:
+        return
+    import llama_cpp
+
+    sampler = llama_cpp.llama_sampler_init_grammar(
+        llama._model.vocab, text.encode("utf-8"), grammar._root.encode("utf-8")
+    )
+    if not sampler:
+        raise ModelError(
+            "The grammar of a model call is not valid GBNF (llama.cpp could not parse it); "
+            "see llama.cpp's grammars/README.md for the format."
+        )
+    llama_cpp.llama_sampler_free(sampler)
+    _PARSED.add(text)
 
 
 def _check_path(path: str | os.PathLike[str]) -> Path:
@@ -199,10 +233,12 @@ def unload_all() -> None:
 
 
 class LlamaBackend(ModelBackend):
-    """A GGUF model run in-process; the chat template comes from the GGUF's metadata."""
+    """A GGUF model run in-process; the chat template comes from the GGUF's metadata. A
+    `GenParams.grammar` (GBNF) constrains the reply through llama.cpp's grammar sampler."""
 
     backend = "llama"
     max_concurrency = 1
+    takes_grammar = True
 
     def __init__(
         self,
@@ -241,6 +277,8 @@ class LlamaBackend(ModelBackend):
         loaded = self._loaded
         assert loaded is not None
         kwargs = chat_kwargs(messages, params)
+        if params.grammar is not None:
+            kwargs["grammar"] = _grammar(params.grammar)
         cancelled = threading.Event()
         async with loaded.loop_lock():
             try:
@@ -256,6 +294,8 @@ class LlamaBackend(ModelBackend):
         with loaded.thread_lock:
             if cancelled.is_set():
                 raise ModelError("The model call was cancelled before it started.", retryable=True)
+            if "grammar" in kwargs:
+                _check_grammar(loaded.llama, kwargs["grammar"])
             self.calls += 1
             try:
                 # llama.cpp would reuse the KV cache of the previous call's common prefix;

@@ -19,7 +19,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from treadle.errors import ModelError
-from treadle.runtime.models.base import Completion, GenParams, Message, ModelBackend, Usage
+from treadle.runtime.models.base import (
+    Completion,
+    GenParams,
+    Message,
+    ModelBackend,
+    Usage,
+    refuse_grammar,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -136,6 +143,7 @@ class OpenAIBackend(ModelBackend):
         return body
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        refuse_grammar(self, params)
         client = self._get_client()
         import httpx
 

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from treadle.errors import ModelError
-from treadle.runtime.models.base import Completion, GenParams, Message, ModelBackend, Usage
+from treadle.runtime.models.base import (
+    Completion,
+    GenParams,
+    Message,
+    ModelBackend,
+    Usage,
+    refuse_grammar,
+)
 
 Answer: TypeAlias = str | Completion | BaseException
 Script: TypeAlias = (
@@ -64,6 +71,7 @@ class ScriptedBackend(ModelBackend):
         return [c.prompt for c in self.calls]
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        refuse_grammar(self, params)
         self.calls.append(ScriptedCall(list(messages), params))
         if self.delay:
             await asyncio.sleep(self.delay)
