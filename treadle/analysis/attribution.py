@@ -26,8 +26,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from treadle.analysis.datasets import Dataset, load_dataset
-from treadle.analysis.evaluate import evaluate
+from treadle.analysis.datasets import Dataset
+from treadle.analysis.evaluate import evaluate, study
 from treadle.analysis.report import EvalReport
 from treadle.analysis.runner import EvalResources
 from treadle.analysis.stats import paired_bootstrap
@@ -224,20 +224,14 @@ async def attribute(
         raise InputError(f"There is no flow file {path}.")
     text = path.read_text(encoding="utf-8")
     program = compile_file(path)
-    ds = data if isinstance(data, Dataset) else load_dataset(
-        data, input_map=input_map, target=target, limit=limit, rows=rows, ids=ids,
-        shuffle=shuffle, seed=seed,
-    )  # fmt: skip
     units = list_units(program, text, by=by)
     if not units:
         raise InputError(f"{path} has no {by} to attribute.")
-    work = (
-        Path(work_dir)
-        if work_dir
-        else Path(".treadle") / "attribution" / time.strftime("%Y%m%d-%H%M%S")
-    )
-    own = resources is None
-    res = resources or EvalResources(model=model, models=models, cache=cache, sandbox=sandbox)
+    ds, work, res, own = study(
+        "attribution", data, work_dir=work_dir, resources=resources, model=model, models=models,
+        cache=cache, sandbox=sandbox, input_map=input_map, target=target, limit=limit, rows=rows,
+        ids=ids, shuffle=shuffle, seed=seed,
+    )  # fmt: skip
     common: dict[str, Any] = dict(
         scorers=scorers, target=target, input_map=input_map, model=model, models=models,
         concurrency=concurrency, cache=cache, seed=seed, workflow=workflow, display=display,
@@ -435,17 +429,11 @@ async def attribute_library(
     started = time.monotonic()
     lib = Path(library).resolve()
     lib_names = {wf.name for wf in _parse(lib.read_text(encoding="utf-8"))}
-    ds = data if isinstance(data, Dataset) else load_dataset(
-        data, input_map=input_map, target=target, limit=limit, rows=rows, ids=ids,
-        shuffle=shuffle, seed=seed,
+    ds, work, res, own = study(
+        "attribution", data, work_dir=work_dir, resources=resources, model=model, models=models,
+        cache=cache, sandbox=sandbox, input_map=input_map, target=target, limit=limit, rows=rows,
+        ids=ids, shuffle=shuffle, seed=seed,
     )  # fmt: skip
-    work = (
-        Path(work_dir)
-        if work_dir
-        else Path(".treadle") / "attribution" / time.strftime("%Y%m%d-%H%M%S")
-    )
-    own = resources is None
-    res = resources or EvalResources(model=model, models=models, cache=cache, sandbox=sandbox)
     common = dict(options, model=model, models=models, cache=cache, seed=seed, sandbox=sandbox,
                   resources=res)  # fmt: skip
     pooled: dict[str, UnitReport] = {}

@@ -31,8 +31,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, Field
 
-from treadle.analysis.datasets import Dataset, load_dataset
-from treadle.analysis.evaluate import evaluate
+from treadle.analysis.datasets import Dataset
+from treadle.analysis.evaluate import evaluate, study
 from treadle.analysis.report import EvalReport
 from treadle.analysis.runner import EvalResources
 from treadle.analysis.stratify import (
@@ -323,16 +323,12 @@ async def rank(
     for p in [*warm, *others]:
         if not p.is_file():
             raise InputError(f"There is no flow file {p}.")
-    ds = data if isinstance(data, Dataset) else load_dataset(
-        data, input_map=input_map, target=target, limit=limit, rows=rows, ids=ids,
-        shuffle=shuffle, seed=seed,
+    ds, work, res, own = study(
+        "rank", data, work_dir=work_dir, resources=resources, model=model, models=models,
+        cache=cache, sandbox=sandbox, input_map=input_map, target=target, limit=limit, rows=rows,
+        ids=ids, shuffle=shuffle, seed=seed,
     )  # fmt: skip
     all_ids = [r.id for r in ds.rows]
-    work = (
-        Path(work_dir) if work_dir else Path(".treadle") / "rank" / time.strftime("%Y%m%d-%H%M%S")
-    )
-    own = resources is None
-    res = resources or EvalResources(model=model, models=models, cache=cache, sandbox=sandbox)
     common: dict[str, Any] = dict(
         scorers=scorers, target=target, input_map=input_map, model=model, models=models,
         concurrency=concurrency, cache=cache, seed=seed, display=display, sandbox=sandbox,

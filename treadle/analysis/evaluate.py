@@ -458,6 +458,29 @@ async def _run_ray(
     )
 
 
+def study(
+    kind: str,
+    data: str | Path | Dataset | Sequence[Mapping[str, Any]],
+    *,
+    work_dir: str | Path | None,
+    resources: EvalResources | None,
+    model: Any,
+    models: Mapping[str, Any] | None,
+    cache: Any,
+    sandbox: str,
+    **selection: Any,
+) -> tuple[Dataset, Path, EvalResources, bool]:
+    """What a study of many evaluations on one dataset (attribution, ranking) sets up: the
+    rows (`selection` as `load_dataset` takes it; a given `Dataset` as it is), the work
+    directory (default `.treadle/KIND/<time>`), and the resources every evaluation shares,
+    with whether the study made them (then it closes them)."""
+    ds = data if isinstance(data, Dataset) else load_dataset(data, **selection)
+    work = Path(work_dir) if work_dir else Path(".treadle") / kind / time.strftime("%Y%m%d-%H%M%S")
+    if resources is not None:
+        return ds, work, resources, False
+    return ds, work, EvalResources(model=model, models=models, cache=cache, sandbox=sandbox), True
+
+
 def evaluate_sync(*args: Any, **kwargs: Any) -> EvalReport:
     """`evaluate` for code without an event loop (same arguments)."""
     try:
