@@ -71,3 +71,29 @@ def test_rank_cli_on_a_scripted_model(tmp_path: Path) -> None:
         assert f["full"] == 1 / 6  # "Paris" is right for the first question only
         if not f["warmup"]:
             assert f["s_pred"] == 0.4 and 0 <= f["s_few"] <= 1
+
+
+def test_the_analysis_commands_take_the_same_options(tmp_path: Path) -> None:
+    """eval, attribute and rank spell their shared options alike (`--map` or `--input-map`,
+    `--rows A-B`, `--display` or `--progress`, `--isolation`) and check them alike."""
+    from typer.testing import CliRunner
+
+    from treadle.cli import app
+
+    for command in (["eval", "run"], ["attribute"], ["rank"]):
+        page = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).output
+        for option in ("--map", "--input-map", "--rows", "A-B", "--display", "--isolation",
+                       "--sandbox", "--no-cache", "--concurrency", "--limit"):  # fmt: skip
+            assert option in page, (command, option)
+    flow = ROOT / "examples" / "variants" / "qa_revise.flow"
+    out = treadle(
+        "attribute", str(flow), str(QA), "--model", MODEL, "--scorer", "contains", "--rows",
+        "1-2", "--map", "question=question", "--isolation", "fresh", "--sandbox", "process",
+        "--display", "none", "--report", "a.json", cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "a.json").read_text())["n"] == 2
+    for command, paths in (("attribute", [str(flow)]), ("rank", [str(flow), str(flow)])):
+        out = treadle(command, *paths, str(QA), "--model", MODEL, "--isolation", "bogus",
+                      cwd=tmp_path)  # fmt: skip
+        assert out.returncode == 2 and "--isolation is fresh or reset" in out.stderr, out.stderr

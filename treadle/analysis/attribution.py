@@ -199,6 +199,7 @@ async def attribute(
     prune: str | Path | None = None,
     display: Any = None,
     sandbox: str = "docker",
+    isolation: str | None = None,
     resources: EvalResources | None = None,
     success: float = 0.5,
     work_dir: str | Path | None = None,
@@ -216,7 +217,8 @@ async def attribute(
             target=target, input_map=input_map, model=model, models=models,
             concurrency=concurrency, cache=cache, seed=seed, limit=limit, rows=rows, ids=ids,
             shuffle=shuffle, report=report, display=display, sandbox=sandbox,
-            resources=resources, success=success, work_dir=work_dir, log=log,
+            isolation=isolation, resources=resources, success=success, work_dir=work_dir,
+            log=log,
         )  # fmt: skip
     started = time.monotonic()
     path = Path(flow)
@@ -229,8 +231,8 @@ async def attribute(
         raise InputError(f"{path} has no {by} to attribute.")
     ds, work, res, own = study(
         "attribution", data, work_dir=work_dir, resources=resources, model=model, models=models,
-        cache=cache, sandbox=sandbox, input_map=input_map, target=target, limit=limit, rows=rows,
-        ids=ids, shuffle=shuffle, seed=seed,
+        cache=cache, sandbox=sandbox, isolation=isolation, input_map=input_map, target=target,
+        limit=limit, rows=rows, ids=ids, shuffle=shuffle, seed=seed,
     )  # fmt: skip
     common: dict[str, Any] = dict(
         scorers=scorers, target=target, input_map=input_map, model=model, models=models,
@@ -415,6 +417,7 @@ async def attribute_library(
     models: Mapping[str, Any] | None = None,
     cache: Any = True,
     sandbox: str = "docker",
+    isolation: str | None = None,
     target: str | None = None,
     input_map: Mapping[str, str] | None = None,
     limit: int | None = None,
@@ -431,8 +434,8 @@ async def attribute_library(
     lib_names = {wf.name for wf in _parse(lib.read_text(encoding="utf-8"))}
     ds, work, res, own = study(
         "attribution", data, work_dir=work_dir, resources=resources, model=model, models=models,
-        cache=cache, sandbox=sandbox, input_map=input_map, target=target, limit=limit, rows=rows,
-        ids=ids, shuffle=shuffle, seed=seed,
+        cache=cache, sandbox=sandbox, isolation=isolation, input_map=input_map, target=target,
+        limit=limit, rows=rows, ids=ids, shuffle=shuffle, seed=seed,
     )  # fmt: skip
     common = dict(options, model=model, models=models, cache=cache, seed=seed, sandbox=sandbox,
                   resources=res)  # fmt: skip

@@ -304,6 +304,7 @@ async def rank(
     shuffle: bool = False,
     display: Any = None,
     sandbox: str = "docker",
+    isolation: str | None = None,
     resources: EvalResources | None = None,
     work_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
@@ -325,8 +326,8 @@ async def rank(
             raise InputError(f"There is no flow file {p}.")
     ds, work, res, own = study(
         "rank", data, work_dir=work_dir, resources=resources, model=model, models=models,
-        cache=cache, sandbox=sandbox, input_map=input_map, target=target, limit=limit, rows=rows,
-        ids=ids, shuffle=shuffle, seed=seed,
+        cache=cache, sandbox=sandbox, isolation=isolation, input_map=input_map, target=target,
+        limit=limit, rows=rows, ids=ids, shuffle=shuffle, seed=seed,
     )  # fmt: skip
     all_ids = [r.id for r in ds.rows]
     common: dict[str, Any] = dict(

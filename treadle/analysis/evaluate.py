@@ -468,6 +468,7 @@ def study(
     models: Mapping[str, Any] | None,
     cache: Any,
     sandbox: str,
+    isolation: str | None = None,
     **selection: Any,
 ) -> tuple[Dataset, Path, EvalResources, bool]:
     """What a study of many evaluations on one dataset (attribution, ranking) sets up: the
@@ -478,7 +479,10 @@ def study(
     work = Path(work_dir) if work_dir else Path(".treadle") / kind / time.strftime("%Y%m%d-%H%M%S")
     if resources is not None:
         return ds, work, resources, False
-    return ds, work, EvalResources(model=model, models=models, cache=cache, sandbox=sandbox), True
+    made = EvalResources(
+        model=model, models=models, cache=cache, sandbox=sandbox, isolation=isolation
+    )
+    return ds, work, made, True
 
 
 def evaluate_sync(*args: Any, **kwargs: Any) -> EvalReport:

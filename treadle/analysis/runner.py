@@ -34,7 +34,7 @@ from pydantic import BaseModel, Field
 from treadle.analysis.datasets import Row
 from treadle.analysis.report import RowReport, StepStats
 from treadle.analysis.scorers import Score, Scorer, ScorerError, as_text, resolve_scorer
-from treadle.errors import ModelError, SandboxError, StepTimeout, TreadleError
+from treadle.errors import InputError, ModelError, SandboxError, StepTimeout, TreadleError
 from treadle.runtime.models.base import ModelBackend, WrappedBackend
 from treadle.runtime.sandbox.base import Limits, Sandbox
 from treadle.runtime.sandbox.base import RunResult as SandboxResult
@@ -147,14 +147,14 @@ class EvalResources:
         self._cache_setting = cache
         self._cache: Any = None
         if isolation not in (None, "fresh", "reset"):
-            raise TreadleError(f"isolation is 'fresh' or 'reset', got {isolation!r}")
+            raise InputError(f"--isolation is fresh or reset, got {isolation!r}.")
         kind = sandbox
         if isinstance(kind, Sandbox):
             self._sandbox: Sandbox = kind
             self._sandbox_owned = False
         else:
             if kind not in ("docker", "process"):
-                raise TreadleError(f"sandbox is 'docker' or 'process', got {kind!r}")
+                raise InputError(f"--sandbox is docker or process, got {kind!r}.")
             self._sandbox = _SharedSandbox(kind, sandbox_pool, isolation)
             self._sandbox_owned = True
         self._flows: dict[tuple[str, str | None], Flow] = {}

@@ -12,7 +12,22 @@ from typing import Annotated, Any
 
 import typer
 
-from treadle.cli.common import default_display, parse_map, progress_log, run_or_exit
+from treadle.cli.common import (
+    Concurrency,
+    InputMap,
+    Isolation,
+    Limit,
+    Model,
+    NoCache,
+    Rows,
+    Sandbox,
+    Scorers,
+    Target,
+    default_display,
+    parse_map,
+    progress_log,
+    run_or_exit,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -24,15 +39,11 @@ def attribute(
         list[Path],
         typer.Argument(help="FLOW DATA, or with --library: FLOWS... DATA", show_default=False),
     ],
-    scorer: Annotated[
-        list[str] | None, typer.Option("--scorer", "-s", help="scorer spec (first is primary)")
-    ] = None,
+    scorer: Scorers = None,
     by: Annotated[str, typer.Option("--by", help="step, operator or call")] = "step",
-    target: Annotated[str | None, typer.Option("--target", help="the target column")] = None,
-    input_map: Annotated[
-        list[str] | None, typer.Option("--input-map", help="INPUT=COLUMN (repeatable)")
-    ] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="model spec")] = None,
+    target: Target = None,
+    input_map: InputMap = None,
+    model: Model = None,
     report: Annotated[Path | None, typer.Option("--report", help="write the JSON report")] = None,
     prune: Annotated[
         Path | None, typer.Option("--prune", help="write the flow without units that do not help")
@@ -41,21 +52,21 @@ def attribute(
         Path | None,
         typer.Option("--library", help="credit this library's capabilities across the FLOWS"),
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="the first N rows")] = None,
-    rows: Annotated[str | None, typer.Option("--rows", help="rows A:B")] = None,
-    concurrency: Annotated[
-        int | None, typer.Option("--concurrency", "-j", help="rows at once")
-    ] = None,
+    limit: Limit = None,
+    rows: Rows = None,
+    concurrency: Concurrency = None,
     seed: Annotated[int, typer.Option("--seed", help="the seed of every run")] = 0,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="no cache: every ablation re-runs everything")
-    ] = False,
+    no_cache: NoCache = False,
     success: Annotated[
         float, typer.Option("--success", help="a row is a success at this score or above")
     ] = 0.5,
-    sandbox: Annotated[str, typer.Option("--sandbox", help="docker or process")] = "docker",
+    sandbox: Sandbox = "docker",
+    isolation: Isolation = "reset",
     progress: Annotated[
-        str | None, typer.Option("--progress", help="rich, plain or none (default: rich on a tty)")
+        str | None,
+        typer.Option(
+            "--display", "--progress", help="rich, plain or none (default: rich on a terminal)"
+        ),
     ] = None,
 ) -> None:
     """Remove each step (or operator, or capability call) in turn, re-run the same rows with
@@ -80,7 +91,7 @@ def attribute(
             target=target, input_map=parse_map(input_map, "--input-map"), model=model,
             concurrency=concurrency, cache=not no_cache, seed=seed, limit=limit, rows=rows,
             report=report, prune=prune, display=None if display == "none" else display,
-            sandbox=sandbox, success=success, log=log,
+            sandbox=sandbox, isolation=isolation, success=success, log=log,
         )
     )  # fmt: skip
     typer.echo(render(rep), nl=False)

@@ -1,5 +1,6 @@
-"""What the commands share: exit codes, `NAME=VALUE` options, the progress default, and the one
-way an analysis command turns treadle's errors into a paragraph and an exit code."""
+"""What the commands share: exit codes, the options every analysis command takes (one
+spelling, one help text), `NAME=VALUE` options, the progress default, and the one way an
+analysis command turns treadle's errors into a paragraph and an exit code."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -21,6 +22,47 @@ EXIT_RUNTIME = 3
 EXIT_INTERRUPTED = 130
 
 T = TypeVar("T")
+
+# ---------------------------------------------------------------- options of eval, attribute, rank
+
+Scorers = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--scorer",
+        "-s",
+        help="exact, numeric, f1, contains, regex, math, json_schema, pass, judge, "
+        "module:function or a .flow scorer (repeatable; the first is primary)",
+    ),
+]
+Target = Annotated[
+    str | None, typer.Option("--target", help="the target column (default target/answer)")
+]
+InputMap = Annotated[
+    list[str] | None,
+    typer.Option("--map", "--input-map", help="INPUT=COLUMN: feed a workflow input from a column"),
+]
+Model = Annotated[
+    str | None, typer.Option("--model", "-m", help="model spec (default: embedded SmolLM2)")
+]
+Concurrency = Annotated[
+    int | None, typer.Option("--concurrency", "-j", help="rows running at once")
+]
+NoCache = Annotated[
+    bool, typer.Option("--no-cache", help="bypass the model cache (no reads, no writes)")
+]
+Limit = Annotated[int | None, typer.Option("--limit", help="at most N rows")]
+Rows = Annotated[str | None, typer.Option("--rows", help="rows A-B (1-based, inclusive)")]
+Sandbox = Annotated[
+    str, typer.Option("--sandbox", help="docker (default) or process (NOT isolated)")
+]
+Isolation = Annotated[
+    str,
+    typer.Option(
+        "--isolation",
+        help="docker sandbox: reset (a container reused after a verified reset, default) "
+        "or fresh (a new container for every run)",
+    ),
+]
 
 
 def parse_map(items: list[str] | None, what: str) -> dict[str, str] | None:

@@ -20,7 +20,21 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from treadle.cli.common import EXIT_BUG, EXIT_INPUT, EXIT_INTERRUPTED
+from treadle.cli.common import (
+    EXIT_BUG,
+    EXIT_INPUT,
+    EXIT_INTERRUPTED,
+    Concurrency,
+    InputMap,
+    Isolation,
+    Limit,
+    Model,
+    NoCache,
+    Rows,
+    Sandbox,
+    Scorers,
+    Target,
+)
 from treadle.cli.common import EXIT_RUNTIME as EXIT_STOPPED
 
 
@@ -77,15 +91,7 @@ def eval_run(
     dataset: Annotated[
         str | None, typer.Option("--dataset", help="a built-in dataset: humaneval")
     ] = None,
-    scorer: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--scorer",
-            "-s",
-            help="exact, numeric, f1, contains, regex, math, json_schema, pass, judge, "
-            "module:function or a .flow scorer (repeatable; the first is primary)",
-        ),
-    ] = None,
+    scorer: Scorers = None,
     scorer_option: Annotated[
         list[str] | None,
         typer.Option(
@@ -93,30 +99,21 @@ def eval_run(
             help="KEY=VALUE for the primary scorer, or SCORER.KEY=VALUE (repeatable)",
         ),
     ] = None,
-    target: Annotated[
-        str | None, typer.Option("--target", help="the target column (default target/answer)")
-    ] = None,
-    map_: Annotated[
-        list[str] | None,
-        typer.Option("--map", help="INPUT=COLUMN: feed a workflow input from a column"),
-    ] = None,
+    target: Target = None,
+    map_: InputMap = None,
     output: Annotated[
         str | None, typer.Option("--output", help="the workflow output to score (default: first)")
     ] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="model spec (default: embedded SmolLM2)")
-    ] = None,
-    concurrency: Annotated[
-        int | None, typer.Option("--concurrency", "-j", help="rows running at once")
-    ] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="bypass the model cache")] = False,
+    model: Model = None,
+    concurrency: Concurrency = None,
+    no_cache: NoCache = False,
     seed: Annotated[int, typer.Option("--seed", help="seed (epoch k uses seed + k)")] = 0,
     epochs: Annotated[int, typer.Option("--epochs", help="runs per row")] = 1,
     reducer: Annotated[
         str, typer.Option("--reducer", help="mean, max, majority or pass@K over epochs")
     ] = "mean",
-    limit: Annotated[int | None, typer.Option("--limit", help="at most N rows")] = None,
-    rows: Annotated[str | None, typer.Option("--rows", help="rows A-B (1-based)")] = None,
+    limit: Limit = None,
+    rows: Rows = None,
     ids: Annotated[str | None, typer.Option("--ids", help="comma-separated row ids")] = None,
     shuffle: Annotated[bool, typer.Option("--shuffle", help="shuffle rows (with --seed)")] = False,
     workflow: Annotated[
@@ -160,17 +157,8 @@ def eval_run(
     trace_dir: Annotated[
         Path | None, typer.Option("--trace-dir", help="row traces (default beside the results)")
     ] = None,
-    sandbox: Annotated[
-        str, typer.Option("--sandbox", help="docker (default) or process (NOT isolated)")
-    ] = "docker",
-    isolation: Annotated[
-        str,
-        typer.Option(
-            "--isolation",
-            help="docker sandbox: reset (a container reused after a verified reset, default) "
-            "or fresh (a new container for every run)",
-        ),
-    ] = "reset",
+    sandbox: Sandbox = "docker",
+    isolation: Isolation = "reset",
 ) -> None:
     """Evaluate a workflow on a dataset; the report on stdout, progress on stderr."""
     from treadle.errors import InputError, TreadleError

@@ -12,7 +12,22 @@ from typing import Annotated, Any
 
 import typer
 
-from treadle.cli.common import default_display, parse_map, progress_log, run_or_exit
+from treadle.cli.common import (
+    Concurrency,
+    InputMap,
+    Isolation,
+    Limit,
+    Model,
+    NoCache,
+    Rows,
+    Sandbox,
+    Scorers,
+    Target,
+    default_display,
+    parse_map,
+    progress_log,
+    run_or_exit,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -21,9 +36,7 @@ def register(app: typer.Typer) -> None:
 
 def rank(
     paths: Annotated[list[Path], typer.Argument(help="FLOWS... DATA", show_default=False)],
-    scorer: Annotated[
-        list[str] | None, typer.Option("--scorer", "-s", help="scorer spec (first is primary)")
-    ] = None,
+    scorer: Scorers = None,
     optimizer_model: Annotated[
         str | None,
         typer.Option("--optimizer-model", help="who predicts each flow's score (default: --model)"),
@@ -49,22 +62,22 @@ def rank(
     task: Annotated[
         str | None, typer.Option("--task", help="the task, as the optimizer model reads it")
     ] = None,
-    target: Annotated[str | None, typer.Option("--target", help="the target column")] = None,
-    input_map: Annotated[
-        list[str] | None, typer.Option("--input-map", help="INPUT=COLUMN (repeatable)")
-    ] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="model spec")] = None,
+    target: Target = None,
+    input_map: InputMap = None,
+    model: Model = None,
     report: Annotated[Path | None, typer.Option("--report", help="write the JSON report")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="the first N rows")] = None,
-    rows: Annotated[str | None, typer.Option("--rows", help="rows A:B")] = None,
-    concurrency: Annotated[
-        int | None, typer.Option("--concurrency", "-j", help="rows at once")
-    ] = None,
+    limit: Limit = None,
+    rows: Rows = None,
+    concurrency: Concurrency = None,
     seed: Annotated[int, typer.Option("--seed", help="the seed of every run")] = 0,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="no model cache")] = False,
-    sandbox: Annotated[str, typer.Option("--sandbox", help="docker or process")] = "docker",
+    no_cache: NoCache = False,
+    sandbox: Sandbox = "docker",
+    isolation: Isolation = "reset",
     progress: Annotated[
-        str | None, typer.Option("--progress", help="rich, plain or none (default: rich on a tty)")
+        str | None,
+        typer.Option(
+            "--display", "--progress", help="rich, plain or none (default: rich on a terminal)"
+        ),
     ] = None,
 ) -> None:
     """Warm-up flows in full → row difficulty strata → every other flow on a stratified few
@@ -86,7 +99,8 @@ def rank(
             coverage=coverage, task=task, report=report, target=target,
             input_map=parse_map(input_map, "--input-map"), model=model,
             concurrency=concurrency, cache=not no_cache, seed=seed, limit=limit, rows=rows,
-            display=None if display == "none" else display, sandbox=sandbox, log=log,
+            display=None if display == "none" else display, sandbox=sandbox,
+            isolation=isolation, log=log,
         )
     )  # fmt: skip
     typer.echo(render(rep), nl=False)
