@@ -191,3 +191,19 @@ async def test_truncated_gguf_fails_to_load_clearly(gguf_path: Path, tmp_path: P
     model = LlamaBackend(broken)
     with pytest.raises(ModelError, match="could not load the model"):
         await model.complete(ask("hi"), GREEDY)
+
+
+def test_threads_come_from_the_environment_when_not_given(
+    gguf_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    monkeypatch.delenv("TREADLE_LLAMA_THREADS", raising=False)
+    assert LlamaBackend(gguf_path).n_threads == (os.cpu_count() or 1)
+    monkeypatch.setenv("TREADLE_LLAMA_THREADS", "1")
+    assert LlamaBackend(gguf_path).n_threads == 1
+    assert LlamaBackend(gguf_path, n_threads=3).n_threads == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("TREADLE_LLAMA_THREADS", bad)
+        with pytest.raises(ModelError, match="TREADLE_LLAMA_THREADS"):
+            LlamaBackend(gguf_path)

@@ -95,6 +95,19 @@ def chat_kwargs(messages: list[Message], params: GenParams) -> dict[str, Any]:
     return kwargs
 
 
+def _default_threads() -> int:
+    """$TREADLE_LLAMA_THREADS, else every core: llama.cpp's threads spin while they wait, so
+    a machine shared with other work (a sandbox, a second model, CI) runs faster with fewer."""
+    value = os.environ.get("TREADLE_LLAMA_THREADS", "").strip()
+    if not value:
+        return os.cpu_count() or 1
+    if not value.isdigit() or int(value) < 1:
+        raise ModelError(
+            f"TREADLE_LLAMA_THREADS must be a whole number of at least 1, got {value!r}."
+        )
+    return int(value)
+
+
 @functools.lru_cache(maxsize=32)
 def _grammar(gbnf: str) -> Any:
     """A GBNF grammar for llama-cpp-python (which only holds the text until it samples)."""
@@ -250,7 +263,7 @@ class LlamaBackend(ModelBackend):
     ) -> None:
         self.path = _check_path(path)
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or os.cpu_count() or 1
+        self.n_threads = n_threads or _default_threads()
         self.n_gpu_layers = n_gpu_layers
         self.model = file_identity(self.path)
         self._loaded: _LoadedModel | None = None
