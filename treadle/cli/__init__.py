@@ -10,6 +10,7 @@ help, usage errors and every other command go through typer.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import os
 import sys
@@ -70,9 +71,10 @@ def main() -> None:
 
 def _hard_exit(code: int) -> NoReturn:
     """End a finished check, compile or fmt without tearing the interpreter down: freeing every
-    module and object costs a tenth of a `treadle check`, and nothing is left to finalise (the
-    output is printed, every file written is closed). mypy ends the same way
-    (`mypy.util.hard_exit`)."""
+    module and object costs a tenth of a `treadle check`, and none of it is needed (the output
+    is printed, every file written is closed, and the functions registered with `atexit` still
+    run). mypy ends the same way (`mypy.util.hard_exit`)."""
+    atexit._run_exitfuncs()  # what was registered to run at exit still runs (logging's flush)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
