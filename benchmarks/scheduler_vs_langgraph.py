@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import operator
 import os
@@ -135,7 +136,7 @@ def treadle_runner(
     async def once() -> Any:
         if trace_dir is not None:
             last[0] = trace_dir / f"{next(counter)}.jsonl"
-            tracer = Tracer([JsonlSink(last[0])], keep=False)
+            tracer = Tracer([JsonlSink(last[0])])  # as Flow.run: spans kept for RunResult
         elif previews:
             tracer = Tracer()
         else:
@@ -208,13 +209,16 @@ async def per_step_us(
     """For each runner, the median over `trials` of wall time / (repeats × steps) in µs.
 
     The runners take turns within each trial, so a burst of load on a shared machine hits
-    every side alike instead of whichever happened to be measured at the time.
+    every side alike instead of whichever happened to be measured at the time. Each turn
+    starts from a collected heap: otherwise the garbage one side leaves (LangGraph leaves a
+    lot) is collected in the next side's time, which once tripled a treadle column.
     """
     for run in runs:
         await run()  # warm-up
     samples: list[list[float]] = [[] for _ in runs]
     for _ in range(trials):
         for i, run in enumerate(runs):
+            gc.collect()
             t0 = time.perf_counter()
             for _ in range(repeats):
                 await run()
