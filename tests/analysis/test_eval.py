@@ -318,7 +318,12 @@ async def test_a_flow_without_model_calls_never_loads_the_model(tmp_path: Path) 
     assert "ModelError" in (report.rows[0].error_kind or "")
 
 
-async def test_ray_workers_is_checked_before_anything_runs(tmp_path: Path) -> None:
+async def test_ray_options_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="spec string"):
+        await evaluate(
+            EXAMPLES / "answer.flow", QA, model=ScriptedBackend(["x"]), executor="ray",
+            results=tmp_path / "r.jsonl",
+        )  # fmt: skip
     for executor, workers in (("local", 2), ("ray", 0)):
         with pytest.raises(InputError, match="--ray-workers"):
             await evaluate(

@@ -231,6 +231,8 @@ async def evaluate(
         raise InputError(f"--executor is local or ray, got {executor!r}.")
     if concurrency is not None and concurrency < 1:
         raise InputError(f"--concurrency must be at least 1, got {concurrency}.")
+    if executor == "ray" and not isinstance(model, str | None):
+        raise InputError("executor='ray' needs the model as a spec string (it goes to workers).")
     if ray_workers is not None and executor != "ray":
         raise InputError("--ray-workers is for --executor ray.")
     if ray_workers is not None and ray_workers < 1:
@@ -357,7 +359,10 @@ async def evaluate(
         res.add_scorer(spec, scorer)
     try:
         if executor == "ray":
-            await _run_ray(
+            # each worker builds its own `EvalResources` from these settings
+            from treadle.analysis import ray_executor
+
+            await ray_executor.run_jobs(
                 jobs,
                 on_result,
                 model=model,
@@ -423,39 +428,6 @@ async def _run_local(
 
     async with asyncio.TaskGroup() as tg:
         workers.extend(tg.create_task(worker()) for _ in range(max(1, min(concurrency, len(jobs)))))
-
-
-async def _run_ray(
-    jobs: list[RowJob],
-    on_result: OnResult,
-    *,
-    model: Any,
-    cache: Any,
-    sandbox: str,
-    isolation: str | None,
-    concurrency: int | None,
-    address: str | None,
-    workers: int | None,
-    should_stop: Callable[[], bool],
-) -> None:
-    """The Ray executor (`ray_executor.run_jobs`): each worker builds its own `EvalResources`
-    from the same settings, isolation included."""
-    from treadle.analysis import ray_executor
-
-    if not isinstance(model, str | None):
-        raise InputError("executor='ray' needs the model as a spec string (it goes to workers).")
-    await ray_executor.run_jobs(
-        jobs,
-        on_result,
-        model=model,
-        cache=cache,
-        sandbox=sandbox,
-        isolation=isolation,
-        concurrency=concurrency,
-        address=address,
-        workers=workers,
-        should_stop=should_stop,
-    )
 
 
 def study(
