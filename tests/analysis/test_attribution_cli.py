@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from cli_runner import treadle as run_treadle
 
 ROOT = Path(__file__).resolve().parents[2]
 QA = ROOT / "examples" / "data" / "qa.jsonl"
@@ -14,12 +14,8 @@ QA = ROOT / "examples" / "data" / "qa.jsonl"
 MODEL = 'scripted:{"State its":"Paris","Improve":"Paris","":"I am not sure"}'
 
 
-def treadle(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TREADLE_CACHE_DIR": str(cwd / "cache")}
-    return subprocess.run(
-        [sys.executable, "-c", "from treadle.cli import main; main()", *args],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=300,
-    )  # fmt: skip
+#: `treadle ARGS` in a fresh process, with this file's time budget
+treadle = functools.partial(run_treadle, timeout=300)
 
 
 def test_attribute_prints_ranked_units_and_writes_report_and_pruned_flow(tmp_path: Path) -> None:

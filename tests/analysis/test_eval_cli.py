@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from cli_runner import treadle
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -24,14 +25,6 @@ ANSWERS = {orjson.loads(x)["question"]: orjson.loads(x)["answer"][0]
 QA_MODEL = "scripted:" + json.dumps(
     {q[-25:]: (a if i >= 5 else "no idea") for i, (q, a) in enumerate(ANSWERS.items())}
 )
-
-
-def treadle(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from treadle.cli import main; main()", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "TREADLE_CACHE_DIR": str(cwd / "cache")},
-    )  # fmt: skip
 
 
 def one_paragraph(stderr: str) -> str:

@@ -4,13 +4,12 @@ all pass in the Docker sandbox, and wrong solutions fail (a real engine and imag
 
 from __future__ import annotations
 
+import functools
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import treadle as run_treadle
 
 ROOT = Path(__file__).resolve().parents[2]
 CANONICAL = ROOT / "examples" / "humaneval_canonical.flow"
@@ -18,12 +17,8 @@ CANONICAL = ROOT / "examples" / "humaneval_canonical.flow"
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 
-def treadle(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from treadle.cli import main; main()", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=900,
-        env={**os.environ, "TREADLE_CACHE_DIR": str(cwd / "cache")},
-    )  # fmt: skip
+#: `treadle ARGS` in a fresh process, with this file's time budget
+treadle = functools.partial(run_treadle, timeout=900)
 
 
 def test_canonical_solutions_all_pass(tmp_path: Path) -> None:

@@ -3,13 +3,12 @@ shipped QA dataset, few rows and short flows, and `treadle attribute` on one sho
 
 from __future__ import annotations
 
+import functools
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import treadle as run_treadle
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 
@@ -18,12 +17,8 @@ QA = ROOT / "examples" / "data" / "qa.jsonl"
 VARIANTS = ROOT / "examples" / "variants"
 
 
-def treadle(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TREADLE_CACHE_DIR": str(cwd / "cache")}
-    return subprocess.run(
-        [sys.executable, "-c", "from treadle.cli import main; main()", *args],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=1200,
-    )  # fmt: skip
+#: `treadle ARGS` in a fresh process, with this file's time budget
+treadle = functools.partial(run_treadle, timeout=1200)
 
 
 def test_rank_verify_on_the_embedded_model(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import contextlib
 import http.server
 import itertools
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import treadle
 from rt_helpers import program, r, step
 
 from treadle.runtime import ir
@@ -33,17 +33,6 @@ workflow answer(question: text, n: number) -> reply: text
   reply = generate from "Q{n}: {question}"
 end
 """
-
-
-def treadle(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from treadle.cli import main; main()", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "TREADLE_CACHE_DIR": str(cwd / "cache")},
-    )
 
 
 def launcher(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -3,13 +3,14 @@ scripted model and (for the program cross-check) the real Docker sandbox."""
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import treadle as run_treadle
 
 from treadle.runtime.tracing import read_trace
 
@@ -17,12 +18,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MODEL = 'scripted:{"": "Let me think.\\nAnswer: 4\\n```python\\nprint(2 + 2)\\n```"}'
 
 
-def treadle(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from treadle.cli import main; main()", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "TREADLE_CACHE_DIR": str(cwd / "cache")},
-    )  # fmt: skip
+#: `treadle ARGS` in a fresh process, with this file's time budget
+treadle = functools.partial(run_treadle, timeout=300)
 
 
 def test_answer_example(tmp_path: Path) -> None:
