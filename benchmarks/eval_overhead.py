@@ -26,7 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from treadle.analysis.evaluate import evaluate
+from treadle.eval.evaluate import evaluate
 from treadle.api import Flow
 from treadle.runtime.models.scripted import ScriptedBackend
 

@@ -36,22 +36,22 @@ async def main() -> dict[str, object]:
 
     import numpy as np
 
-    from treadle.analysis.generation import generate
-    from treadle.analysis.generation.constrained import EmbeddedDecoder
+    from treadle.generation import generate
+    from treadle.generation.decoding.constrained import EmbeddedDecoder
     from treadle.compiler import check_source
     from treadle.runtime.models.spec import load_model
 
     rows = [json.loads(line) for line in TASKS.read_text().splitlines() if line.strip()]
     if args.tasks:
         rows = rows[: args.tasks]
-    # one thread: see GENERATION_THREADS in treadle/analysis/generation/generator.py
+    # one thread: see GENERATION_THREADS in treadle/generation/generator.py
     backend = load_model(None, n_threads=1)
     llama = await backend.load()  # type: ignore[attr-defined]
     load1 = os.getloadavg()[0]
 
-    from treadle.analysis.generation.prompt import messages as build
-    from treadle.analysis.generation.selection import select_examples
-    from treadle.analysis.generation.vocabulary import vocabulary
+    from treadle.generation.prompt import messages as build
+    from treadle.generation.selection import select_examples
+    from treadle.generation.decoding.vocabulary import vocabulary
 
     decoder = EmbeddedDecoder(llama, backend.model)  # type: ignore[attr-defined]
     free_tokens = 0

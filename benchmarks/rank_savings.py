@@ -30,8 +30,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from treadle.analysis.calibration import rank
-from treadle.analysis.runner import EvalResources
+from treadle.studies.ranking import rank
+from treadle.eval.runner import EvalResources
 from treadle.runtime.cache import ModelCache
 from treadle.runtime.models.base import Message
 from treadle.runtime.models.scripted import ScriptedBackend

@@ -12,8 +12,8 @@ def test_every_public_name_resolves() -> None:
     assert set(treadle.__all__) == {*treadle._LAZY, "__version__"}
     for name in treadle.__all__:
         assert getattr(treadle, name) is not None, name
-    assert treadle.evaluate.__module__ == "treadle.analysis.evaluate"
-    assert treadle.rewards.FlowReward.__module__ == "treadle.analysis.rewards"
+    assert treadle.evaluate.__module__ == "treadle.eval.evaluate"
+    assert treadle.rewards.FlowReward.__module__ == "treadle.train.rewards"
 
 
 def test_rewards_is_an_importable_module() -> None:

@@ -5,19 +5,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from treadle.version import __version__
 
 #: public names, imported on first use so `import treadle` stays cheap: name → (module, attribute);
 #: an attribute of None means the module itself
 _LAZY: dict[str, tuple[str, str | None]] = {
-    "Flow": ("treadle.api", "Flow"),
-    "RunResult": ("treadle.api", "RunResult"),
-    "evaluate": ("treadle.analysis.evaluate", "evaluate"),
-    "evaluate_sync": ("treadle.analysis.evaluate", "evaluate_sync"),
+    "Flow": ("treadle.flow", "Flow"),
+    "RunResult": ("treadle.flow", "RunResult"),
+    "evaluate": ("treadle.eval.evaluate", "evaluate"),
+    "evaluate_sync": ("treadle.eval.evaluate", "evaluate_sync"),
     "rewards": ("treadle.rewards", None),
-    "attribute": ("treadle.analysis.attribution", "attribute"),
-    "rank": ("treadle.analysis.calibration", "rank"),
-    "generate": ("treadle.analysis.generation", "generate"),
+    "attribute": ("treadle.studies.attribution", "attribute"),
+    "rank": ("treadle.studies.ranking", "rank"),
+    "generate": ("treadle.generation", "generate"),
 }
 
 __all__ = [
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from treadle.api import Flow, RunResult
+    from treadle.flow import Flow, RunResult
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,7 @@
 """`treadle.rewards`: reward functions for RL training of workflow generators (TRL's GRPOTrainer,
-verl, OpenRLHF). The public face of `treadle.analysis.rewards`; see docs/rewards.md."""
+verl, OpenRLHF). The public face of `treadle.train.rewards`; see docs/rewards.md."""
 
-from treadle.analysis.rewards import (
+from treadle.train.rewards import (
     FlowReward,
     RewardRecord,
     RewardUnavailable,

@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
     from trl import GRPOConfig, GRPOTrainer
 
-    from treadle.analysis.hf_model import load_smollm2_for_training
-    from treadle.analysis.rewards import FlowReward
+    from treadle.train.hf_model import load_smollm2_for_training
+    from treadle.train.rewards import FlowReward
 
     logging.basicConfig(level=logging.WARNING)
     torch.manual_seed(args.seed)

@@ -59,7 +59,7 @@ def test_a_call_without_a_grammar_keeps_its_key() -> None:
 async def test_wrappers_report_what_the_backend_under_them_takes(tmp_path: Path) -> None:
     """The cache and the evaluation's shared backends pass `takes_grammar` through, so a
     caller asking whether it may constrain a reply sees the real backend's answer."""
-    from treadle.analysis.runner import EvalResources
+    from treadle.eval.runner import EvalResources
 
     class Constraining(ScriptedBackend):
         takes_grammar = True

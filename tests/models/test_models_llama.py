@@ -70,7 +70,7 @@ async def test_a_grammar_constrains_the_reply_and_is_part_of_the_cache_key(
     """`GenParams.grammar` (GBNF) goes to llama.cpp's grammar sampler: SmolLM2, which answers
     this in a sentence when free, can only say one of the grammar's words; through the
     evaluation's cached backend the constrained call is cached apart from the free one."""
-    from treadle.analysis.runner import EvalResources
+    from treadle.eval.runner import EvalResources
     from treadle.runtime.cache import ModelCache
 
     question = ask("Is Paris the capital of France? Answer in a full sentence.")

@@ -1,6 +1,6 @@
 """`treadle attribute FLOW DATA`: which steps (operators, capability calls) carry the score.
 
-A thin layer over `treadle.analysis.attribution`: options as `treadle eval`, a table of units
+A thin layer over `treadle.studies.attribution`: options as `treadle eval`, a table of units
 ranked by effect on stdout, progress on stderr, the JSON report with `--report`. Exit codes:
 0 done, 2 bad input (flow, dataset, scorer, options), 3 the runs failed.
 """
@@ -82,7 +82,7 @@ def attribute(
     display = progress or default_display()
     log = progress_log(display)
 
-    from treadle.analysis.attribution import attribute as run
+    from treadle.studies.attribution import attribute as run
 
     rep = run_or_exit(
         run(

@@ -218,7 +218,7 @@ def eval_run(
             "sandbox": sandbox,
             "isolation": isolation,
         }
-        from treadle.analysis.evaluate import evaluate
+        from treadle.eval.evaluate import evaluate
 
         _err(f"results: {results_path}")
         from treadle.cli.run_cmds import _run_async
@@ -351,9 +351,9 @@ def compare(
     with --coverage K, how many rows the top K of all the given reports solve together."""
     import orjson
 
-    from treadle.analysis.calibration import coverage_of_reports
-    from treadle.analysis.compare import compare as run_compare
-    from treadle.analysis.compare import load_report
+    from treadle.studies.ranking import coverage_of_reports
+    from treadle.eval.compare import compare as run_compare
+    from treadle.eval.compare import load_report
     from treadle.errors import InputError, TreadleError
 
     try:

@@ -58,7 +58,7 @@ def generate(
     ] = None,
 ) -> None:
     """Write a workflow for TASK with a model; the compiler judges every candidate."""
-    from treadle.analysis.generation import generate_sync
+    from treadle.generation import generate_sync
     from treadle.errors import TreadleError
 
     if fmt not in ("text", "json"):
@@ -85,7 +85,7 @@ def generate(
             raise
         raise typer.Exit(2) from None
     if export_sft is not None:
-        from treadle.analysis.generation.sft import export_sft as write_sft
+        from treadle.train.sft import export_sft as write_sft
 
         pairs = [
             (task, c.text)

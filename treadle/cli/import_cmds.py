@@ -35,7 +35,7 @@ def core(
     ] = None,
 ) -> None:
     """Translate a CoRE program into a .flow workflow."""
-    from treadle.analysis.generation.core_import import CoreImportError, import_core
+    from treadle.compiler.importers.core import CoreImportError, import_core
 
     try:
         text = file.read_text(encoding="utf-8")

@@ -1,7 +1,7 @@
 """`treadle rank FLOWS... DATA`: rank candidate workflows by calibrated score (SCALE) for a
 fraction of the tokens of evaluating each in full.
 
-A thin layer over `treadle.analysis.calibration`; options as `treadle eval`. Exit codes: 0 done,
+A thin layer over `treadle.studies.ranking`; options as `treadle eval`. Exit codes: 0 done,
 2 bad input, 3 the runs failed.
 """
 
@@ -89,7 +89,7 @@ def rank(
     display = progress or default_display()
     log = progress_log(display)
 
-    from treadle.analysis.calibration import rank as run
+    from treadle.studies.ranking import rank as run
 
     rep = run_or_exit(
         run(

@@ -250,7 +250,7 @@ def _setup_otel() -> None:
 
 
 def _load(file: Path) -> Any:
-    from treadle.api import Flow
+    from treadle.flow import Flow
     from treadle.errors import InputError
 
     if not file.is_file():

@@ -18,13 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import treadle
+from treadle.version import __version__
 from treadle.errors import SandboxError
 
 IMAGE_NAME = "treadle-sandbox"
 #: bumped when the recipe changes what a container costs or contains (2: bytecode compiled)
 RECIPE = 2
-IMAGE = f"{IMAGE_NAME}:{treadle.__version__}-r{RECIPE}"
+IMAGE = f"{IMAGE_NAME}:{__version__}-r{RECIPE}"
 #: uid:gid the code runs as (Debian's `nobody`); never root
 USER = "65534:65534"
 PACKAGES = ("python3-minimal", "libpython3-stdlib", "coreutils")

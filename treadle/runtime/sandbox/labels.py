@@ -12,7 +12,7 @@ import os
 import socket
 from typing import Any
 
-import treadle
+from treadle.version import __version__
 
 LABEL = "treadle.sandbox"
 LABEL_OWNER = "treadle.owner"
@@ -67,7 +67,7 @@ def labels(run: str) -> dict[str, str]:
         LABEL: "1",
         LABEL_OWNER: owner_label(),
         LABEL_RUN: run,
-        LABEL_VERSION: treadle.__version__,
+        LABEL_VERSION: __version__,
     }
 
 

@@ -1,0 +1,115 @@
+"""`executor="ray"` with no address: a local cluster that stays on 127.0.0.1.
+
+The report equals the local executor's, and every TCP connection of the driver and of the
+cluster's processes (found by this run's own temp dir in their command lines) is between
+loopback addresses: nothing goes to the machine's interface addresses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "examples" / "data" / "arithmetic.jsonl"
+FLOW = """workflow solve(problem: text) -> answer: number
+  reply = generate from "{problem}"
+  answer = extract number from reply
+end
+"""
+
+
+@pytest.fixture
+def ray_temp() -> Iterator[Path]:
+    import ray
+
+    temp = Path(f"/tmp/trdrl{os.getpid() % 100000}")
+    try:
+        yield temp
+    finally:
+        ray.shutdown()
+        import shutil
+
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _pids_with(text: str) -> set[int]:
+    found = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if text.encode() in (d / "cmdline").read_bytes():
+                    found.add(int(d.name))
+            except OSError:
+                continue
+    return found
+
+
+def _connections(pids: set[int]) -> list[tuple[str, str]]:
+    out = subprocess.run(["ss", "-Htanp"], capture_output=True, text=True, check=True).stdout
+    conns = []
+    for line in out.splitlines():
+        if any(f"pid={p}," in line for p in pids):
+            parts = line.split()
+            conns.append((parts[3], parts[4]))
+    return conns
+
+
+def _loopback(addr: str) -> bool:
+    host = addr.rsplit(":", 1)[0].strip("[]").removeprefix("::ffff:")
+    return host.startswith("127.") or host in ("::1", "*", "0.0.0.0", "::")
+
+
+def test_local_ray_stays_on_loopback_and_matches_local(ray_temp: Path, tmp_path: Path) -> None:
+    from treadle.eval import ray_executor
+    from treadle.eval.evaluate import evaluate_sync
+
+    flow = tmp_path / "solve.flow"
+    flow.write_text(FLOW)
+    rows = [json.loads(x) for x in DATA.read_text().splitlines() if x.strip()][:6]
+    # right on the first three rows, wrong on the others
+    answers = {r["problem"]: f"Answer: {r['answer'] + (i >= 3)}" for i, r in enumerate(rows)}
+    model = "scripted:" + json.dumps(answers)
+    common: dict[str, Any] = dict(
+        scorers="numeric", model=model, limit=6, cache=False, sandbox="process"
+    )
+    local = evaluate_sync(flow, DATA, results=tmp_path / "l.jsonl", **common)
+    ray_executor.ensure_ray(_temp_dir=str(ray_temp), num_cpus=2)
+    import ray
+
+    nodes = ray.nodes()
+    assert [n["NodeManagerAddress"] for n in nodes] == ["127.0.0.1"]
+    remote = evaluate_sync(
+        flow, DATA, results=tmp_path / "r.jsonl", executor="ray", isolation="fresh",
+        ray_workers=1, **common,
+    )  # fmt: skip
+    assert ray_executor.LAST_RUN["workers"] == 1
+    # the workers got the driver's settings, the sandbox's isolation included
+    assert ray_executor.LAST_RUN["settings"] == {
+        "model": model,
+        "cache": False,
+        "sandbox": "process",
+        "isolation": "fresh",
+    }
+    keys = ("n", "scored", "errors", "mean", "model_calls", "tokens_in", "tokens_out")
+    assert {k: getattr(remote, k) for k in keys} == {k: getattr(local, k) for k in keys}
+    assert [(r.id, r.output, r.score) for r in remote.rows] == [
+        (r.id, r.output, r.score) for r in local.rows
+    ]
+    assert local.mean == 0.5
+    time.sleep(0.5)
+    pids = _pids_with(str(ray_temp)) | {os.getpid()}
+    assert len(pids) > 2, pids  # the GCS, the raylet and workers were found
+    conns = _connections(pids)
+    assert conns, "no TCP connection of the cluster was seen"
+    outside = [c for c in conns if not (_loopback(c[0]) and _loopback(c[1]))]
+    assert not outside, outside

@@ -1,0 +1,37 @@
+"""The OpenAI-compatible path against llama-cpp-python's own server on 127.0.0.1: with
+`?grammar=gbnf` the one-piece program grammar goes with the request, so the reply parses and
+names only known operators, prepositions and options."""
+
+from __future__ import annotations
+
+import pytest
+
+from treadle.generation import generate
+from treadle.compiler import check_source
+
+pytestmark = [pytest.mark.slow, pytest.mark.model]
+
+
+async def test_server_grammar_path(gen_llama_server: str) -> None:
+    spec = f"openai:{gen_llama_server}#smollm2?grammar=gbnf"
+    result = await generate(
+        "Answer a math word problem with a single number", model=spec, repairs=0,
+        max_statements=4, max_tokens=200,
+    )  # fmt: skip
+    assert result.path == "server-gbnf"
+    cand = result.candidates[0]
+    codes = {d.code for d in check_source(cand.text) if d.is_error}
+    assert not codes & {"E001", "E002", "E201", "E202", "E205"}, (cand.text, codes)
+    assert cand.text.startswith("workflow ")
+
+
+def test_unknown_grammar_option_is_a_clear_error() -> None:
+    from treadle.generation.generator import split_grammar_option
+    from treadle.errors import ModelError
+
+    assert split_grammar_option("openai:http://h/v1#m?grammar=vllm") == (
+        "openai:http://h/v1#m",
+        "vllm",
+    )
+    with pytest.raises(ModelError, match="Unknown grammar option 'xml'"):
+        split_grammar_option("openai:http://h/v1#m?grammar=xml")

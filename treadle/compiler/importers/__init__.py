@@ -1,0 +1,1 @@
+"""Importers: workflows written in other notations, turned into `.flow` source."""

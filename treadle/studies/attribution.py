@@ -1,0 +1,556 @@
+"""Counterfactual attribution: remove each step (or operator, or capability call) in turn, re-run
+the same rows with the same seeds, and credit each part with the score it carries.
+
+Why this shape (Learning to Compose, arXiv 2602.11114): a workflow's score says nothing about
+which of its parts earn it. Removing a part and comparing per-row scores with the baseline on
+the same rows gives each part an effect with a paired interval, a sign, and the share of the
+baseline's successes that depend on it.
+
+Cheap by construction: the baseline and every ablation run through ONE `EvalResources` (one set
+of backends, one cache, one sandbox pool) with the same seeds, so every model call upstream of a
+removed step is a cache hit. The report counts calls made against what re-running every
+ablation without the cache would make (`model_calls_naive`).
+
+How a step is removed is the operator's declaration (`treadle ops`); the ablated program is
+built by `treadle.compiler.ablate`, which reports removals that leave the program ill-typed
+instead of running them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from treadle.eval.datasets import Dataset
+from treadle.eval.evaluate import evaluate, study
+from treadle.eval.report import EvalReport
+from treadle.eval.runner import EvalResources
+from treadle.eval.stats import paired_bootstrap
+from treadle.compiler import compile_file
+from treadle.compiler.ablate import AblationError, Unit, UnitKind, ablate, list_units
+from treadle.errors import InputError
+
+Sign = Literal["helps", "hurts", "none"]
+
+
+class UnitReport(BaseModel):
+    """One removable (or not) part and what removing it did."""
+
+    unit: str
+    kind: str
+    #: the operator, or the called workflow
+    target: str
+    removable: bool
+    reason: str = ""
+    line: int | None = None
+    #: mean over paired rows of (baseline − ablated); positive: the unit helps
+    effect: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    sign: Sign | None = None
+    #: the share of the baseline's successes that fail without this unit
+    share: float | None = None
+    #: the ablated program's mean score, and how many rows were paired
+    mean: float | None = None
+    rows: int = 0
+    errors: int = 0
+    model_calls: int = 0
+    cached_calls: int = 0
+    tokens: int = 0
+    #: rank among removable units by effect (1 = carries the most); None when not measured
+    rank: int | None = None
+    #: flows the unit was measured in (`--library`)
+    flows: list[str] = Field(default_factory=list)
+
+
+class CumulativeShare(BaseModel):
+    units: int
+    fraction_of_units: float
+    share: float
+
+
+class PruneReport(BaseModel):
+    path: str
+    removed: list[str]
+    kept_candidates: dict[str, str] = Field(default_factory=dict)
+    score: float | None
+    baseline: float | None
+    model_calls: int
+    model_calls_baseline: int
+    tokens: int
+    tokens_baseline: int
+
+
+class AttributionReport(BaseModel):
+    flows: list[str]
+    dataset: str
+    scorer: str
+    by: str
+    n: int
+    baseline: float | None
+    baseline_ci: tuple[float | None, float | None] = (None, None)
+    #: a row is a success when its score is at least this
+    success: float
+    successes: int
+    units: list[UnitReport]
+    cumulative: list[CumulativeShare] = Field(default_factory=list)
+    model_calls: int
+    model_calls_naive: int
+    cached_calls: int
+    tokens: int
+    wall_s: float = 0.0
+    prune: PruneReport | None = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+
+def _scores(report: EvalReport) -> dict[str, float]:
+    return {r.id: r.score for r in report.rows if r.status != "error" and r.score is not None}
+
+
+def _made(report: EvalReport) -> int:
+    return report.model_calls - report.cached_calls
+
+
+def measure(
+    unit: UnitReport, base: dict[str, float], ablated: EvalReport, success: float, seed: int
+) -> None:
+    """Fill the unit's effect, interval, sign and share from paired per-row scores."""
+    after = _scores(ablated)
+    ids = [i for i in base if i in after]
+    unit.rows = len(ids)
+    unit.errors = ablated.errors
+    unit.mean = ablated.mean
+    unit.model_calls = ablated.model_calls
+    unit.cached_calls = ablated.cached_calls
+    unit.tokens = ablated.tokens_in + ablated.tokens_out
+    if not ids:
+        unit.reason = unit.reason or "no row ran both with and without it"
+        return
+    diffs = [base[i] - after[i] for i in ids]
+    unit.effect = sum(diffs) / len(diffs)
+    low, high = paired_bootstrap(diffs, seed=seed)
+    unit.ci_low, unit.ci_high = low, high
+    unit.sign = "helps" if low > 0 else "hurts" if high < 0 else "none"
+    wins = [i for i in ids if base[i] >= success]
+    lost = [i for i in wins if after[i] < success]
+    unit.share = len(lost) / len(wins) if wins else 0.0
+
+
+def _rank(units: list[UnitReport]) -> list[UnitReport]:
+    measured = sorted(
+        (u for u in units if u.effect is not None),
+        key=lambda u: (-(u.effect or 0.0), -(u.share or 0.0), u.unit),
+    )
+    for i, u in enumerate(measured, 1):
+        u.rank = i
+    return measured + [u for u in units if u.effect is None]
+
+
+def cumulative_shares(
+    ranked: Sequence[UnitReport],
+    base: Mapping[str, float],
+    lost: Mapping[str, set[str]],
+    success: float,
+) -> list[CumulativeShare]:
+    """For the top k units, the share of baseline successes that at least one of them carries
+    (the paper's "15% of capabilities carry 80% of successes")."""
+    wins = {i for i, s in base.items() if s >= success}
+    measured = [u for u in ranked if u.rank is not None]
+    out: list[CumulativeShare] = []
+    carried: set[str] = set()
+    for k, u in enumerate(measured, 1):
+        carried |= lost.get(u.unit, set()) & wins
+        out.append(
+            CumulativeShare(
+                units=k,
+                fraction_of_units=k / len(measured),
+                share=len(carried) / len(wins) if wins else 0.0,
+            )
+        )
+    return out
+
+
+async def attribute(
+    flow: str | Path,
+    data: str | Path | Dataset | Sequence[Mapping[str, Any]],
+    *,
+    scorers: Any = "exact",
+    by: UnitKind = "step",
+    target: str | None = None,
+    input_map: Mapping[str, str] | None = None,
+    model: Any = None,
+    models: Mapping[str, Any] | None = None,
+    concurrency: int | None = None,
+    cache: Any = True,
+    seed: int = 0,
+    limit: int | None = None,
+    rows: str | tuple[int, int] | None = None,
+    ids: Sequence[str] | str | None = None,
+    shuffle: bool = False,
+    workflow: str | None = None,
+    report: str | Path | None = None,
+    prune: str | Path | None = None,
+    display: Any = None,
+    sandbox: str = "docker",
+    isolation: str | None = None,
+    resources: EvalResources | None = None,
+    success: float = 0.5,
+    work_dir: str | Path | None = None,
+    library: str | Path | None = None,
+    flows: Sequence[str | Path] = (),
+    log: Callable[[str], None] | None = None,
+) -> AttributionReport:
+    """Attribute the score of `flow` on `data` to its units (`by` step, operator or call);
+    options as `evaluate`. `prune=OUT.flow` also writes and scores the pruned flow. With
+    `library=LIB.flow`, `flow` and `flows` are the workflows that call it (`attribute_library`).
+    """
+    if library is not None:
+        return await attribute_library(
+            library, [flow, *flows] if flow else list(flows), data, scorers=scorers,
+            target=target, input_map=input_map, model=model, models=models,
+            concurrency=concurrency, cache=cache, seed=seed, limit=limit, rows=rows, ids=ids,
+            shuffle=shuffle, report=report, display=display, sandbox=sandbox,
+            isolation=isolation, resources=resources, success=success, work_dir=work_dir,
+            log=log,
+        )  # fmt: skip
+    started = time.monotonic()
+    path = Path(flow)
+    if not path.is_file():
+        raise InputError(f"There is no flow file {path}.")
+    text = path.read_text(encoding="utf-8")
+    program = compile_file(path)
+    units = list_units(program, text, by=by)
+    if not units:
+        raise InputError(f"{path} has no {by} to attribute.")
+    ds, work, res, own = study(
+        "attribution", data, work_dir=work_dir, resources=resources, model=model, models=models,
+        cache=cache, sandbox=sandbox, isolation=isolation, input_map=input_map, target=target,
+        limit=limit, rows=rows, ids=ids, shuffle=shuffle, seed=seed,
+    )  # fmt: skip
+    common: dict[str, Any] = dict(
+        scorers=scorers, target=target, input_map=input_map, model=model, models=models,
+        concurrency=concurrency, cache=cache, seed=seed, workflow=workflow, display=display,
+        sandbox=sandbox, resources=res,
+    )  # fmt: skip
+    say = log or (lambda _msg: None)
+    try:
+        say(f"baseline: {path} on {len(ds.rows)} rows")
+        baseline = await evaluate(path, ds, results=work / "baseline.jsonl", **common)
+        base = _scores(baseline)
+        reports, lost = await _ablations(
+            program, text, path, units, ds, base, work, common, success, seed, say
+        )
+        pruned = None
+        if prune is not None:
+            say(f"pruned flow: {prune}")
+            pruned = await _prune(
+                program, text, path, Path(prune), reports, baseline, ds, work, common
+            )
+    finally:
+        if own:
+            await res.aclose()
+    ranked = _rank(reports)
+    out = AttributionReport(
+        flows=[str(path)],
+        dataset=ds.name,
+        scorer=baseline.scorer,
+        by=by,
+        n=baseline.n,
+        baseline=baseline.mean,
+        baseline_ci=(baseline.ci_low, baseline.ci_high),
+        success=success,
+        successes=sum(1 for s in base.values() if s >= success),
+        units=ranked,
+        cumulative=cumulative_shares(ranked, base, lost, success),
+        model_calls=_made(baseline) + sum(u.model_calls - u.cached_calls for u in reports),
+        model_calls_naive=baseline.model_calls + sum(u.model_calls for u in reports),
+        cached_calls=baseline.cached_calls + sum(u.cached_calls for u in reports),
+        tokens=baseline.tokens_in + baseline.tokens_out + sum(u.tokens for u in reports),
+        prune=pruned,
+    )
+    out.wall_s = round(time.monotonic() - started, 3)
+    if report is not None:
+        Path(report).parent.mkdir(parents=True, exist_ok=True)
+        Path(report).write_text(out.to_json() + "\n", encoding="utf-8")
+    return out
+
+
+def _ablated_flow(program: Any) -> Any:
+    """A `Flow` of an ablated program, run from its Graph IR (no source text, no path: the
+    runner must not recompile the original file)."""
+    from treadle.flow import Flow
+
+    return Flow(program.model_copy(update={"source": None}))
+
+
+async def _ablations(
+    program: Any,
+    text: str,
+    path: Path,
+    units: list[Unit],
+    ds: Dataset,
+    base: dict[str, float],
+    work: Path,
+    common: dict[str, Any],
+    success: float,
+    seed: int,
+    say: Callable[[str], None],
+) -> tuple[list[UnitReport], dict[str, set[str]]]:
+    reports: list[UnitReport] = []
+    lost: dict[str, set[str]] = {}
+    for i, u in enumerate(units):
+        ur = UnitReport(
+            unit=u.unit, kind=u.kind, target=u.target, removable=u.removable, reason=u.reason,
+            line=u.line, flows=[str(path)],
+        )  # fmt: skip
+        reports.append(ur)
+        if not u.removable:
+            say(f"[{i + 1}/{len(units)}] {u.unit}: not removable ({u.reason})")
+            continue
+        try:
+            ablated = ablate(program, text, u.nodes, path=path)
+        except AblationError as e:
+            ur.removable = False
+            ur.reason = e.message
+            say(f"[{i + 1}/{len(units)}] {u.unit}: not run ({e.message})")
+            continue
+        say(f"[{i + 1}/{len(units)}] without {u.unit} ({u.target}: {u.reason})")
+        rep = await evaluate(
+            _ablated_flow(ablated.program), ds, results=work / f"u{i:03d}.jsonl", **common
+        )
+        measure(ur, base, rep, success, seed)
+        after = _scores(rep)
+        lost[u.unit] = {r for r, s in base.items() if s >= success and after.get(r, s) < success}
+    return reports, lost
+
+
+async def _prune(
+    program: Any,
+    text: str,
+    path: Path,
+    out: Path,
+    reports: list[UnitReport],
+    baseline: EvalReport,
+    ds: Dataset,
+    work: Path,
+    common: dict[str, Any],
+) -> PruneReport:
+    """Write the flow without the units whose removal does not lower the score (interval
+    includes 0 or is below it), least useful first, each joint removal checked on the same
+    rows; check the result compiles, and score it on the same rows."""
+    candidates = [
+        r for r in reports if r.removable and r.effect is not None and (r.ci_low or 0.0) <= 0.0
+    ]
+    units = {u.unit: u for u in list_units(program, text, by=_by(reports))}
+    base = _scores(baseline)
+    removed: list[str] = []
+    kept: dict[str, str] = {}
+    current_text = text
+    for c in sorted(candidates, key=lambda r: r.effect or 0.0):
+        nodes = [n for r in removed for n in units[r].nodes] + list(units[c.unit].nodes)
+        try:
+            ab = ablate(program, text, nodes, path=path)
+        except AblationError as e:
+            kept[c.unit] = e.message
+            continue
+        if ab.text is None:
+            kept[c.unit] = "its removal has no .flow text (a constant or a list item stands in)"
+            continue
+        if removed:
+            # units that are each dispensable may not be dispensable together (two steps that
+            # both fix the answer): check the joint removal on the same rows before keeping it
+            rep = await evaluate(
+                _ablated_flow(ab.program), ds, results=work / f"prune{len(removed)}.jsonl",
+                **common,
+            )  # fmt: skip
+            after = _scores(rep)
+            diffs = [base[i] - after[i] for i in base if i in after]
+            low = paired_bootstrap(diffs, seed=common.get("seed", 0))[0] if diffs else 1.0
+            if low > 0:
+                kept[c.unit] = (
+                    f"removing it together with {', '.join(removed)} lowers the score "
+                    f"(interval [{low:+.3f}, ...])"
+                )
+                continue
+        removed.append(c.unit)
+        current_text = ab.text
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(current_text, encoding="utf-8")
+    compile_file(out)  # it compiles: a CompileError here is a bug worth surfacing
+    rep = await evaluate(out, ds, results=work / "pruned.jsonl", **common)
+    return PruneReport(
+        path=str(out),
+        removed=removed,
+        kept_candidates=kept,
+        score=rep.mean,
+        baseline=baseline.mean,
+        model_calls=rep.model_calls,
+        model_calls_baseline=baseline.model_calls,
+        tokens=rep.tokens_in + rep.tokens_out,
+        tokens_baseline=baseline.tokens_in + baseline.tokens_out,
+    )
+
+
+def _by(reports: list[UnitReport]) -> UnitKind:
+    kinds = {r.kind for r in reports}
+    return "operator" if "operator" in kinds else "call" if "call" in kinds else "step"
+
+
+async def attribute_library(
+    library: str | Path,
+    flows: Sequence[str | Path],
+    data: str | Path | Dataset | Sequence[Mapping[str, Any]],
+    *,
+    report: str | Path | None = None,
+    success: float = 0.5,
+    seed: int = 0,
+    work_dir: str | Path | None = None,
+    resources: EvalResources | None = None,
+    model: Any = None,
+    models: Mapping[str, Any] | None = None,
+    cache: Any = True,
+    sandbox: str = "docker",
+    isolation: str | None = None,
+    target: str | None = None,
+    input_map: Mapping[str, str] | None = None,
+    limit: int | None = None,
+    rows: str | tuple[int, int] | None = None,
+    ids: Sequence[str] | str | None = None,
+    shuffle: bool = False,
+    log: Callable[[str], None] | None = None,
+    **options: Any,
+) -> AttributionReport:
+    """Credit each capability of `library` across every flow that calls it: per flow, remove
+    each call of the capability; pool the paired per-row differences over all flows."""
+    started = time.monotonic()
+    lib = Path(library).resolve()
+    lib_names = {wf.name for wf in _parse(lib.read_text(encoding="utf-8"))}
+    ds, work, res, own = study(
+        "attribution", data, work_dir=work_dir, resources=resources, model=model, models=models,
+        cache=cache, sandbox=sandbox, isolation=isolation, input_map=input_map, target=target,
+        limit=limit, rows=rows, ids=ids, shuffle=shuffle, seed=seed,
+    )  # fmt: skip
+    common = dict(options, model=model, models=models, cache=cache, seed=seed, sandbox=sandbox,
+                  resources=res)  # fmt: skip
+    pooled: dict[str, UnitReport] = {}
+    diffs: dict[str, list[float]] = {}
+    wins_lost: dict[str, list[int]] = {}
+    made = naive = cached = tokens = 0
+    base_scores: list[float] = []
+    scorer = ""
+    try:
+        for fi, f in enumerate(flows):
+            path = Path(f)
+            text = path.read_text(encoding="utf-8")
+            program = compile_file(path)
+            units = [
+                u for u in list_units(program, text, by="call") if u.unit in lib_names
+                and _same_file(program, u.target, path, lib)
+            ]  # fmt: skip
+            if not units:
+                continue
+            if log:
+                log(f"baseline: {path} ({len(units)} calls of the library)")
+            baseline = await evaluate(path, ds, results=work / f"f{fi}-baseline.jsonl", **common)
+            scorer = baseline.scorer
+            base = _scores(baseline)
+            base_scores += list(base.values())
+            made += _made(baseline)
+            naive += baseline.model_calls
+            cached += baseline.cached_calls
+            tokens += baseline.tokens_in + baseline.tokens_out
+            for ui, u in enumerate(units):
+                ur = pooled.setdefault(
+                    u.unit,
+                    UnitReport(unit=u.unit, kind="call", target=str(library), removable=u.removable,
+                               reason=u.reason),
+                )  # fmt: skip
+                ur.flows.append(str(path))
+                if not u.removable:
+                    continue
+                try:
+                    ab = ablate(program, text, u.nodes, path=path)
+                except AblationError as e:
+                    ur.reason = e.message
+                    continue
+                if log:
+                    log(f"{path}: without {u.unit}")
+                rep = await evaluate(
+                    _ablated_flow(ab.program), ds, results=work / f"f{fi}-u{ui}.jsonl", **common
+                )
+                after = _scores(rep)
+                pairs = [i for i in base if i in after]
+                diffs.setdefault(u.unit, []).extend(base[i] - after[i] for i in pairs)
+                w = [i for i in pairs if base[i] >= success]
+                counts = wins_lost.setdefault(u.unit, [0, 0])
+                counts[0] += len(w)
+                counts[1] += sum(1 for i in w if after[i] < success)
+                made += _made(rep)
+                naive += rep.model_calls
+                cached += rep.cached_calls
+                tokens += rep.tokens_in + rep.tokens_out
+                ur.model_calls += rep.model_calls
+                ur.cached_calls += rep.cached_calls
+                ur.errors += rep.errors
+    finally:
+        if own:
+            await res.aclose()
+    for name, d in diffs.items():
+        ur = pooled[name]
+        ur.rows = len(d)
+        if d:
+            ur.effect = sum(d) / len(d)
+            ur.ci_low, ur.ci_high = paired_bootstrap(d, seed=seed)
+            ur.sign = "helps" if ur.ci_low > 0 else "hurts" if ur.ci_high < 0 else "none"
+            n_wins, n_lost = wins_lost[name]
+            ur.share = n_lost / n_wins if n_wins else 0.0
+    ranked = _rank(list(pooled.values()))
+    out = AttributionReport(
+        flows=[str(f) for f in flows],
+        dataset=ds.name,
+        scorer=scorer,
+        by="call",
+        n=len(base_scores),
+        baseline=sum(base_scores) / len(base_scores) if base_scores else None,
+        success=success,
+        successes=sum(1 for s in base_scores if s >= success),
+        units=ranked,
+        model_calls=made,
+        model_calls_naive=naive,
+        cached_calls=cached,
+        tokens=tokens,
+    )
+    out.wall_s = round(time.monotonic() - started, 3)
+    if report is not None:
+        Path(report).parent.mkdir(parents=True, exist_ok=True)
+        Path(report).write_text(out.to_json() + "\n", encoding="utf-8")
+    return out
+
+
+def _parse(text: str) -> list[Any]:
+    from treadle.compiler.parser import parse
+
+    return parse(text)[0].workflows
+
+
+def _same_file(program: Any, key: str, flow: Path, lib: Path) -> bool:
+    """Whether the called workflow comes from the library file (by its spans' file)."""
+    wf = program.workflows[key]
+    for n in wf.graph.nodes:
+        if n.span is not None and n.span.file:
+            p = Path(n.span.file)
+            p = p if p.is_absolute() else (flow.parent / p)
+            return p.resolve() == lib or Path(n.span.file).resolve() == lib
+    return True
+
+
+def attribute_sync(*args: Any, **kwargs: Any) -> AttributionReport:
+    """`attribute` for code without an event loop."""
+    return asyncio.run(attribute(*args, **kwargs))
