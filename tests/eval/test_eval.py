@@ -10,12 +10,12 @@ from typing import Any
 import orjson
 import pytest
 
+from treadle.errors import InputError, ModelError
 from treadle.eval.compare import compare
 from treadle.eval.datasets import load_dataset
 from treadle.eval.evaluate import evaluate, read_results
 from treadle.eval.report import wilson_interval
 from treadle.eval.runner import EvalResources
-from treadle.errors import InputError, ModelError
 from treadle.runtime.models.base import Message
 from treadle.runtime.models.scripted import ScriptedBackend
 from treadle.runtime.sandbox.process import ProcessSandbox

@@ -58,8 +58,8 @@ def generate(
     ] = None,
 ) -> None:
     """Write a workflow for TASK with a model; the compiler judges every candidate."""
-    from treadle.generation import generate_sync
     from treadle.errors import TreadleError
+    from treadle.generation import generate_sync
 
     if fmt not in ("text", "json"):
         raise typer.BadParameter("choose text or json", param_hint="--format")

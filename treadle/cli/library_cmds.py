@@ -30,9 +30,9 @@ def mine(
     max_steps: Annotated[int, typer.Option("--max-steps", help="longest pattern, in steps")] = 4,
 ) -> None:
     """Find sub-graphs that recur across FLOWS and write them as a library."""
-    from treadle.generation.mining import mine as run_mine
     from treadle.compiler import check_file
     from treadle.errors import CompileError
+    from treadle.generation.mining import mine as run_mine
 
     try:
         result = run_mine(

@@ -250,8 +250,8 @@ def _setup_otel() -> None:
 
 
 def _load(file: Path) -> Any:
-    from treadle.flow import Flow
     from treadle.errors import InputError
+    from treadle.flow import Flow
 
     if not file.is_file():
         raise InputError(f"There is no file {file}.")
