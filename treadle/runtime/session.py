@@ -17,7 +17,6 @@ and one whose runs execute no code never starts Docker.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import inspect
 import threading
 import uuid
@@ -273,11 +272,6 @@ class Session:
                 from treadle.runtime.models.spec import load_model
 
                 found = load_model(key)
-                if key is not None and key.startswith("scripted:"):
-                    # every script is "scripted" to the cache key: name this one by its text,
-                    # so a cached answer of another script is never replayed for it
-                    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-                    found.model = f"{found.model}#{digest}"
                 self._owned.append(found)
                 self._raw[spec] = found
         return found
