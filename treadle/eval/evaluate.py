@@ -76,6 +76,20 @@ def scorer_specs(scoring: Scoring) -> tuple[list[ScorerSpec], list[Scorer]]:
     return specs, built
 
 
+def select_rows(data: DataSource, scoring: Scoring, rows: RowSelection) -> Dataset:
+    """The dataset's selected rows, with the target column and input map `scoring` names."""
+    return load_dataset(
+        data,
+        input_map=scoring.input_map,
+        target=scoring.target,
+        limit=rows.limit,
+        rows=rows.rows,
+        ids=rows.ids,
+        shuffle=rows.shuffle,
+        seed=rows.seed,
+    )
+
+
 def _coerce_inputs(flow: Any, workflow: str | None, ds: Dataset) -> None:
     """CSV cells are text: read declared number/boolean/json/list inputs as JSON, then check
     every row's inputs against the workflow (a mismatch is bad input, said before any run)."""
@@ -207,16 +221,7 @@ async def evaluate(
     done: list[RowReport] = []
     if resume is not None:
         header_prev, done = read_results(Path(resume))
-    ds = load_dataset(
-        data,
-        input_map=scoring.input_map,
-        target=scoring.target,
-        limit=rows.limit,
-        rows=rows.rows,
-        ids=rows.ids,
-        shuffle=rows.shuffle,
-        seed=rows.seed,
-    )
+    ds = select_rows(data, scoring, rows)
     ds = ds.bind([f.name for f in wf.inputs] or list(wf.graph.params), scoring.input_map)
     _coerce_inputs(the_flow, wf.name, ds)
     specs, built = scorer_specs(scoring)
@@ -380,20 +385,7 @@ async def open_study(
 ) -> AsyncIterator[Study]:
     """Set a study up: its rows (selected once), its work directory (default
     `.treadle/KIND/<time>`) and its session (the given one, or one it opens and closes)."""
-    ds = (
-        data
-        if isinstance(data, Dataset)
-        else load_dataset(
-            data,
-            input_map=scoring.input_map,
-            target=scoring.target,
-            limit=rows.limit,
-            rows=rows.rows,
-            ids=rows.ids,
-            shuffle=rows.shuffle,
-            seed=rows.seed,
-        )
-    )
+    ds = data if isinstance(data, Dataset) else select_rows(data, scoring, rows)
     work = Path(work_dir) if work_dir else Path(".treadle") / kind / time.strftime("%Y%m%d-%H%M%S")
     if session is not None and run.sets_resources:
         raise InputError(
