@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 
 from treadle.errors import InputError, ModelError, TreadleError
 from treadle.eval.datasets import Row
+from treadle.flow import Flow
 from treadle.runtime.context import OpContext
 from treadle.runtime.models.base import GenParams, Message, ModelBackend
 from treadle.runtime.sandbox.base import Sandbox
@@ -45,13 +46,14 @@ class Score(BaseModel):
 
 
 class ScoreEnv(Protocol):
-    """What a scorer may use: the evaluation's shared resources (see `runner.EvalResources`)."""
+    """What a scorer may use: the evaluation's session (`runner.RowRunner`): its sandbox, its
+    models behind the cache, and flows run in it."""
 
     async def sandbox(self) -> Sandbox: ...
 
     async def model(self, spec: str | None) -> ModelBackend: ...
 
-    async def run_flow(self, flow: Any, inputs: dict[str, Any], seed: int | None) -> Any: ...
+    async def run_flow(self, flow: Flow, inputs: dict[str, Any], seed: int | None) -> Any: ...
 
 
 class Scorer:
@@ -564,8 +566,6 @@ class FlowScorer(Scorer):
 
     def __init__(self, spec: str, **options: Any) -> None:
         super().__init__(spec, **options)
-        from treadle.flow import Flow
-
         path = Path(spec)
         if not path.is_file():
             raise ScorerError(f"The scorer flow {path} does not exist.")
@@ -605,7 +605,7 @@ class FlowScorer(Scorer):
         values = {"output": self._value("output", output), "target": self._value("target", target)}
         if "question" in self.input_types:
             values["question"] = as_text(row.inputs)
-        outputs = await env.run_flow(self, values, None)
+        outputs = await env.run_flow(self.flow, values, None)
         value = outputs.get("score")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TreadleError(
