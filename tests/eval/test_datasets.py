@@ -101,7 +101,10 @@ def test_missing_file_and_bad_options(tmp_path: Path) -> None:
     [
         ("d.csv", "id,text,target\nr1,hello,a\nr2,world,b\n"),
         ("d.tsv", "id\ttext\ttarget\nr1\thello\ta\nr2\tworld\tb\n"),
-        ("d.jsonl", '{"id": "r1", "text": "hello", "target": "a"}\n{"id": "r2", "text": "world"}\n'),
+        (
+            "d.jsonl",
+            '{"id": "r1", "text": "hello", "target": "a"}\n{"id": "r2", "text": "world"}\n',
+        ),
         ("d.json", '[{"id": "r1", "text": "hello", "target": "a"}, {"id": "r2", "text": "x"}]'),
     ],
 )

@@ -24,14 +24,16 @@ from treadle.cli.common import (
     Scorers,
     Target,
     default_display,
-    parse_map,
+    exit_on_error,
+    parse_pairs,
     progress_log,
-    run_or_exit,
+    run_async,
 )
+from treadle.errors import InputError
 
 
 def register(app: typer.Typer) -> None:
-    app.command("attribute")(attribute)
+    app.command("attribute")(exit_on_error(attribute))
 
 
 def attribute(
@@ -73,22 +75,22 @@ def attribute(
     the same seeds, and rank the units by the score they carry."""
 
     if len(paths) < 2:
-        raise typer.BadParameter("give FLOW and DATA", param_hint="PATHS")
+        raise InputError("attribute takes FLOW DATA (several FLOWS only with --library).")
     if by not in ("step", "operator", "call"):
-        raise typer.BadParameter("step, operator or call", param_hint="--by")
+        raise InputError(f"--by is step, operator or call, got {by!r}.")
     *flows, data = paths
     if library is None and len(flows) != 1:
-        raise typer.BadParameter("one FLOW (several only with --library)", param_hint="PATHS")
+        raise InputError("attribute takes one FLOW (several only with --library).")
     display = progress or default_display()
     log = progress_log(display)
 
     from treadle.studies.attribution import attribute as run
 
-    rep = run_or_exit(
+    rep = run_async(
         run(
             flows[0], data, flows=flows[1:], library=library, scorers=scorer or ["exact"],
             by=by,  # type: ignore[arg-type]
-            target=target, input_map=parse_map(input_map, "--input-map"), model=model,
+            target=target, input_map=parse_pairs(input_map, "--map") or None, model=model,
             concurrency=concurrency, cache=not no_cache, seed=seed, limit=limit, rows=rows,
             report=report, prune=prune, display=None if display == "none" else display,
             sandbox=sandbox, isolation=isolation, success=success, log=log,

@@ -24,14 +24,16 @@ from treadle.cli.common import (
     Scorers,
     Target,
     default_display,
-    parse_map,
+    exit_on_error,
+    parse_pairs,
     progress_log,
-    run_or_exit,
+    run_async,
 )
+from treadle.errors import InputError
 
 
 def register(app: typer.Typer) -> None:
-    app.command("rank")(rank)
+    app.command("rank")(exit_on_error(rank))
 
 
 def rank(
@@ -84,20 +86,20 @@ def rank(
     rows plus the optimizer model's self-prediction → calibrated score Ŝ, ranked."""
 
     if len(paths) < 2:
-        raise typer.BadParameter("give FLOWS... and DATA", param_hint="PATHS")
+        raise InputError("rank takes FLOWS... DATA: at least one flow and the dataset.")
     *flows, data = paths
     display = progress or default_display()
     log = progress_log(display)
 
     from treadle.studies.ranking import rank as run
 
-    rep = run_or_exit(
+    rep = run_async(
         run(
             flows, data, scorers=scorer or ["exact"], optimizer_model=optimizer_model,
             few_ratio=few_ratio, min_rows=min_rows, warmup=warmup, warmup_flows=warmup_flows,
             n_strata=strata, tau=tau, alpha=alpha, alpha_max=alpha_max, verify=verify,
             coverage=coverage, task=task, report=report, target=target,
-            input_map=parse_map(input_map, "--input-map"), model=model,
+            input_map=parse_pairs(input_map, "--map") or None, model=model,
             concurrency=concurrency, cache=not no_cache, seed=seed, limit=limit, rows=rows,
             display=None if display == "none" else display, sandbox=sandbox,
             isolation=isolation, log=log,
