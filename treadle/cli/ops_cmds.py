@@ -30,7 +30,9 @@ def register(app: typer.Typer) -> None:
         from treadle.stdlib_ops import docs, registry
 
         if fmt not in docs.RENDERERS:
-            raise InputError(f"--format is one of {', '.join(docs.RENDERERS)}, got {fmt!r}.")
+            raise InputError(
+                f"--format: unknown format {fmt!r}; choose one of {', '.join(docs.RENDERERS)}."
+            )
         if not names:
             typer.echo(docs.RENDERERS[fmt](), nl=False)
             return
