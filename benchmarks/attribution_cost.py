@@ -28,11 +28,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from treadle.studies.attribution import attribute
 from treadle.eval.runner import EvalResources
 from treadle.runtime.cache import ModelCache
 from treadle.runtime.models.base import Message
 from treadle.runtime.models.scripted import ScriptedBackend
+from treadle.studies.attribution import attribute
 
 ROOT = Path(__file__).resolve().parents[1]
 ARITHMETIC = ROOT / "examples" / "data" / "arithmetic.jsonl"

@@ -26,8 +26,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from treadle.eval.evaluate import evaluate
 from treadle.api import Flow
+from treadle.eval.evaluate import evaluate
 from treadle.runtime.models.scripted import ScriptedBackend
 
 ROOT = Path(__file__).resolve().parents[1]

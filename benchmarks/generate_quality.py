@@ -36,9 +36,9 @@ async def main() -> dict[str, object]:
 
     import numpy as np
 
+    from treadle.compiler import check_source
     from treadle.generation import generate
     from treadle.generation.decoding.constrained import EmbeddedDecoder
-    from treadle.compiler import check_source
     from treadle.runtime.models.spec import load_model
 
     rows = [json.loads(line) for line in TASKS.read_text().splitlines() if line.strip()]
@@ -49,9 +49,9 @@ async def main() -> dict[str, object]:
     llama = await backend.load()  # type: ignore[attr-defined]
     load1 = os.getloadavg()[0]
 
+    from treadle.generation.decoding.vocabulary import vocabulary
     from treadle.generation.prompt import messages as build
     from treadle.generation.selection import select_examples
-    from treadle.generation.decoding.vocabulary import vocabulary
 
     decoder = EmbeddedDecoder(llama, backend.model)  # type: ignore[attr-defined]
     free_tokens = 0

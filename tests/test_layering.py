@@ -111,3 +111,19 @@ def test_a_planted_upward_import_is_caught(tmp_path: Path, where: str, line: str
     target.parent.mkdir(parents=True)
     target.write_text(line)
     assert len(violations(tree)) == 1
+
+
+def test_no_package_shadows_a_public_function() -> None:
+    """`treadle/generate/` would replace the function `treadle.generate` once imported."""
+    import importlib
+    import pkgutil
+
+    import treadle
+
+    for info in pkgutil.walk_packages(treadle.__path__, "treadle."):
+        if info.ispkg:
+            importlib.import_module(info.name)
+    for name in ("evaluate", "evaluate_sync", "attribute", "rank", "generate"):
+        assert callable(getattr(treadle, name)) and not isinstance(
+            getattr(treadle, name), type(treadle)
+        ), name

@@ -12,6 +12,15 @@ from treadle.version import __version__
 _LAZY: dict[str, tuple[str, str | None]] = {
     "Flow": ("treadle.flow", "Flow"),
     "RunResult": ("treadle.flow", "RunResult"),
+    "Session": ("treadle.runtime.session", "Session"),
+    "SandboxConfig": ("treadle.runtime.session", "SandboxConfig"),
+    "RunOptions": ("treadle.runtime.scheduler", "RunOptions"),
+    "Scoring": ("treadle.eval.options", "Scoring"),
+    "RowSelection": ("treadle.eval.options", "RowSelection"),
+    "RunConfig": ("treadle.eval.options", "RunConfig"),
+    "Epochs": ("treadle.eval.options", "Epochs"),
+    "LocalExecutor": ("treadle.eval.executors", "LocalExecutor"),
+    "RayExecutor": ("treadle.eval.executors", "RayExecutor"),
     "evaluate": ("treadle.eval.evaluate", "evaluate"),
     "evaluate_sync": ("treadle.eval.evaluate", "evaluate_sync"),
     "rewards": ("treadle.rewards", None),
@@ -21,8 +30,17 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 }
 
 __all__ = [
+    "Epochs",
     "Flow",
+    "LocalExecutor",
+    "RayExecutor",
+    "RowSelection",
+    "RunConfig",
+    "RunOptions",
     "RunResult",
+    "SandboxConfig",
+    "Scoring",
+    "Session",
     "__version__",
     "attribute",
     "evaluate",

@@ -6,6 +6,6 @@ module only gathers the public names, so nothing inside treadle imports it.
 
 from __future__ import annotations
 
-from treadle.flow import Flow, RunResult, load
+from treadle.flow import Flow, RunOptions, RunResult, SandboxConfig, Session, load
 
-__all__ = ["Flow", "RunResult", "load"]
+__all__ = ["Flow", "RunOptions", "RunResult", "SandboxConfig", "Session", "load"]

@@ -1,9 +1,14 @@
-"""The public API for embedding treadle in an agent: load or compile a flow, run it, read the trace.
+"""`Flow`: a compiled program, run any number of times, alone or in a shared `Session`.
+
+It sits between the compiler (which makes the program) and everything that runs flows (eval,
+studies, training, generation's dry runs, the CLI).
 
     flow = Flow.load("solve.flow")                  # or Flow.from_source(text)
     result = await flow.run({"problem": "2+2?"}, model="openai:http://localhost:8080/v1#m")
     result.outputs, result.trace_path, result.spans
     flow.run_sync({...})                            # the same, for code without an event loop
+    async with Session(model=...) as session:       # many runs sharing backends, cache, sandbox
+        await flow.run(row, session=session)
 
 Every failure is a `treadle.errors.TreadleError` with a one-paragraph `.message`; when a trace
 file was being written, the error's `trace_path` attribute says where.
@@ -16,15 +21,18 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from treadle.errors import TreadleError
 from treadle.runtime.ir import Program, Workflow
 from treadle.runtime.models.base import ModelBackend
-from treadle.runtime.run_context import RunState, SandboxFactory
-from treadle.runtime.sandbox.base import Sandbox
-from treadle.runtime.scheduler import RunOptions, Scheduler, check_inputs
+from treadle.runtime.run_context import RunState
+from treadle.runtime.scheduler import RunOptions, Scheduler, check_inputs, find_workflow
+from treadle.runtime.session import SandboxConfig, SandboxSource, Session
 from treadle.runtime.tracing import JsonlSink, Sink, Span, Tracer, default_trace_path
+
+if TYPE_CHECKING:
+    from treadle.runtime.cache import ModelCache
 
 
 @dataclass
@@ -79,7 +87,7 @@ class Flow:
         return self.program.entry
 
     def workflow(self, name: str | None = None) -> Workflow:
-        return Scheduler(self.program).workflow(name)
+        return find_workflow(self.program, name)
 
     def check_inputs(self, inputs: Mapping[str, Any], workflow: str | None = None) -> None:
         """Raise `InputError` now if the inputs do not fit the workflow."""
@@ -90,34 +98,42 @@ class Flow:
         inputs: Mapping[str, Any] | None = None,
         *,
         workflow: str | None = None,
+        session: Session | None = None,
         model: str | ModelBackend | None = None,
         models: Mapping[str, ModelBackend] | None = None,
-        trace: str | os.PathLike[str] | bool | None = None,
-        concurrency: int | None = 16,
-        cache: Any = True,
+        cache: bool | ModelCache = True,
+        sandbox: SandboxSource = None,
         seed: int | None = None,
-        sandbox: Sandbox | SandboxFactory | str | None = None,
-        isolation: Literal["fresh", "reset"] | None = None,
-        step_timeout: float | None = None,
-        retries: int = 2,
-        otel: bool = False,
+        trace: str | os.PathLike[str] | bool | None = None,
+        options: RunOptions | None = None,
         sinks: Iterable[Sink] = (),
+        otel: bool = False,
     ) -> RunResult:
         """Run the flow's entry workflow (or `workflow`) on `inputs`.
 
-        `model`: the default model spec (None: the embedded SmolLM2) or a backend; `models`:
-        backends for further specs steps name. `trace`: a JSONL path, True for
+        `session`: the `Session` whose backends, cache and sandbox the run uses (evaluations
+        run every row in one); without one, the run opens a private session from `model`
+        (the default model spec, None for the embedded SmolLM2, or a backend), `models`
+        (backends for further specs steps name), `cache` (True: the on-disk cache, False, or a
+        `ModelCache`) and `sandbox` (a `SandboxConfig`, "docker" — the default — "process",
+        a `Sandbox` or a factory), and closes it at the end. `trace`: a JSONL path, True for
         `.treadle/traces/<time>-<workflow>.jsonl`, None/False for spans in memory only.
-        `cache`: True (the on-disk model cache), False, or a `ModelCache`. `sandbox`: "docker"
-        (the default), "process" (no isolation: an explicit opt-in), a `Sandbox` or a factory.
-        `isolation`: for the Docker sandbox, "reset" (the default: containers reused after a
-        verified reset) or "fresh" (a new container for every run).
-        `otel`: also export spans through OpenTelemetry's global tracer provider (needs
-        `opentelemetry-sdk`).
+        `options`: concurrency, step timeout, retries (`RunOptions`). `otel`: also export
+        spans through OpenTelemetry's global tracer provider (needs `opentelemetry-sdk`).
         """
+        if session is not None and (
+            model is not None or models or cache is not True or sandbox is not None
+        ):
+            raise TreadleError(
+                "Flow.run takes either a session or model/models/cache/sandbox (which open a "
+                "private session), not both: give them to the Session instead."
+            )
         values = dict(inputs or {})
         wf = self.workflow(workflow)
         check_inputs(wf, values)  # before a trace file is created for nothing
+        own = session is None
+        if session is None:
+            session = Session(model=model, models=models, cache=cache, sandbox=sandbox)
         trace_path: Path | None = None
         if trace is True:
             trace_path = default_trace_path(wf.name)
@@ -129,7 +145,7 @@ class Flow:
                 "workflow": wf.name,
                 "program_hash": self.program.content_hash(),
                 "source": str(self.path) if self.path else None,
-                "model": model if isinstance(model, str | None) else repr(model),
+                "model": session.model_name,
                 "seed": seed,
             }
             tracer.add_sink(JsonlSink(trace_path, header=header))
@@ -139,16 +155,7 @@ class Flow:
             tracer.add_sink(OtelSink())
         from treadle.stdlib_ops.registry import get as op_lookup
 
-        state = RunState(
-            tracer,
-            model=model,
-            models=models,
-            cache=cache,
-            seed=seed,
-            sandbox=sandbox,
-            isolation=isolation,
-        )
-        options = RunOptions(concurrency=concurrency, step_timeout=step_timeout, retries=retries)
+        state = RunState(tracer, session, seed=seed)
         scheduler = Scheduler(
             self.program, state=state, options=options, plans=self._plans, operators=op_lookup
         )
@@ -160,7 +167,8 @@ class Flow:
             raise
         finally:
             try:
-                await state.aclose()
+                if own:
+                    await session.aclose()
             finally:
                 tracer.close()
         return RunResult(outputs, trace_path, tracer.spans, tracer.trace_id)
@@ -180,4 +188,4 @@ def load(path: str | os.PathLike[str]) -> Flow:
     return Flow.load(path)
 
 
-__all__ = ["Flow", "RunResult", "load"]
+__all__ = ["Flow", "RunOptions", "RunResult", "SandboxConfig", "Session", "load"]

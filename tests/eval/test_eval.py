@@ -10,15 +10,18 @@ from typing import Any
 import orjson
 import pytest
 
+from treadle.errors import InputError, ModelError
 from treadle.eval.compare import compare
 from treadle.eval.datasets import load_dataset
 from treadle.eval.evaluate import evaluate, read_results
+from treadle.eval.executors import RayExecutor, executor_of
+from treadle.eval.options import Epochs, RunConfig, Scoring
 from treadle.eval.report import wilson_interval
-from treadle.eval.runner import EvalResources
-from treadle.errors import InputError, ModelError
+from treadle.eval.runner import RemoteRowRunner
 from treadle.runtime.models.base import Message
 from treadle.runtime.models.scripted import ScriptedBackend
 from treadle.runtime.sandbox.process import ProcessSandbox
+from treadle.runtime.session import SandboxConfig, Session
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -58,7 +61,7 @@ async def test_self_consistency_on_the_arithmetic_set(tmp_path: Path) -> None:
     report = await evaluate(
         EXAMPLES / "gsm8k_self_consistency.flow",
         ARITH,
-        scorers=["numeric", "exact"],
+        scorer=["numeric", "exact"],
         model=model,
         limit=10,
         cache=False,
@@ -115,8 +118,9 @@ async def test_errors_are_kept_out_of_the_score_and_failures_score_zero(tmp_path
         return f"Answer: {ANSWERS[_problem_in(messages[-1].content)]}"
 
     report = await evaluate(
-        flow, ARITH, scorers="numeric", model=ScriptedBackend(reply), limit=5, cache=False,
-        results=tmp_path / "r.jsonl", trace_dir=tmp_path / "t",
+        flow, ARITH, scorer="numeric", limit=5,
+        run=RunConfig(model=ScriptedBackend(reply), cache=False, traces=tmp_path / "t"),
+        results=tmp_path / "r.jsonl",
     )  # fmt: skip
     by_id = {r.id: r for r in report.rows}
     assert by_id["arith-003"].status == "error" and by_id["arith-003"].score is None
@@ -131,8 +135,10 @@ async def test_errors_are_kept_out_of_the_score_and_failures_score_zero(tmp_path
 async def test_max_errors_stops_the_run_cleanly(tmp_path: Path) -> None:
     model = ScriptedBackend(lambda m: (_ for _ in ()).throw(ModelError("down")), max_concurrency=1)
     report = await evaluate(
-        EXAMPLES / "answer.flow", QA, model=model, cache=False, concurrency=1, max_errors=2,
-        results=tmp_path / "r.jsonl", trace_dir=tmp_path / "t",
+        EXAMPLES / "answer.flow", QA,
+        run=RunConfig(model=model, cache=False, concurrency=1, max_errors=2,
+                      traces=tmp_path / "t"),
+        results=tmp_path / "r.jsonl",
     )  # fmt: skip
     assert report.stopped and "3 errors" in report.stopped
     assert report.n == 3 and report.errors == 3 and report.mean is None
@@ -155,8 +161,9 @@ async def test_epochs_use_different_seeds_and_reduce(tmp_path: Path) -> None:
     async def run(reducer: str) -> Any:
         asked.clear()
         return await evaluate(
-            EXAMPLES / "answer.flow", QA, model=ScriptedBackend(reply), epochs=3, reducer=reducer,
-            limit=4, cache=False, results=tmp_path / f"{reducer}.jsonl", trace_dir=tmp_path / "t",
+            EXAMPLES / "answer.flow", QA, epochs=Epochs(3, reducer), limit=4,
+            run=RunConfig(model=ScriptedBackend(reply), cache=False, traces=tmp_path / "t"),
+            results=tmp_path / f"{reducer}.jsonl",
         )  # fmt: skip
 
     mean = await run("mean")
@@ -174,9 +181,9 @@ async def test_epochs_use_different_seeds_and_reduce(tmp_path: Path) -> None:
 
 async def test_resume_runs_only_the_missing_rows_and_reports_the_same(tmp_path: Path) -> None:
     full = await evaluate(
-        EXAMPLES / "gsm8k_self_consistency.flow", ARITH, scorers="numeric",
-        model=arithmetic_model({"arith-004"}), limit=8, cache=False,
-        results=tmp_path / "full.jsonl", trace_dir=tmp_path / "t",
+        EXAMPLES / "gsm8k_self_consistency.flow", ARITH, scorer="numeric", limit=8,
+        run=RunConfig(model=arithmetic_model({"arith-004"}), cache=False, traces=tmp_path / "t"),
+        results=tmp_path / "full.jsonl",
     )  # fmt: skip
     # an interrupted run: a header, three rows, and a torn line (killed mid-write)
     lines = (tmp_path / "full.jsonl").read_bytes().splitlines(keepends=True)
@@ -184,8 +191,8 @@ async def test_resume_runs_only_the_missing_rows_and_reports_the_same(tmp_path: 
     part.write_bytes(b"".join(lines[:4]) + lines[4][:25])
     model = arithmetic_model({"arith-004"})
     resumed = await evaluate(
-        EXAMPLES / "gsm8k_self_consistency.flow", ARITH, scorers="numeric", model=model,
-        limit=8, cache=False, resume=part, trace_dir=tmp_path / "t",
+        EXAMPLES / "gsm8k_self_consistency.flow", ARITH, scorer="numeric", limit=8,
+        run=RunConfig(model=model, cache=False, traces=tmp_path / "t"), resume=part,
     )  # fmt: skip
     assert len(model.calls) == 5 * 4  # only the five missing rows ran
 
@@ -203,8 +210,9 @@ async def test_resume_runs_only_the_missing_rows_and_reports_the_same(tmp_path: 
 
 async def test_resume_refuses_another_flow(tmp_path: Path) -> None:
     await evaluate(
-        EXAMPLES / "answer.flow", QA, model=ScriptedBackend({"": "x"}), limit=2, cache=False,
-        results=tmp_path / "r.jsonl", trace_dir=tmp_path / "t",
+        EXAMPLES / "answer.flow", QA, limit=2,
+        run=RunConfig(model=ScriptedBackend({"": "x"}), cache=False, traces=tmp_path / "t"),
+        results=tmp_path / "r.jsonl",
     )  # fmt: skip
     with pytest.raises(InputError, match="different program_hash"):
         await evaluate(
@@ -244,14 +252,14 @@ async def test_rows_share_one_backend_one_cache_and_one_sandbox(tmp_path: Path) 
     cache = ModelCache(tmp_path / "cache")
     sandbox = CountingSandbox()
     model = ScriptedBackend(reply, max_concurrency=8)
-    async with EvalResources(model=model, cache=cache, sandbox=sandbox) as res:
+    async with Session(model=model, cache=cache, sandbox=sandbox) as s:
         first = await evaluate(
-            flow, ARITH, scorers="numeric", limit=6, resources=res,
-            results=tmp_path / "a.jsonl", trace_dir=tmp_path / "t",
+            flow, ARITH, scorer="numeric", limit=6, session=s,
+            run=RunConfig(traces=tmp_path / "t"), results=tmp_path / "a.jsonl",
         )  # fmt: skip
         again = await evaluate(
-            flow, ARITH, scorers="numeric", limit=6, resources=res,
-            results=tmp_path / "b.jsonl", trace_dir=tmp_path / "t",
+            flow, ARITH, scorer="numeric", limit=6, session=s,
+            run=RunConfig(traces=tmp_path / "t"), results=tmp_path / "b.jsonl",
         )  # fmt: skip
     assert first.mean == 1.0 and again.mean == 1.0
     assert CountingSandbox.starts == 1 and sandbox.runs == 12
@@ -265,9 +273,11 @@ async def test_map_target_and_csv(tmp_path: Path) -> None:
     data = tmp_path / "d.csv"
     data.write_text("id,text,gold\nx1,What is 2+2?,4\nx2,What is 3+3?,7\n")
     report = await evaluate(
-        EXAMPLES / "answer.flow", data, input_map={"question": "text"}, target="gold",
-        scorers="numeric", model=ScriptedBackend({"2+2": "4", "3+3": "6"}), cache=False,
-        results=tmp_path / "r.jsonl", trace_dir=tmp_path / "t",
+        EXAMPLES / "answer.flow", data,
+        scoring=Scoring(("numeric",), input_map={"question": "text"}, target="gold"),
+        run=RunConfig(model=ScriptedBackend({"2+2": "4", "3+3": "6"}), cache=False,
+                      traces=tmp_path / "t"),
+        results=tmp_path / "r.jsonl",
     )  # fmt: skip
     assert [(r.id, r.score) for r in report.rows] == [("x1", 1.0), ("x2", 0.0)]
     ds = load_dataset(data, rows="2-2")
@@ -275,13 +285,13 @@ async def test_map_target_and_csv(tmp_path: Path) -> None:
 
 
 async def test_compare_two_runs(tmp_path: Path) -> None:
-    common = {"scorers": "numeric", "limit": 20, "cache": False, "trace_dir": tmp_path / "t"}
+    run = RunConfig(cache=False, traces=tmp_path / "t")
     flow = EXAMPLES / "gsm8k_self_consistency.flow"
     wrong = {f"arith-{i:03d}" for i in range(1, 21) if i % 2}
-    a = await evaluate(flow, ARITH, model=arithmetic_model(wrong), results=tmp_path / "a.jsonl",
-                       **common)  # fmt: skip
-    b = await evaluate(flow, ARITH, model=arithmetic_model(), results=tmp_path / "b.jsonl",
-                       **common)  # fmt: skip
+    a = await evaluate(flow, ARITH, scorer="numeric", limit=20, results=tmp_path / "a.jsonl",
+                       run=run.with_(model=arithmetic_model(wrong)))  # fmt: skip
+    b = await evaluate(flow, ARITH, scorer="numeric", limit=20, results=tmp_path / "b.jsonl",
+                       run=run.with_(model=arithmetic_model()))  # fmt: skip
     result = compare(a, b)
     assert result.common == 20 and result.diff == pytest.approx(0.5)
     assert result.verdict == "b" and result.wins_b == 10 and result.ties == 10
@@ -293,8 +303,9 @@ async def test_compare_two_runs(tmp_path: Path) -> None:
 async def test_a_row_timeout_is_an_error(tmp_path: Path) -> None:
     slow = ScriptedBackend({"": "Paris"}, delay=2.0)
     report = await evaluate(
-        EXAMPLES / "answer.flow", QA, model=slow, limit=2, cache=False, row_timeout=0.2,
-        results=tmp_path / "r.jsonl", trace_dir=tmp_path / "t",
+        EXAMPLES / "answer.flow", QA, limit=2,
+        run=RunConfig(model=slow, cache=False, row_timeout=0.2, traces=tmp_path / "t"),
+        results=tmp_path / "r.jsonl",
     )  # fmt: skip
     assert report.errors == 2 and report.scored == 0
     assert all(re.search("time limit of 0.2 s", r.error or "") for r in report.rows)
@@ -306,13 +317,13 @@ async def test_a_flow_without_model_calls_never_loads_the_model(tmp_path: Path) 
     data = [{"code": "x = 1", "target": "x = 1"}]
     missing = f"llama:{tmp_path / 'missing.gguf'}"
     report = await evaluate(
-        EXAMPLES / "humaneval_canonical.flow", data, model=missing, cache=False,
-        results=tmp_path / "a.jsonl", trace_dir=False,
+        EXAMPLES / "humaneval_canonical.flow", data,
+        run=RunConfig(model=missing, cache=False, traces=False), results=tmp_path / "a.jsonl",
     )  # fmt: skip
     assert (report.mean, report.errors) == (1.0, 0)
     report = await evaluate(
-        EXAMPLES / "answer.flow", [{"question": "q", "answer": "a"}], model=missing,
-        cache=False, results=tmp_path / "b.jsonl", trace_dir=False,
+        EXAMPLES / "answer.flow", [{"question": "q", "answer": "a"}],
+        run=RunConfig(model=missing, cache=False, traces=False), results=tmp_path / "b.jsonl",
     )  # fmt: skip
     assert (report.errors, report.mean) == (1, None)
     assert "ModelError" in (report.rows[0].error_kind or "")
@@ -321,31 +332,43 @@ async def test_a_flow_without_model_calls_never_loads_the_model(tmp_path: Path) 
 async def test_ray_options_are_checked_before_anything_runs(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="spec string"):
         await evaluate(
-            EXAMPLES / "answer.flow", QA, model=ScriptedBackend(["x"]), executor="ray",
+            EXAMPLES / "answer.flow", QA, model=ScriptedBackend(["x"]), executor=RayExecutor(),
             results=tmp_path / "r.jsonl",
         )  # fmt: skip
+    with pytest.raises(InputError, match="spec string"):
+        await evaluate(
+            EXAMPLES / "answer.flow", QA, executor=RayExecutor(), results=tmp_path / "r.jsonl",
+            run=RunConfig(model="scripted:{}", models={"scripted:{}": ScriptedBackend(["x"])}),
+        )  # fmt: skip
+    with pytest.raises(InputError, match="no session="):
+        async with Session(model="scripted:{}", cache=False) as s:
+            await evaluate(
+                EXAMPLES / "answer.flow", QA, executor=RayExecutor(), session=s,
+                results=tmp_path / "r.jsonl",
+            )  # fmt: skip
     for executor, workers in (("local", 2), ("ray", 0)):
         with pytest.raises(InputError, match="--ray-workers"):
-            await evaluate(
-                EXAMPLES / "answer.flow", QA, model="scripted:{}", executor=executor,
-                ray_workers=workers, results=tmp_path / "r.jsonl",
-            )  # fmt: skip
+            executor_of(executor, workers=workers)
+    with pytest.raises(InputError, match="--ray-workers"):
+        RayExecutor(workers=0)
     assert not (tmp_path / "r.jsonl").exists()
 
 
-async def test_a_ray_worker_builds_its_resources_with_the_drivers_settings() -> None:
-    """What a Ray worker receives is the pickled `RowJobRunner`: the sandbox kind and its
-    isolation reach the worker's own `EvalResources` (a worker once ran `fresh` as `reset`)."""
+async def test_a_ray_worker_builds_its_session_with_the_drivers_settings() -> None:
+    """What a Ray worker receives is the pickled `RemoteRowRunner`: the sandbox kind and its
+    isolation reach the worker's own `Session` (a worker once ran `fresh` as `reset`)."""
     import pickle
 
-    from treadle.eval.runner import RowJobRunner
-
     for isolation in ("fresh", "reset"):
-        sent = RowJobRunner(model="scripted:{}", cache=False, sandbox="docker", isolation=isolation)
+        settings = RunConfig(
+            model="scripted:{}", cache=False, sandbox=SandboxConfig("docker", isolation)
+        )
+        sent = RemoteRowRunner(RayExecutor().check(settings))
         worker = pickle.loads(pickle.dumps(sent))
         await worker.setup()
         try:
-            shared = worker._resources._sandbox  # type: ignore[union-attr]
-            assert (shared.kind, shared.isolation) == ("docker", isolation)
+            session = worker._runner.session  # type: ignore[union-attr]
+            assert (session.sandbox_kind, session.isolation) == ("docker", isolation)
+            assert worker.run_config == settings
         finally:
             await worker.aclose()

@@ -151,9 +151,15 @@ DRIVER = textwrap.dedent(
     import json, sys
     from treadle.eval import ray_executor
     from treadle.eval.evaluate import evaluate_sync
+    from treadle.eval.executors import RayExecutor
+    from treadle.eval.options import RunConfig
     args = json.loads(sys.argv[1])
-    report = evaluate_sync(args.pop("flow"), args.pop("data"), **args)
-    print(json.dumps({"report": report.model_dump(mode="json"), "run": ray_executor.LAST_RUN}))
+    report = evaluate_sync(
+        args.pop("flow"), args.pop("data"), run=RunConfig(**args.pop("run")),
+        executor=RayExecutor(args.pop("ray_address")), **args,
+    )
+    run = {k: v for k, v in ray_executor.LAST_RUN.items() if k != "settings"}
+    print(json.dumps({"report": report.model_dump(mode="json"), "run": run}))
     """
 )
 
@@ -209,20 +215,20 @@ def _comparable(report: dict[str, Any]) -> dict[str, Any]:
 
 def test_two_node_report_equals_local(cluster: Cluster, tmp_path: Path) -> None:
     from treadle.eval.evaluate import evaluate_sync
+    from treadle.eval.options import RunConfig
 
     flow = tmp_path / "solve.flow"
     flow.write_text(FLOW)
     rows = _rows(16)
-    common = dict(
-        flow=str(flow), data=str(DATA), scorers="numeric", model=_scripted(rows), limit=16,
-        cache=False, sandbox="process", concurrency=3,
-    )  # fmt: skip
-    local = evaluate_sync(**{**common, "results": str(tmp_path / "local.jsonl")})
+    run = dict(model=_scripted(rows), cache=False, sandbox="process", concurrency=3)
+    common = dict(flow=str(flow), data=str(DATA), scorer="numeric", limit=16, run=run)
+    local = evaluate_sync(
+        **{**common, "run": RunConfig(**run), "results": str(tmp_path / "local.jsonl")}
+    )
     assert local.n == 16 and local.mean == 0.5
     proc = _driver(
         cluster,
-        {**common, "executor": "ray", "ray_address": cluster.address,
-         "results": str(tmp_path / "ray.jsonl")},
+        {**common, "ray_address": cluster.address, "results": str(tmp_path / "ray.jsonl")},
     )  # fmt: skip
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
@@ -240,10 +246,10 @@ def test_killing_the_worker_mid_run_keeps_every_row_once(cluster: Cluster, tmp_p
     results = tmp_path / "ray.jsonl"
     proc = _driver(
         cluster,
-        {"flow": str(flow), "data": str(DATA), "scorers": "trd_slow_scorer:slow_numeric",
-         "model": _scripted(rows), "limit": 24, "cache": False, "sandbox": "process",
-         "concurrency": 3, "executor": "ray", "ray_address": cluster.address,
-         "results": str(results)},
+        {"flow": str(flow), "data": str(DATA), "scorer": "trd_slow_scorer:slow_numeric",
+         "limit": 24, "ray_address": cluster.address, "results": str(results),
+         "run": {"model": _scripted(rows), "cache": False, "sandbox": "process",
+                 "concurrency": 3}},
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 180

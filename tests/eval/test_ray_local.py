@@ -72,6 +72,9 @@ def _loopback(addr: str) -> bool:
 def test_local_ray_stays_on_loopback_and_matches_local(ray_temp: Path, tmp_path: Path) -> None:
     from treadle.eval import ray_executor
     from treadle.eval.evaluate import evaluate_sync
+    from treadle.eval.executors import RayExecutor
+    from treadle.eval.options import RunConfig
+    from treadle.runtime.session import SandboxConfig
 
     flow = tmp_path / "solve.flow"
     flow.write_text(FLOW)
@@ -79,27 +82,29 @@ def test_local_ray_stays_on_loopback_and_matches_local(ray_temp: Path, tmp_path:
     # right on the first three rows, wrong on the others
     answers = {r["problem"]: f"Answer: {r['answer'] + (i >= 3)}" for i, r in enumerate(rows)}
     model = "scripted:" + json.dumps(answers)
-    common: dict[str, Any] = dict(
-        scorers="numeric", model=model, limit=6, cache=False, sandbox="process"
-    )
-    local = evaluate_sync(flow, DATA, results=tmp_path / "l.jsonl", **common)
+    run = RunConfig(model=model, cache=False, sandbox=SandboxConfig("process"))
+    common: dict[str, Any] = dict(scorer="numeric", limit=6)
+    local = evaluate_sync(flow, DATA, results=tmp_path / "l.jsonl", run=run, **common)
     ray_executor.ensure_ray(_temp_dir=str(ray_temp), num_cpus=2)
     import ray
 
     nodes = ray.nodes()
     assert [n["NodeManagerAddress"] for n in nodes] == ["127.0.0.1"]
+    fresh = run.with_(sandbox=SandboxConfig("process", "fresh"))
     remote = evaluate_sync(
-        flow, DATA, results=tmp_path / "r.jsonl", executor="ray", isolation="fresh",
-        ray_workers=1, **common,
+        flow, DATA, results=tmp_path / "r.jsonl", executor=RayExecutor(workers=1), run=fresh,
+        **common,
     )  # fmt: skip
     assert ray_executor.LAST_RUN["workers"] == 1
     # the workers got the driver's settings, the sandbox's isolation included
-    assert ray_executor.LAST_RUN["settings"] == {
-        "model": model,
-        "cache": False,
-        "sandbox": "process",
-        "isolation": "fresh",
-    }
+    assert ray_executor.LAST_RUN["settings"] == {"run_config": fresh}
+    sent = ray_executor.LAST_RUN["settings"]["run_config"]
+    assert (sent.model, sent.cache, sent.sandbox.kind, sent.sandbox.isolation) == (
+        model,
+        False,
+        "process",
+        "fresh",
+    )
     keys = ("n", "scored", "errors", "mean", "model_calls", "tokens_in", "tokens_out")
     assert {k: getattr(remote, k) for k in keys} == {k: getattr(local, k) for k in keys}
     assert [(r.id, r.output, r.score) for r in remote.rows] == [

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from treadle.eval.datasets import Row
+from treadle.eval.options import RunConfig
 from treadle.eval.report import mean_interval, wilson_interval
-from treadle.eval.runner import EvalResources
+from treadle.eval.runner import RowRunner
 from treadle.eval.scorers import (
     Score,
     ScorerError,
@@ -24,15 +25,18 @@ from treadle.eval.scorers import (
 )
 from treadle.eval.stats import pass_at_k, t_quantile
 from treadle.runtime.models.scripted import ScriptedBackend
+from treadle.runtime.session import Session
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def score(spec: str, output: Any, target: Any, row: Row | None = None, **options: Any) -> float:
     async def go() -> Score:
-        async with EvalResources(model="scripted:[]", cache=False, sandbox="process") as res:
+        async with Session(model="scripted:[]", cache=False, sandbox="process") as session:
             scorer = resolve_scorer(spec, **options)
-            return await scorer.score(output, target, row or Row(id="1"), res)
+            return await scorer.score(
+                output, target, row or Row(id="1"), RowRunner(session, RunConfig())
+            )
 
     return asyncio.run(go()).value
 
@@ -143,8 +147,10 @@ def test_flow_scorer_runs_on_the_evaluation_model() -> None:
 
     async def go(output: str, target: str) -> tuple[float, int]:
         backend = ScriptedBackend({"mean the same": "yes"})
-        async with EvalResources(model=backend, cache=False, sandbox="process") as res:
-            s = await resolve_scorer(flow).score(output, target, Row(id="1"), res)
+        async with Session(model=backend, cache=False, sandbox="process") as session:
+            s = await resolve_scorer(flow).score(
+                output, target, Row(id="1"), RowRunner(session, RunConfig())
+            )
         return s.value, len(backend.calls)
 
     assert asyncio.run(go("Paris", "Paris")) == (1.0, 0)  # identical: no model call
@@ -167,8 +173,10 @@ def test_flow_scorer_with_the_wrong_signature(tmp_path: Path) -> None:
 def test_judge_reads_the_grade() -> None:
     async def go(reply: str) -> float:
         backend = ScriptedBackend([reply])
-        async with EvalResources(model=backend, cache=False, sandbox="process") as res:
-            s = await resolve_scorer("judge").score("Paris", "Paris", Row(id="1"), res)
+        async with Session(model=backend, cache=False, sandbox="process") as session:
+            s = await resolve_scorer("judge").score(
+                "Paris", "Paris", Row(id="1"), RowRunner(session, RunConfig())
+            )
         assert "Reference answer:\nParis" in backend.prompts[0]
         return s.value
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from treadle.compiler.importers.core import CoreImportError, import_core
 from treadle.compiler import compile_source
+from treadle.compiler.importers.core import CoreImportError, import_core
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "core"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from treadle.compiler import compile_source
 from treadle.generation.cost import cost_bound
 from treadle.generation.dry_run import dry_run
 from treadle.generation.example_bank import EXAMPLES
-from treadle.compiler import compile_source
 
 STRAIGHT = """workflow s(problem: text) -> answer: number
   drafts = generate from "Solve: {problem}" with samples 3

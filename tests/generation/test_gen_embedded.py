@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from treadle.generation import generate
 from treadle.compiler import check_source, compile_source
+from treadle.generation import generate
 from treadle.runtime.models.spec import load_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from grammar_sampler import sample
 
+from treadle.compiler import check_source
 from treadle.generation.decoding.scope_grammar import program_grammar
 from treadle.generation.decoding.vocabulary import load_capabilities, vocabulary
 from treadle.generation.decoding.writer import ProgramWriter
-from treadle.compiler import check_source
 
 LIB = Path(__file__).parents[2] / "examples" / "lib" / "capabilities.flow"
 FORBIDDEN = {"E001", "E002", "E101", "E201", "E202", "E205", "E401"}

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from treadle.generation.mining import mine
 from treadle.api import Flow
 from treadle.compiler import check_file, compile_file
+from treadle.generation.mining import mine
 from treadle.runtime.models.base import Message
 from treadle.runtime.models.scripted import ScriptedBackend
 

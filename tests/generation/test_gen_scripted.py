@@ -9,8 +9,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from treadle.generation import generate
 from treadle.compiler import compile_source
+from treadle.generation import generate
 from treadle.runtime.models.scripted import ScriptedBackend
 
 DATA = Path(__file__).parent / "data"

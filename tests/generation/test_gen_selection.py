@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from treadle.generation.selection import select_capabilities, select_examples
 from treadle.generation.decoding.vocabulary import load_capabilities
+from treadle.generation.selection import select_capabilities, select_examples
 
 DATA = Path(__file__).parent / "data"
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from treadle.generation import generate
 from treadle.compiler import check_source
+from treadle.generation import generate
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 
@@ -26,8 +26,8 @@ async def test_server_grammar_path(gen_llama_server: str) -> None:
 
 
 def test_unknown_grammar_option_is_a_clear_error() -> None:
-    from treadle.generation.generator import split_grammar_option
     from treadle.errors import ModelError
+    from treadle.generation.generator import split_grammar_option
 
     assert split_grammar_option("openai:http://h/v1#m?grammar=vllm") == (
         "openai:http://h/v1#m",

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from treadle.generation.decoding.vocabulary import vocabulary
 from treadle.generation.example_bank import EXAMPLES
 from treadle.generation.prompt import messages as build
 from treadle.generation.selection import select_examples
 from treadle.train.sft import export_sft
-from treadle.generation.decoding.vocabulary import vocabulary
 
 BROKEN = "workflow w(x: text) -> y: text\n  y = nosuchop x\nend\n"
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from treadle.studies.attribution import attribute
-from treadle.eval.runner import EvalResources
 from treadle.compiler import compile_file
 from treadle.compiler.ablate import AblationError, ablate, list_units
+from treadle.eval.runner import EvalResources
 from treadle.runtime.cache import ModelCache
 from treadle.runtime.models.base import Message
 from treadle.runtime.models.scripted import ScriptedBackend
+from treadle.studies.attribution import attribute
 
 FLOW = """\
 workflow solve(question: text) -> answer: text

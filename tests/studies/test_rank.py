@@ -11,6 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from treadle.eval.runner import EvalResources
+from treadle.runtime.cache import ModelCache
+from treadle.runtime.models.base import Message
+from treadle.runtime.models.scripted import ScriptedBackend
 from treadle.studies.ranking import (
     PredictionError,
     alpha_for,
@@ -20,11 +24,7 @@ from treadle.studies.ranking import (
     rank,
     spearman,
 )
-from treadle.eval.runner import EvalResources
 from treadle.studies.stratify import stratified_mean
-from treadle.runtime.cache import ModelCache
-from treadle.runtime.models.base import Message
-from treadle.runtime.models.scripted import ScriptedBackend
 
 # ---------------------------------------------------------------- α
 
@@ -157,8 +157,8 @@ async def test_rank_verify_on_a_simulated_model(tmp_path: Path) -> None:
 
 
 def test_coverage_of_finished_reports() -> None:
-    from treadle.studies.ranking import coverage_of_reports
     from treadle.eval.report import EvalReport, RowReport
+    from treadle.studies.ranking import coverage_of_reports
 
     def report(name: str, solved: set[int]) -> EvalReport:
         rows = [RowReport(id=f"r{i}", score=1.0 if i in solved else 0.0) for i in range(4)]

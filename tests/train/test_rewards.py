@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from treadle.errors import ModelError
+from treadle.runtime.models.scripted import ScriptedBackend
 from treadle.train.rewards import (
     FlowReward,
     RewardUnavailable,
@@ -22,8 +24,6 @@ from treadle.train.rewards import (
     openrlhf_reward_func,
     verl_compute_score,
 )
-from treadle.errors import ModelError
-from treadle.runtime.models.scripted import ScriptedBackend
 
 GOOD = """workflow solve(problem: text) -> answer: number
   reply = generate from "{problem}"

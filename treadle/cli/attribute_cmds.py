@@ -7,28 +7,14 @@ ranked by effect on stdout, progress on stderr, the JSON report with `--report`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from treadle.cli.common import (
-    Concurrency,
-    InputMap,
-    Isolation,
-    Limit,
-    Model,
-    NoCache,
-    Rows,
-    Sandbox,
-    Scorers,
-    Target,
-    default_display,
-    exit_on_error,
-    parse_pairs,
-    progress_log,
-    run_async,
-)
+from treadle.cli.common import exit_on_error, run_async
+from treadle.cli.options import AnalysisOptions, analysis_options
 from treadle.errors import InputError
 
 
@@ -36,16 +22,13 @@ def register(app: typer.Typer) -> None:
     app.command("attribute")(exit_on_error(attribute))
 
 
+@analysis_options
 def attribute(
     paths: Annotated[
         list[Path],
         typer.Argument(help="FLOW DATA, or with --library: FLOWS... DATA", show_default=False),
     ],
-    scorer: Scorers = None,
     by: Annotated[str, typer.Option("--by", help="step, operator or call")] = "step",
-    target: Target = None,
-    input_map: InputMap = None,
-    model: Model = None,
     report: Annotated[Path | None, typer.Option("--report", help="write the JSON report")] = None,
     prune: Annotated[
         Path | None, typer.Option("--prune", help="write the flow without units that do not help")
@@ -54,22 +37,11 @@ def attribute(
         Path | None,
         typer.Option("--library", help="credit this library's capabilities across the FLOWS"),
     ] = None,
-    limit: Limit = None,
-    rows: Rows = None,
-    concurrency: Concurrency = None,
-    seed: Annotated[int, typer.Option("--seed", help="the seed of every run")] = 0,
-    no_cache: NoCache = False,
     success: Annotated[
         float, typer.Option("--success", help="a row is a success at this score or above")
     ] = 0.5,
-    sandbox: Sandbox = "docker",
-    isolation: Isolation = "reset",
-    progress: Annotated[
-        str | None,
-        typer.Option(
-            "--display", "--progress", help="rich, plain or none (default: rich on a terminal)"
-        ),
-    ] = None,
+    *,
+    analysis: Callable[[], AnalysisOptions],
 ) -> None:
     """Remove each step (or operator, or capability call) in turn, re-run the same rows with
     the same seeds, and rank the units by the score they carry."""
@@ -81,21 +53,21 @@ def attribute(
     *flows, data = paths
     if library is None and len(flows) != 1:
         raise InputError("attribute takes one FLOW (several only with --library).")
-    display = progress or default_display()
-    log = progress_log(display)
 
     from treadle.studies.attribution import attribute as run
+    from treadle.studies.attribution import attribute_library
 
-    rep = run_async(
-        run(
-            flows[0], data, flows=flows[1:], library=library, scorers=scorer or ["exact"],
-            by=by,  # type: ignore[arg-type]
-            target=target, input_map=parse_pairs(input_map, "--map") or None, model=model,
-            concurrency=concurrency, cache=not no_cache, seed=seed, limit=limit, rows=rows,
-            report=report, prune=prune, display=None if display == "none" else display,
-            sandbox=sandbox, isolation=isolation, success=success, log=log,
-        )
-    )  # fmt: skip
+    async def work() -> Any:
+        opts = analysis()
+        common: dict[str, Any] = dict(
+            scoring=opts.scoring, rows=opts.rows, run=opts.run, success=success, report=report,
+            display=opts.progress(), log=opts.log,
+        )  # fmt: skip
+        if library is not None:
+            return await attribute_library(library, flows, data, **common)
+        return await run(flows[0], data, by=by, prune=prune, **common)  # type: ignore[arg-type]
+
+    rep = run_async(work())
     typer.echo(render(rep), nl=False)
     if report is not None:
         typer.echo(f"report: {report}", err=True)

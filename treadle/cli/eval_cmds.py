@@ -13,30 +13,15 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from treadle.cli.common import (
-    Concurrency,
-    InputMap,
-    Isolation,
-    Limit,
-    Model,
-    NoCache,
-    Rows,
-    Sandbox,
-    Scorers,
-    Target,
-    exit_on_error,
-    fail,
-    finish,
-    parse_pairs,
-    run_async,
-    say,
-)
+from treadle.cli.common import exit_on_error, fail, finish, run_async, say
+from treadle.cli.options import AnalysisOptions, analysis_options
 from treadle.errors import EXIT_RUNTIME as EXIT_STOPPED
 
 
@@ -63,16 +48,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="eval")
 
 
-def _json_or_text(value: str) -> Any:
-    """A `--scorer-option` value: JSON when it parses (`3`, `true`, `["a"]`), else the text."""
-    import orjson
-
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return value
-
-
+@analysis_options
 def eval_run(
     flow: Annotated[Path, typer.Argument(help="the .flow file to evaluate")],
     data: Annotated[
@@ -81,34 +57,10 @@ def eval_run(
     dataset: Annotated[
         str | None, typer.Option("--dataset", help="a built-in dataset: humaneval")
     ] = None,
-    scorer: Scorers = None,
-    scorer_option: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--scorer-option",
-            help="KEY=VALUE for the primary scorer, or SCORER.KEY=VALUE (repeatable)",
-        ),
-    ] = None,
-    target: Target = None,
-    map_: InputMap = None,
-    output: Annotated[
-        str | None, typer.Option("--output", help="the workflow output to score (default: first)")
-    ] = None,
-    model: Model = None,
-    concurrency: Concurrency = None,
-    no_cache: NoCache = False,
-    seed: Annotated[int, typer.Option("--seed", help="seed (epoch k uses seed + k)")] = 0,
     epochs: Annotated[int, typer.Option("--epochs", help="runs per row")] = 1,
     reducer: Annotated[
         str, typer.Option("--reducer", help="mean, max, majority or pass@K over epochs")
     ] = "mean",
-    limit: Limit = None,
-    rows: Rows = None,
-    ids: Annotated[str | None, typer.Option("--ids", help="comma-separated row ids")] = None,
-    shuffle: Annotated[bool, typer.Option("--shuffle", help="shuffle rows (with --seed)")] = False,
-    workflow: Annotated[
-        str | None, typer.Option("--workflow", "-w", help="which workflow to run")
-    ] = None,
     results: Annotated[
         Path | None,
         typer.Option(
@@ -121,11 +73,6 @@ def eval_run(
     report: Annotated[
         Path | None, typer.Option("--report", help="write the report as JSON")
     ] = None,
-    display: Annotated[
-        str | None,
-        typer.Option("--display", help="rich, plain or none (default: rich on a terminal)"),
-    ] = None,
-    every: Annotated[int, typer.Option("--every", help="plain display: a line per N rows")] = 10,
     fmt: Annotated[str, typer.Option("--format", help="stdout: table or json")] = "table",
     executor: Annotated[str, typer.Option("--executor", help="local or ray")] = "local",
     ray_address: Annotated[
@@ -135,26 +82,18 @@ def eval_run(
         int | None,
         typer.Option("--ray-workers", help="Ray worker actors (default: one per alive node)"),
     ] = None,
-    row_timeout: Annotated[
-        float | None, typer.Option("--row-timeout", help="seconds per row (an error past it)")
-    ] = None,
-    step_timeout: Annotated[
-        float | None, typer.Option("--step-timeout", help="seconds per step")
-    ] = None,
-    max_errors: Annotated[
-        str | None, typer.Option("--max-errors", help="stop past N errors (or a fraction)")
-    ] = None,
     trace_dir: Annotated[
         Path | None, typer.Option("--trace-dir", help="row traces (default beside the results)")
     ] = None,
-    sandbox: Sandbox = "docker",
-    isolation: Isolation = "reset",
+    *,
+    analysis: Callable[[], AnalysisOptions],
 ) -> None:
     """Evaluate a workflow on a dataset; the report on stdout, progress on stderr."""
     from treadle.errors import InputError
 
     results_path: Path | None = None
     try:
+        opts = analysis()
         if (data is None) == (dataset is None):
             raise InputError(
                 "Give the dataset either as DATA (a .jsonl or .csv file) or as --dataset NAME, "
@@ -162,59 +101,33 @@ def eval_run(
             )
         if fmt not in ("table", "json"):
             raise InputError(f"--format is table or json, got {fmt!r}.")
-        if display is None:
-            display = "rich" if sys.stderr.isatty() else "plain"
-        if display not in ("rich", "plain", "none"):
-            raise InputError(f"--display is rich, plain or none, got {display!r}.")
-        if sandbox not in ("docker", "process"):
-            raise InputError(f"--sandbox is docker or process, got {sandbox!r}.")
-        if isolation not in ("fresh", "reset"):
-            raise InputError(f"--isolation is fresh or reset, got {isolation!r}.")
-        input_map = parse_pairs(map_, "--map")
-        options = {
-            k: _json_or_text(v) for k, v in parse_pairs(scorer_option, "--scorer-option").items()
-        }
+        from treadle.eval.evaluate import evaluate
+        from treadle.eval.executors import executor_of
+        from treadle.eval.options import Epochs
+
+        run = opts.run.with_(traces=trace_dir) if trace_dir is not None else opts.run
+        chosen = executor_of(executor, ray_address, ray_workers)
         results_path = resume or results
         if results_path is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             results_path = Path(".treadle") / "evals" / f"{stamp}-{flow.stem}.jsonl"
-        kwargs: dict[str, Any] = {
-            "scorers": scorer or ["exact"],
-            "scorer_options": options,
-            "target": target,
-            "input_map": input_map,
-            "output": output,
-            "model": model,
-            "concurrency": concurrency,
-            "cache": not no_cache,
-            "seed": seed,
-            "epochs": epochs,
-            "reducer": reducer,
-            "limit": limit,
-            "rows": rows,
-            "ids": ids,
-            "shuffle": shuffle,
-            "workflow": workflow,
-            "results": None if resume else results_path,
-            "resume": resume,
-            "report": report,
-            "display": None if display == "none" else display,
-            "plain_every": every,
-            "executor": executor,
-            "ray_address": ray_address,
-            "ray_workers": ray_workers,
-            "row_timeout": row_timeout,
-            "step_timeout": step_timeout,
-            "max_errors": max_errors,
-            "trace_dir": trace_dir,
-            "sandbox": sandbox,
-            "isolation": isolation,
-        }
-        from treadle.eval.evaluate import evaluate
-
         say(f"results: {results_path}")
         source = data if data is not None else str(dataset)
-        result = run_async(evaluate(flow, source, **kwargs))
+        result = run_async(
+            evaluate(
+                flow,
+                source,
+                scoring=opts.scoring,
+                rows=opts.rows,
+                run=run,
+                epochs=Epochs(epochs, reducer),
+                executor=chosen,
+                results=None if resume else results_path,
+                resume=resume,
+                report=report,
+                display=opts.progress(),
+            )
+        )
     except (Exception, KeyboardInterrupt) as e:
         stopped = (
             f"Interrupted. Finished rows are in {results_path}; run the same command with "

@@ -7,28 +7,14 @@ A thin layer over `treadle.studies.ranking`; options as `treadle eval`. Exit cod
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from treadle.cli.common import (
-    Concurrency,
-    InputMap,
-    Isolation,
-    Limit,
-    Model,
-    NoCache,
-    Rows,
-    Sandbox,
-    Scorers,
-    Target,
-    default_display,
-    exit_on_error,
-    parse_pairs,
-    progress_log,
-    run_async,
-)
+from treadle.cli.common import exit_on_error, run_async
+from treadle.cli.options import AnalysisOptions, analysis_options
 from treadle.errors import InputError
 
 
@@ -36,9 +22,9 @@ def register(app: typer.Typer) -> None:
     app.command("rank")(exit_on_error(rank))
 
 
+@analysis_options
 def rank(
     paths: Annotated[list[Path], typer.Argument(help="FLOWS... DATA", show_default=False)],
-    scorer: Scorers = None,
     optimizer_model: Annotated[
         str | None,
         typer.Option("--optimizer-model", help="who predicts each flow's score (default: --model)"),
@@ -64,23 +50,9 @@ def rank(
     task: Annotated[
         str | None, typer.Option("--task", help="the task, as the optimizer model reads it")
     ] = None,
-    target: Target = None,
-    input_map: InputMap = None,
-    model: Model = None,
     report: Annotated[Path | None, typer.Option("--report", help="write the JSON report")] = None,
-    limit: Limit = None,
-    rows: Rows = None,
-    concurrency: Concurrency = None,
-    seed: Annotated[int, typer.Option("--seed", help="the seed of every run")] = 0,
-    no_cache: NoCache = False,
-    sandbox: Sandbox = "docker",
-    isolation: Isolation = "reset",
-    progress: Annotated[
-        str | None,
-        typer.Option(
-            "--display", "--progress", help="rich, plain or none (default: rich on a terminal)"
-        ),
-    ] = None,
+    *,
+    analysis: Callable[[], AnalysisOptions],
 ) -> None:
     """Warm-up flows in full → row difficulty strata → every other flow on a stratified few
     rows plus the optimizer model's self-prediction → calibrated score Ŝ, ranked."""
@@ -88,23 +60,23 @@ def rank(
     if len(paths) < 2:
         raise InputError("rank takes FLOWS... DATA: at least one flow and the dataset.")
     *flows, data = paths
-    display = progress or default_display()
-    log = progress_log(display)
 
+    from treadle.studies.ranking import RankSettings
     from treadle.studies.ranking import rank as run
 
-    rep = run_async(
-        run(
-            flows, data, scorers=scorer or ["exact"], optimizer_model=optimizer_model,
-            few_ratio=few_ratio, min_rows=min_rows, warmup=warmup, warmup_flows=warmup_flows,
-            n_strata=strata, tau=tau, alpha=alpha, alpha_max=alpha_max, verify=verify,
-            coverage=coverage, task=task, report=report, target=target,
-            input_map=parse_pairs(input_map, "--map") or None, model=model,
-            concurrency=concurrency, cache=not no_cache, seed=seed, limit=limit, rows=rows,
-            display=None if display == "none" else display, sandbox=sandbox,
-            isolation=isolation, log=log,
-        )
-    )  # fmt: skip
+    async def work() -> Any:
+        opts = analysis()
+        settings = RankSettings(
+            optimizer_model=optimizer_model, task=task, few_ratio=few_ratio, min_rows=min_rows,
+            warmup=warmup, n_strata=strata, tau=tau, alpha=alpha, alpha_max=alpha_max,
+            verify=verify, coverage=coverage,
+        )  # fmt: skip
+        return await run(
+            flows, data, settings=settings, warmup_flows=warmup_flows, scoring=opts.scoring,
+            rows=opts.rows, run=opts.run, report=report, display=opts.progress(), log=opts.log,
+        )  # fmt: skip
+
+    rep = run_async(work())
     typer.echo(render(rep), nl=False)
     if report is not None:
         typer.echo(f"report: {report}", err=True)

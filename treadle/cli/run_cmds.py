@@ -111,21 +111,35 @@ def _run(
     """Compile, check inputs, run; every failure ends in `fail` (one paragraph, an exit code)."""
     trace_path: Path | None = None
     try:
-        if options["sandbox"] not in ("docker", "process"):
-            raise InputError(f"--sandbox is docker or process, got {options['sandbox']!r}.")
-        if options["isolation"] not in ("fresh", "reset"):
-            raise InputError(f"--isolation is fresh or reset, got {options['isolation']!r}.")
+        from treadle.runtime.scheduler import RunOptions
+        from treadle.runtime.session import SandboxConfig
+
+        sandbox = SandboxConfig.of(options["sandbox"], options["isolation"])  # checks both
         flow = _load(file)
         wf = flow.workflow(options["workflow"])
         values = _read_inputs(wf, pairs, inputs_file)
         flow.check_inputs(values, wf.name)
         if options["concurrency"] < 1:
             raise InputError(f"--concurrency must be at least 1, got {options['concurrency']}.")
+        schedule = RunOptions(
+            concurrency=options["concurrency"],
+            step_timeout=options["step_timeout"],
+            retries=options["retries"],
+        )
+        run_options = {
+            "workflow": wf.name,
+            "model": options["model"],
+            "cache": options["cache"],
+            "seed": options["seed"],
+            "otel": options["otel"],
+            "sandbox": sandbox,
+            "options": schedule,
+        }
         from treadle.runtime.tracing import default_trace_path
 
         trace_path = trace or default_trace_path(wf.name)
         say(f"trace: {trace_path}")
-        outputs = run_async(_execute(flow, values, {**options, "workflow": wf.name}, trace_path))
+        outputs = run_async(_execute(flow, values, run_options, trace_path))
     except (Exception, KeyboardInterrupt) as e:
         stopped = "Interrupted: the run was cancelled and every running step stopped."
         return finish(fail(e, trace=trace_path, interrupted=stopped))

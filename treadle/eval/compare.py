@@ -13,9 +13,9 @@ from typing import Literal
 import orjson
 from pydantic import BaseModel
 
+from treadle.errors import InputError
 from treadle.eval.report import EvalReport
 from treadle.eval.stats import paired_bootstrap
-from treadle.errors import InputError
 
 
 class Comparison(BaseModel):

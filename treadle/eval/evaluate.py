@@ -3,9 +3,9 @@
 Everything that can be wrong with the input (the flow, the dataset, the mapping, a scorer) is
 checked before any row runs and raised as one `InputError` paragraph. Then the dataset becomes
 row-jobs (`runner.RowJob`, one per row and epoch) and an executor runs them through
-`runner.run_row`: the local one here (an asyncio map with bounded concurrency over one shared
-`EvalResources`) or Ray (`executor="ray"`, `treadle.eval.ray_executor.run_jobs`, imported
-lazily; it receives the jobs and an `on_result` callback and calls it once per finished job).
+`runner.run_row`: `LocalExecutor` (an asyncio map with bounded concurrency in one shared
+`Session`) or `RayExecutor` (workers with a session each); either calls `on_result` once per
+finished job (`treadle.eval.executors`).
 
 The results file (JSONL: a header line, then one line per finished row-epoch, flushed as it
 finishes) is the record: `resume=PATH` reads it back, runs only what is missing (and re-runs
@@ -19,54 +19,48 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import orjson
 
-from treadle.eval.datasets import Dataset, DatasetError, load_dataset
-from treadle.eval.progress import Progress, make_progress
-from treadle.eval.report import EvalReport, RowReport, build_report, parse_reducer
-from treadle.eval.runner import EvalResources, RowJob, ScorerSpec, run_row
-from treadle.eval.scorers import Scorer, resolve_scorer
 from treadle.errors import InputError, TreadleError
+from treadle.eval.datasets import Dataset, DatasetError, load_dataset
+from treadle.eval.executors import Executor, LocalExecutor, RayExecutor
+from treadle.eval.options import Epochs, RowSelection, RunConfig, Scoring, Shortcuts, settle
+from treadle.eval.progress import Progress, make_progress
+from treadle.eval.report import EvalReport, RowReport, build_report
+from treadle.eval.runner import RowJob, RowRunner, ScorerSpec
+from treadle.eval.scorers import Scorer, resolve_scorer
+from treadle.flow import Flow
+from treadle.runtime.session import Session
 
-OnResult = Callable[[RowReport], None]
+#: what a dataset may be given as: a path, "humaneval", rows as dicts, or a loaded `Dataset`
+DataSource = str | Path | Dataset | Sequence[Mapping[str, Any]]
 RESULTS_VERSION = 1
 DEFAULT_DIR = Path(".treadle") / "evals"
 
 
-def _flow_of(flow: Any) -> tuple[Any, str, str | None]:
-    """(Flow, source text, path) for a path or a `Flow`."""
-    from treadle.flow import Flow
-
+def load_flow(flow: str | Path | Flow) -> Flow:
+    """A `Flow` for a path or a `Flow` (compiled once: the row jobs carry its program)."""
     if isinstance(flow, Flow):
-        if flow.path is not None and Path(flow.path).is_file():
-            return flow, Path(flow.path).read_text(encoding="utf-8"), str(flow.path)
-        if flow.program.source:
-            return flow, flow.program.source, None
-        return flow, "", None
+        return flow
     path = Path(flow)
     if not path.is_file():
         raise InputError(f"There is no flow file {path}.")
-    loaded = Flow.load(path)
-    return loaded, path.read_text(encoding="utf-8"), str(path)
+    return Flow.load(path)
 
 
-def _scorer_specs(
-    scorers: str | Scorer | Sequence[str | Scorer], options: Mapping[str, Any] | None
-) -> tuple[list[ScorerSpec], list[Scorer]]:
-    items: list[Any] = (
-        [scorers] if isinstance(scorers, str | Scorer) or callable(scorers) else list(scorers)
-    )
-    if not items:
-        raise InputError("Give at least one scorer.")
+def scorer_specs(scoring: Scoring) -> tuple[list[ScorerSpec], list[Scorer]]:
+    """The scorers' specs (they pickle) and the scorers built from them, checked now."""
+    options = scoring.options
     specs, built = [], []
-    for i, item in enumerate(items):
-        opts = dict(options or {}) if i == 0 else {}
+    for i, item in enumerate(scoring.scorers):
+        opts = dict(options) if i == 0 else {}
         if isinstance(item, str):
-            for key, value in list((options or {}).items()):
+            for key, value in options.items():
                 if key.startswith(item + "."):
                     opts[key[len(item) + 1 :]] = value
             opts = {k: v for k, v in opts.items() if "." not in k}
@@ -80,6 +74,20 @@ def _scorer_specs(
     if len(set(names)) != len(names):
         raise InputError(f"The scorers {names} name one scorer twice.")
     return specs, built
+
+
+def select_rows(data: DataSource, scoring: Scoring, rows: RowSelection) -> Dataset:
+    """The dataset's selected rows, with the target column and input map `scoring` names."""
+    return load_dataset(
+        data,
+        input_map=scoring.input_map,
+        target=scoring.target,
+        limit=rows.limit,
+        rows=rows.rows,
+        ids=rows.ids,
+        shuffle=rows.shuffle,
+        seed=rows.seed,
+    )
 
 
 def _coerce_inputs(flow: Any, workflow: str | None, ds: Dataset) -> None:
@@ -156,114 +164,69 @@ class _ResultsFile:
         self.f.close()
 
 
-def _max_errors(value: int | float | str | None, total: int) -> int | None:
+def _max_errors(value: int | float | None, total: int) -> int | None:
     if value is None:
         return None
-    try:
-        number = float(value)
-    except ValueError:
-        raise InputError(f"--max-errors takes a count or a fraction, got {value!r}.") from None
-    if number < 0:
-        raise InputError(f"--max-errors must not be negative, got {value!r}.")
-    if 0 < number < 1:
-        return int(number * total)
-    return int(number)
-
-
-def _default_concurrency(model: Any) -> int:
-    spec = model if isinstance(model, str) else ""
-    if spec.startswith(("scripted:", "openai:")) or (
-        model is not None and not isinstance(model, str)
-    ):
-        return 16
-    return 4  # the embedded model computes one call at a time; a few rows keep it busy
+    if 0 < value < 1:
+        return int(value * total)
+    return int(value)
 
 
 async def evaluate(
-    flow: str | Path | Any,
-    data: str | Path | Dataset | Sequence[Mapping[str, Any]],
+    flow: str | Path | Flow,
+    data: DataSource,
     *,
-    scorers: str | Scorer | Sequence[str | Scorer] = "exact",
-    scorer_options: Mapping[str, Any] | None = None,
-    target: str | None = None,
-    input_map: Mapping[str, str] | None = None,
-    output: str | None = None,
-    model: Any = None,
-    models: Mapping[str, Any] | None = None,
-    concurrency: int | None = None,
-    cache: Any = True,
-    seed: int = 0,
-    epochs: int = 1,
-    reducer: str = "mean",
-    limit: int | None = None,
-    rows: str | tuple[int, int] | None = None,
-    ids: Sequence[str] | str | None = None,
-    shuffle: bool = False,
-    workflow: str | None = None,
+    scoring: Scoring | None = None,
+    rows: RowSelection | None = None,
+    run: RunConfig | None = None,
+    epochs: Epochs | int = 1,
+    executor: Executor | None = None,
+    session: Session | None = None,
     results: str | Path | None = None,
     resume: str | Path | None = None,
     report: str | Path | None = None,
     display: str | Progress | None = None,
-    executor: str = "local",
-    ray_address: str | None = None,
-    ray_workers: int | None = None,
-    row_timeout: float | None = None,
-    step_timeout: float | None = None,
-    max_errors: int | float | str | None = None,
-    resources: EvalResources | None = None,
-    trace_dir: str | Path | bool | None = None,
-    sandbox: str = "docker",
-    isolation: str | None = None,
-    plain_every: int = 10,
+    **shortcuts: Unpack[Shortcuts],
 ) -> EvalReport:
-    """Run `flow` on every selected row of `data` (`epochs` times each), score each output with
-    `scorers` (the first is the primary one), and return the `EvalReport`. See docs/evaluation.md
-    for every option; the CLI's `treadle eval` is a thin layer over this."""
+    """Run `flow` on every selected row of `data` (`epochs` times each), score each output as
+    `scoring` says (the first scorer is the primary one), and return the `EvalReport`.
+
+    `rows` selects rows, `run` says how to run them (models, cache, sandbox, seed, concurrency,
+    time limits), `executor` where (`LocalExecutor`, the default, or `RayExecutor`), `session`
+    lends an open session (its backends, cache and sandbox; then `run` gives only the rest).
+    `results` is the results file (`resume` continues one), `report` where the report's JSON
+    goes. The common case fits in keywords: `evaluate(flow, data, scorer="numeric",
+    model="...", limit=20)`. See docs/evaluation.md; `treadle eval` is a thin layer over this.
+    """
     started = time.monotonic()
     # ---- check everything before anything runs
-    if epochs < 1:
-        raise InputError(f"--epochs must be at least 1, got {epochs}.")
-    try:
-        parse_reducer(reducer, epochs)
-    except ValueError as e:
-        raise InputError(f"--reducer: {e}.") from None
-    if executor not in ("local", "ray"):
-        raise InputError(f"--executor is local or ray, got {executor!r}.")
-    if concurrency is not None and concurrency < 1:
-        raise InputError(f"--concurrency must be at least 1, got {concurrency}.")
-    if executor == "ray" and not isinstance(model, str | None):
-        raise InputError("executor='ray' needs the model as a spec string (it goes to workers).")
-    if ray_workers is not None and executor != "ray":
-        raise InputError("--ray-workers is for --executor ray.")
-    if ray_workers is not None and ray_workers < 1:
-        raise InputError(f"--ray-workers must be at least 1, got {ray_workers}.")
-    the_flow, source, flow_path = _flow_of(flow)
-    wf = the_flow.workflow(workflow)
-    if output is not None and output not in {f.name for f in wf.outputs}:
+    scoring, rows, run = settle(scoring, rows, run, shortcuts)
+    epochs = Epochs.of(epochs)
+    executor = executor or LocalExecutor()
+    if session is not None and run.sets_resources:
+        raise InputError(
+            "evaluate takes the models, cache and sandbox either from session= or from run=, "
+            "not both."
+        )
+    if isinstance(executor, RayExecutor):
+        if session is not None:
+            raise InputError("executor ray opens a session on each worker; give no session=.")
+        run = executor.check(run)
+    the_flow = load_flow(flow)
+    wf = the_flow.workflow(scoring.workflow)
+    if scoring.output is not None and scoring.output not in {f.name for f in wf.outputs}:
         names = ", ".join(f.name for f in wf.outputs)
-        raise InputError(f"--output {output}: the workflow {wf.name} returns {names}.")
+        raise InputError(f"--output {scoring.output}: the workflow {wf.name} returns {names}.")
     header_prev: dict[str, Any] | None = None
     done: list[RowReport] = []
     if resume is not None:
         header_prev, done = read_results(Path(resume))
-    ds = load_dataset(
-        data,
-        input_map=input_map,
-        target=target,
-        limit=limit,
-        rows=rows,
-        ids=ids,
-        shuffle=shuffle,
-        seed=seed,
-    )
-    ds = ds.bind([f.name for f in wf.inputs] or list(wf.graph.params), input_map)
+    ds = select_rows(data, scoring, rows)
+    ds = ds.bind([f.name for f in wf.inputs] or list(wf.graph.params), scoring.input_map)
     _coerce_inputs(the_flow, wf.name, ds)
-    specs, built = _scorer_specs(scorers, scorer_options)
-    model_name = (
-        model
-        if isinstance(model, str | None)
-        else f"{getattr(model, 'backend', type(model).__name__)}:{getattr(model, 'model', '')}"
-    )
+    specs, built = scorer_specs(scoring)
+    model_name = session.model_name if session is not None else run.model_name
+    flow_path = str(the_flow.path) if the_flow.path else None
     header = {
         "version": RESULTS_VERSION,
         "flow": flow_path or wf.name,
@@ -272,13 +235,13 @@ async def evaluate(
         "dataset": ds.name,
         "model": model_name,
         "scorers": [s.model_dump() for s in specs],
-        "epochs": epochs,
-        "seed": seed,
-        "reducer": reducer,
+        "epochs": epochs.n,
+        "seed": run.seed,
+        "reducer": epochs.reducer,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     if header_prev is not None:
-        for key in ("program_hash", "model", "seed"):
+        for key in ("program_hash", "model", "seed", "scorers"):
             if header_prev.get(key) != header[key]:
                 raise InputError(
                     f"--resume {resume}: that results file was made with a different {key} "
@@ -294,36 +257,32 @@ async def evaluate(
         stamp = time.strftime("%Y%m%d-%H%M%S")
         results_path = DEFAULT_DIR / f"{stamp}-{_safe(wf.name)}.jsonl"
     traces = (
-        Path(trace_dir)
-        if isinstance(trace_dir, str | Path)
+        run.traces
+        if isinstance(run.traces, Path)
         else results_path.with_suffix("").with_name(results_path.stem + "-traces")
     )
-    # ---- the jobs
+    # ---- the jobs: one compiled program for every row
     kept = {(r.id, r.epoch): r for r in done if r.status != "error"}  # errors are retried on resume
-    wanted = {(row.id, e) for row in ds.rows for e in range(epochs)}
+    wanted = {(row.id, e) for row in ds.rows for e in range(epochs.n)}
     prior = [r for key, r in kept.items() if key in wanted]
     jobs = [
         RowJob(
-            flow_source=source,
+            program=the_flow.program,
             flow_path=flow_path,
-            flow_ir=None if source else the_flow.program.model_dump_json(),
             workflow=wf.name,
             row=row,
             epoch=e,
-            seed=seed + e,
+            seed=run.seed + e,
             scorers=specs,
-            output=output,
-            model=model_name if isinstance(model, str | None) else None,
-            trace_path=None if trace_dir is False else str(traces / f"{_safe(row.id)}-e{e}.jsonl"),
-            row_timeout=row_timeout,
-            step_timeout=step_timeout,
+            output=scoring.output,
+            trace_path=None if run.traces is False else str(traces / f"{_safe(row.id)}-e{e}.jsonl"),
         )
         for row in ds.rows
-        for e in range(epochs)
+        for e in range(epochs.n)
         if (row.id, e) not in kept
     ]
-    budget = _max_errors(max_errors, len(wanted))
-    progress = make_progress(display, every=plain_every)
+    budget = _max_errors(run.max_errors, len(wanted))
+    progress = make_progress(display)
     writer = _ResultsFile(results_path, None if resume is not None else header)
     finished: list[RowReport] = list(prior)
     stopped: list[str] = []
@@ -339,58 +298,34 @@ async def evaluate(
             errors += 1
             if budget is not None and errors > budget and not stopped:
                 stopped.append(
-                    f"stopped after {errors} errors (--max-errors {max_errors}); "
+                    f"stopped after {errors} errors (--max-errors {run.max_errors:g}); "
                     f"the last: {row.error}"
                 )
 
     if progress is not None:
         progress.start(len(wanted), len(prior))
-    own = resources is None
-    limit_ = concurrency or _default_concurrency(model)
-    res = resources or EvalResources(
-        model=model,
-        models=models,
-        cache=cache,
-        sandbox=sandbox,
-        isolation=isolation,
-        sandbox_pool=min(limit_, 8),
-    )
+    own = session is None
+    the_session = session if session is not None else run.session()
+    runner = RowRunner(the_session, run)
     for spec, scorer in zip(specs, built, strict=True):
-        res.add_scorer(spec, scorer)
+        runner.add_scorer(spec, scorer)
     try:
-        if executor == "ray":
-            # each worker builds its own `EvalResources` from these settings
-            from treadle.eval import ray_executor
-
-            await ray_executor.run_jobs(
-                jobs,
-                on_result,
-                model=model,
-                cache=cache,
-                sandbox=sandbox,
-                isolation=isolation,
-                concurrency=concurrency,
-                address=ray_address,
-                workers=ray_workers,
-                should_stop=lambda: bool(stopped),
-            )
-        else:
-            await _run_local(jobs, res, on_result, limit_, lambda: bool(stopped))
+        await executor.run(jobs, runner, on_result, lambda: bool(stopped))
     finally:
         if progress is not None:
             progress.finish()
         writer.close()
         if own:
-            await res.aclose()
+            await the_session.aclose()
     final = build_report(
         finished,
-        reducer=reducer,
+        reducer=epochs.reducer,
         order=[r.id for r in ds.rows],
         flow=str(flow_path or wf.name),
         dataset=ds.name,
         model=model_name,
         scorer=specs[0].spec,
-        epochs=epochs,
+        epochs=epochs.n,
     )
     final.stopped = stopped[0] if stopped else None
     final.results_path = str(results_path)
@@ -402,59 +337,68 @@ async def evaluate(
     return final
 
 
-async def _run_local(
-    jobs: list[RowJob],
-    resources: EvalResources,
-    on_result: OnResult,
-    concurrency: int,
-    should_stop: Callable[[], bool],
-) -> None:
-    """The local executor: `concurrency` workers pull jobs in order and run them."""
-    queue = iter(jobs)
-    workers: list[asyncio.Task[None]] = []
+@dataclass
+class Study:
+    """Many evaluations of one dataset sharing one session (attribution, ranking, search):
+    every model call upstream of a change is a cache hit, and one sandbox pool serves all."""
 
-    async def worker() -> None:
-        for job in queue:
-            if should_stop():
-                break
-            on_result(await run_row(job, resources))
-            if should_stop():
-                break
-        if should_stop():  # past the error budget: stop the rows still running, cleanly
-            current = asyncio.current_task()
-            for w in workers:
-                if w is not current:
-                    w.cancel()
+    dataset: Dataset
+    work: Path
+    session: Session
+    scoring: Scoring
+    run: RunConfig
+    display: str | Progress | None = None
 
-    async with asyncio.TaskGroup() as tg:
-        workers.extend(tg.create_task(worker()) for _ in range(max(1, min(concurrency, len(jobs)))))
+    async def evaluate(
+        self,
+        flow: str | Path | Flow,
+        name: str,
+        *,
+        ids: Sequence[str] | None = None,
+        epochs: Epochs | int = 1,
+    ) -> EvalReport:
+        """Evaluate `flow` on the study's rows (or `ids` of them); results in WORK/NAME.jsonl."""
+        return await evaluate(
+            flow,
+            self.dataset,
+            scoring=self.scoring,
+            rows=RowSelection(ids=ids) if ids is not None else None,
+            run=self.run,
+            epochs=epochs,
+            session=self.session,
+            results=self.work / f"{name}.jsonl",
+            display=self.display,
+        )
 
 
-def study(
+@contextlib.asynccontextmanager
+async def open_study(
     kind: str,
-    data: str | Path | Dataset | Sequence[Mapping[str, Any]],
+    data: DataSource,
     *,
-    work_dir: str | Path | None,
-    resources: EvalResources | None,
-    model: Any,
-    models: Mapping[str, Any] | None,
-    cache: Any,
-    sandbox: str,
-    isolation: str | None = None,
-    **selection: Any,
-) -> tuple[Dataset, Path, EvalResources, bool]:
-    """What a study of many evaluations on one dataset (attribution, ranking) sets up: the
-    rows (`selection` as `load_dataset` takes it; a given `Dataset` as it is), the work
-    directory (default `.treadle/KIND/<time>`), and the resources every evaluation shares,
-    with whether the study made them (then it closes them)."""
-    ds = data if isinstance(data, Dataset) else load_dataset(data, **selection)
+    scoring: Scoring,
+    rows: RowSelection,
+    run: RunConfig,
+    session: Session | None = None,
+    work_dir: str | Path | None = None,
+    display: str | Progress | None = None,
+) -> AsyncIterator[Study]:
+    """Set a study up: its rows (selected once), its work directory (default
+    `.treadle/KIND/<time>`) and its session (the given one, or one it opens and closes)."""
+    ds = data if isinstance(data, Dataset) else select_rows(data, scoring, rows)
     work = Path(work_dir) if work_dir else Path(".treadle") / kind / time.strftime("%Y%m%d-%H%M%S")
-    if resources is not None:
-        return ds, work, resources, False
-    made = EvalResources(
-        model=model, models=models, cache=cache, sandbox=sandbox, isolation=isolation
-    )
-    return ds, work, made, True
+    if session is not None and run.sets_resources:
+        raise InputError(
+            f"the {kind} takes the models, cache and sandbox either from session= or from run=, "
+            "not both."
+        )
+    own = session is None
+    the_session = session if session is not None else run.session()
+    try:
+        yield Study(ds, work, the_session, scoring, run.without_resources(), display)
+    finally:
+        if own:
+            await the_session.aclose()
 
 
 def evaluate_sync(*args: Any, **kwargs: Any) -> EvalReport:

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncGenerator, Callable, Hashable, Sequence
+from collections.abc import AsyncGenerator, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -273,36 +273,4 @@ async def ray_map(
                 await asyncio.to_thread(ray.wait, closing, num_returns=len(closing), timeout=10)
 
 
-async def run_jobs(
-    jobs: Sequence[Any],
-    on_result: Callable[[Any], None],
-    *,
-    model: str | None,
-    cache: Any = True,
-    sandbox: str = "docker",
-    isolation: str | None = None,
-    concurrency: int | None = None,
-    address: str | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
-    workers: int | None = None,
-) -> None:
-    """`evaluate(executor="ray")`: each `RowJob` runs through `runner.run_row` on a worker
-    actor holding its own `EvalResources`; `on_result` gets every row exactly once, in the
-    driver, as it finishes (so the results file and report are built as for the local run)."""
-    from treadle.eval.runner import RowJobRunner
-
-    if not jobs:
-        return
-    runner = RowJobRunner(
-        model=model, cache=cache is not False, sandbox=sandbox, isolation=isolation
-    )
-    options = RayOptions(address=address, per_worker=concurrency or 4, workers=workers)
-    stream = ray_map(runner, list(jobs), key=lambda j: (j.row.id, j.epoch), options=options)
-    async with contextlib.aclosing(stream) as results:
-        async for _, row in results:
-            on_result(row)
-            if should_stop():
-                break
-
-
-__all__ = ["RayExecutorError", "RayOptions", "RowRunner", "ensure_ray", "ray_map", "run_jobs"]
+__all__ = ["RayExecutorError", "RayOptions", "RowRunner", "ensure_ray", "ray_map"]

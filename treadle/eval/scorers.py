@@ -27,8 +27,8 @@ from typing import Any, Protocol
 import orjson
 from pydantic import BaseModel, Field
 
-from treadle.eval.datasets import Row
 from treadle.errors import InputError, TreadleError
+from treadle.eval.datasets import Row
 from treadle.runtime.context import OpContext
 from treadle.runtime.models.base import GenParams, Message, ModelBackend
 from treadle.runtime.sandbox.base import Sandbox

@@ -64,16 +64,21 @@ def _reply(_messages: list[Message]) -> str:
 
 
 async def dry_run(program: Program, *, sandbox: str = "process") -> DryRun:
-    from treadle.flow import Flow
     from treadle.errors import TreadleError
+    from treadle.flow import Flow
     from treadle.runtime.models.scripted import ScriptedBackend
+    from treadle.runtime.scheduler import RunOptions
 
     flow = Flow(program)
     backend = ScriptedBackend(_reply)
     wf = program.workflows[program.entry]
     try:
         result = await flow.run(
-            sample_inputs(wf), model=backend, cache=False, sandbox=sandbox, retries=0
+            sample_inputs(wf),
+            model=backend,
+            cache=False,
+            sandbox=sandbox,
+            options=RunOptions(retries=0),
         )
     except TreadleError as e:
         spans = getattr(e, "spans", [])

@@ -29,14 +29,14 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from treadle.generation.cost import Cost, cost_bound
+from treadle.generation.decoding.scope_grammar import program_grammar
+from treadle.generation.decoding.vocabulary import Capability, load_capabilities, vocabulary
+from treadle.generation.decoding.writer import DEFAULT_MAX_STATEMENTS, ProgramWriter
 from treadle.generation.dry_run import DryRun, dry_run
 from treadle.generation.prompt import messages as build_messages
 from treadle.generation.prompt import use_lines
 from treadle.generation.repair import extract_flow, repair_messages
-from treadle.generation.decoding.scope_grammar import program_grammar
 from treadle.generation.selection import select_capabilities, select_examples
-from treadle.generation.decoding.vocabulary import Capability, load_capabilities, vocabulary
-from treadle.generation.decoding.writer import DEFAULT_MAX_STATEMENTS, ProgramWriter
 from treadle.runtime.models.base import GenParams, Message, ModelBackend
 
 GrammarMode = Literal["gbnf", "llguidance", "vllm", "none"]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from treadle.generation.example_bank import Example
 from treadle.generation.decoding.vocabulary import Callee, Capability
+from treadle.generation.example_bank import Example
 from treadle.runtime.models.base import Message
 
 CHEAT_SHEET = """\

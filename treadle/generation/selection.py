@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from treadle.generation.example_bank import EXAMPLES, Example
 from treadle.generation.decoding.vocabulary import Capability
+from treadle.generation.example_bank import EXAMPLES, Example
 
 DEFAULT_CAPABILITIES = 3
 DEFAULT_EXAMPLES = 2

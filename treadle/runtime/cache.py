@@ -64,7 +64,9 @@ def key_for(
     `backend` is a backend or a (backend kind, model identity) pair; `extra` is any JSON value
     that must also tell calls apart (the sample index of a seeded sampled call, a grammar).
     """
-    kind, model = backend if isinstance(backend, tuple) else (backend.backend, backend.model)
+    kind, model = (
+        backend if isinstance(backend, tuple) else (backend.backend, backend.cache_identity)
+    )
     payload = {
         "v": KEY_VERSION,
         "backend": kind,

@@ -29,6 +29,7 @@ from treadle.runtime import ir
 from treadle.runtime.context import OperatorLookup, RunnableOperator
 from treadle.runtime.expr import Compiled, ExprError, compile_expr, ref_names, truthy
 from treadle.runtime.run_context import RunState
+from treadle.runtime.session import Session
 from treadle.runtime.tracing import Span, Tracer
 from treadle.runtime.types import check_value, parse_type
 
@@ -151,6 +152,16 @@ def _no_operators(name: str) -> RunnableOperator | None:
     return None
 
 
+def find_workflow(program: ir.Program, name: str | None) -> ir.Workflow:
+    """The workflow `name` of `program` (None: its entry), or an `InputError` naming the others."""
+    name = name or program.entry
+    wf = program.workflows.get(name)
+    if wf is None:
+        have = ", ".join(sorted(program.workflows)) or "none"
+        raise InputError(f"There is no workflow named {name!r}; this program has: {have}.")
+    return wf
+
+
 class Scheduler:
     """Runs workflows of one program. Create one per run (it holds the run's state); plans can
     be shared between schedulers of the same program through `plans`.
@@ -170,7 +181,7 @@ class Scheduler:
         #: operators come from the caller (the runtime imports no operator library)
         self.operators: OperatorLookup = operators or _no_operators
         if state is None:
-            state = RunState(tracer or Tracer(keep=False, record_values=False))
+            state = RunState(tracer or Tracer(keep=False, record_values=False), Session())
         self.state = state
         self.tracer = state.tracer
         self.options = options or RunOptions()
@@ -209,12 +220,7 @@ class Scheduler:
         return outputs
 
     def workflow(self, name: str | None) -> ir.Workflow:
-        name = name or self.program.entry
-        wf = self.program.workflows.get(name)
-        if wf is None:
-            have = ", ".join(sorted(self.program.workflows)) or "none"
-            raise InputError(f"There is no workflow named {name!r}; this program has: {have}.")
-        return wf
+        return find_workflow(self.program, name)
 
     def prepare(self) -> None:
         """Plan every graph of the program now, so an unknown operator fails before any step

@@ -6,8 +6,8 @@ which of its parts earn it. Removing a part and comparing per-row scores with th
 the same rows gives each part an effect with a paired interval, a sign, and the share of the
 baseline's successes that depend on it.
 
-Cheap by construction: the baseline and every ablation run through ONE `EvalResources` (one set
-of backends, one cache, one sandbox pool) with the same seeds, so every model call upstream of a
+Cheap by construction: the baseline and every ablation run in ONE `Session` (one set of
+backends, one cache, one sandbox pool) with the same seeds, so every model call upstream of a
 removed step is a cache hit. The report counts calls made against what re-running every
 ablation without the cache would make (`model_calls_naive`).
 
@@ -22,18 +22,19 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 from pydantic import BaseModel, Field
 
-from treadle.eval.datasets import Dataset
-from treadle.eval.evaluate import evaluate, study
-from treadle.eval.report import EvalReport
-from treadle.eval.runner import EvalResources
-from treadle.eval.stats import paired_bootstrap
 from treadle.compiler import compile_file
 from treadle.compiler.ablate import AblationError, Unit, UnitKind, ablate, list_units
 from treadle.errors import InputError
+from treadle.eval.evaluate import DataSource, Study, open_study
+from treadle.eval.options import RowSelection, RunConfig, Scoring, Shortcuts, settle
+from treadle.eval.progress import Progress
+from treadle.eval.report import EvalReport
+from treadle.eval.stats import paired_bootstrap
+from treadle.runtime.session import Session
 
 Sign = Literal["helps", "hurts", "none"]
 
@@ -179,47 +180,26 @@ def cumulative_shares(
 
 async def attribute(
     flow: str | Path,
-    data: str | Path | Dataset | Sequence[Mapping[str, Any]],
+    data: DataSource,
     *,
-    scorers: Any = "exact",
     by: UnitKind = "step",
-    target: str | None = None,
-    input_map: Mapping[str, str] | None = None,
-    model: Any = None,
-    models: Mapping[str, Any] | None = None,
-    concurrency: int | None = None,
-    cache: Any = True,
-    seed: int = 0,
-    limit: int | None = None,
-    rows: str | tuple[int, int] | None = None,
-    ids: Sequence[str] | str | None = None,
-    shuffle: bool = False,
-    workflow: str | None = None,
-    report: str | Path | None = None,
-    prune: str | Path | None = None,
-    display: Any = None,
-    sandbox: str = "docker",
-    isolation: str | None = None,
-    resources: EvalResources | None = None,
+    scoring: Scoring | None = None,
+    rows: RowSelection | None = None,
+    run: RunConfig | None = None,
+    session: Session | None = None,
     success: float = 0.5,
+    prune: str | Path | None = None,
+    report: str | Path | None = None,
     work_dir: str | Path | None = None,
-    library: str | Path | None = None,
-    flows: Sequence[str | Path] = (),
+    display: str | Progress | None = None,
     log: Callable[[str], None] | None = None,
+    **shortcuts: Unpack[Shortcuts],
 ) -> AttributionReport:
     """Attribute the score of `flow` on `data` to its units (`by` step, operator or call);
-    options as `evaluate`. `prune=OUT.flow` also writes and scores the pruned flow. With
-    `library=LIB.flow`, `flow` and `flows` are the workflows that call it (`attribute_library`).
+    `scoring`, `rows`, `run`, `session` and the keyword shortcuts as `evaluate`. Every
+    evaluation runs in one session. `prune=OUT.flow` also writes and scores the pruned flow.
+    `success`: the score that counts a row as solved (for the shares of successes).
     """
-    if library is not None:
-        return await attribute_library(
-            library, [flow, *flows] if flow else list(flows), data, scorers=scorers,
-            target=target, input_map=input_map, model=model, models=models,
-            concurrency=concurrency, cache=cache, seed=seed, limit=limit, rows=rows, ids=ids,
-            shuffle=shuffle, report=report, display=display, sandbox=sandbox,
-            isolation=isolation, resources=resources, success=success, work_dir=work_dir,
-            log=log,
-        )  # fmt: skip
     started = time.monotonic()
     path = Path(flow)
     if not path.is_file():
@@ -229,33 +209,22 @@ async def attribute(
     units = list_units(program, text, by=by)
     if not units:
         raise InputError(f"{path} has no {by} to attribute.")
-    ds, work, res, own = study(
-        "attribution", data, work_dir=work_dir, resources=resources, model=model, models=models,
-        cache=cache, sandbox=sandbox, isolation=isolation, input_map=input_map, target=target,
-        limit=limit, rows=rows, ids=ids, shuffle=shuffle, seed=seed,
-    )  # fmt: skip
-    common: dict[str, Any] = dict(
-        scorers=scorers, target=target, input_map=input_map, model=model, models=models,
-        concurrency=concurrency, cache=cache, seed=seed, workflow=workflow, display=display,
-        sandbox=sandbox, resources=res,
-    )  # fmt: skip
+    scoring, rows, run = settle(scoring, rows, run, shortcuts)
+    seed = run.seed
     say = log or (lambda _msg: None)
-    try:
+    async with open_study(
+        "attribution", data, scoring=scoring, rows=rows, run=run, session=session,
+        work_dir=work_dir, display=display,
+    ) as st:  # fmt: skip
+        ds = st.dataset
         say(f"baseline: {path} on {len(ds.rows)} rows")
-        baseline = await evaluate(path, ds, results=work / "baseline.jsonl", **common)
+        baseline = await st.evaluate(path, "baseline")
         base = _scores(baseline)
-        reports, lost = await _ablations(
-            program, text, path, units, ds, base, work, common, success, seed, say
-        )
+        reports, lost = await _ablations(program, text, path, units, st, base, success, seed, say)
         pruned = None
         if prune is not None:
             say(f"pruned flow: {prune}")
-            pruned = await _prune(
-                program, text, path, Path(prune), reports, baseline, ds, work, common
-            )
-    finally:
-        if own:
-            await res.aclose()
+            pruned = await _prune(program, text, path, Path(prune), reports, baseline, st, seed)
     ranked = _rank(reports)
     out = AttributionReport(
         flows=[str(path)],
@@ -295,10 +264,8 @@ async def _ablations(
     text: str,
     path: Path,
     units: list[Unit],
-    ds: Dataset,
+    st: Study,
     base: dict[str, float],
-    work: Path,
-    common: dict[str, Any],
     success: float,
     seed: int,
     say: Callable[[str], None],
@@ -322,9 +289,7 @@ async def _ablations(
             say(f"[{i + 1}/{len(units)}] {u.unit}: not run ({e.message})")
             continue
         say(f"[{i + 1}/{len(units)}] without {u.unit} ({u.target}: {u.reason})")
-        rep = await evaluate(
-            _ablated_flow(ablated.program), ds, results=work / f"u{i:03d}.jsonl", **common
-        )
+        rep = await st.evaluate(_ablated_flow(ablated.program), f"u{i:03d}")
         measure(ur, base, rep, success, seed)
         after = _scores(rep)
         lost[u.unit] = {r for r, s in base.items() if s >= success and after.get(r, s) < success}
@@ -338,9 +303,8 @@ async def _prune(
     out: Path,
     reports: list[UnitReport],
     baseline: EvalReport,
-    ds: Dataset,
-    work: Path,
-    common: dict[str, Any],
+    st: Study,
+    seed: int,
 ) -> PruneReport:
     """Write the flow without the units whose removal does not lower the score (interval
     includes 0 or is below it), least useful first, each joint removal checked on the same
@@ -366,13 +330,10 @@ async def _prune(
         if removed:
             # units that are each dispensable may not be dispensable together (two steps that
             # both fix the answer): check the joint removal on the same rows before keeping it
-            rep = await evaluate(
-                _ablated_flow(ab.program), ds, results=work / f"prune{len(removed)}.jsonl",
-                **common,
-            )  # fmt: skip
+            rep = await st.evaluate(_ablated_flow(ab.program), f"prune{len(removed)}")
             after = _scores(rep)
             diffs = [base[i] - after[i] for i in base if i in after]
-            low = paired_bootstrap(diffs, seed=common.get("seed", 0))[0] if diffs else 1.0
+            low = paired_bootstrap(diffs, seed=seed)[0] if diffs else 1.0
             if low > 0:
                 kept[c.unit] = (
                     f"removing it together with {', '.join(removed)} lowers the score "
@@ -384,7 +345,7 @@ async def _prune(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(current_text, encoding="utf-8")
     compile_file(out)  # it compiles: a CompileError here is a bug worth surfacing
-    rep = await evaluate(out, ds, results=work / "pruned.jsonl", **common)
+    rep = await st.evaluate(out, "pruned")
     return PruneReport(
         path=str(out),
         removed=removed,
@@ -406,46 +367,37 @@ def _by(reports: list[UnitReport]) -> UnitKind:
 async def attribute_library(
     library: str | Path,
     flows: Sequence[str | Path],
-    data: str | Path | Dataset | Sequence[Mapping[str, Any]],
+    data: DataSource,
     *,
-    report: str | Path | None = None,
+    scoring: Scoring | None = None,
+    rows: RowSelection | None = None,
+    run: RunConfig | None = None,
+    session: Session | None = None,
     success: float = 0.5,
-    seed: int = 0,
+    report: str | Path | None = None,
     work_dir: str | Path | None = None,
-    resources: EvalResources | None = None,
-    model: Any = None,
-    models: Mapping[str, Any] | None = None,
-    cache: Any = True,
-    sandbox: str = "docker",
-    isolation: str | None = None,
-    target: str | None = None,
-    input_map: Mapping[str, str] | None = None,
-    limit: int | None = None,
-    rows: str | tuple[int, int] | None = None,
-    ids: Sequence[str] | str | None = None,
-    shuffle: bool = False,
+    display: str | Progress | None = None,
     log: Callable[[str], None] | None = None,
-    **options: Any,
+    **shortcuts: Unpack[Shortcuts],
 ) -> AttributionReport:
     """Credit each capability of `library` across every flow that calls it: per flow, remove
     each call of the capability; pool the paired per-row differences over all flows."""
     started = time.monotonic()
     lib = Path(library).resolve()
     lib_names = {wf.name for wf in _parse(lib.read_text(encoding="utf-8"))}
-    ds, work, res, own = study(
-        "attribution", data, work_dir=work_dir, resources=resources, model=model, models=models,
-        cache=cache, sandbox=sandbox, isolation=isolation, input_map=input_map, target=target,
-        limit=limit, rows=rows, ids=ids, shuffle=shuffle, seed=seed,
-    )  # fmt: skip
-    common = dict(options, model=model, models=models, cache=cache, seed=seed, sandbox=sandbox,
-                  resources=res)  # fmt: skip
+    scoring, rows, run = settle(scoring, rows, run, shortcuts)
+    seed = run.seed
     pooled: dict[str, UnitReport] = {}
     diffs: dict[str, list[float]] = {}
     wins_lost: dict[str, list[int]] = {}
     made = naive = cached = tokens = 0
     base_scores: list[float] = []
     scorer = ""
-    try:
+    async with open_study(
+        "attribution", data, scoring=scoring, rows=rows, run=run, session=session,
+        work_dir=work_dir, display=display,
+    ) as st:  # fmt: skip
+        ds = st.dataset
         for fi, f in enumerate(flows):
             path = Path(f)
             text = path.read_text(encoding="utf-8")
@@ -458,7 +410,7 @@ async def attribute_library(
                 continue
             if log:
                 log(f"baseline: {path} ({len(units)} calls of the library)")
-            baseline = await evaluate(path, ds, results=work / f"f{fi}-baseline.jsonl", **common)
+            baseline = await st.evaluate(path, f"f{fi}-baseline")
             scorer = baseline.scorer
             base = _scores(baseline)
             base_scores += list(base.values())
@@ -482,9 +434,7 @@ async def attribute_library(
                     continue
                 if log:
                     log(f"{path}: without {u.unit}")
-                rep = await evaluate(
-                    _ablated_flow(ab.program), ds, results=work / f"f{fi}-u{ui}.jsonl", **common
-                )
+                rep = await st.evaluate(_ablated_flow(ab.program), f"f{fi}-u{ui}")
                 after = _scores(rep)
                 pairs = [i for i in base if i in after]
                 diffs.setdefault(u.unit, []).extend(base[i] - after[i] for i in pairs)
@@ -499,9 +449,6 @@ async def attribute_library(
                 ur.model_calls += rep.model_calls
                 ur.cached_calls += rep.cached_calls
                 ur.errors += rep.errors
-    finally:
-        if own:
-            await res.aclose()
     for name, d in diffs.items():
         ur = pooled[name]
         ur.rows = len(d)

@@ -14,7 +14,7 @@ The α rule (documented in docs/analysis.md): α = α₀ while |S_pred − S_few
 grows in proportion to the disagreement, α = min(α_max, α₀·|S_pred − S_few| / τ): continuous at
 τ, monotone, capped. A self-prediction that disagrees with measured rows loses weight.
 
-Everything runs through one `EvalResources` (shared backends, cache and sandbox), and every
+Everything runs in one `Session` (shared backends, cache and sandbox), and every
 figure of cost is tokens as a fresh run would spend them (cache hits counted at their tokens).
 """
 
@@ -25,16 +25,21 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import orjson
 from pydantic import BaseModel, Field
 
+from treadle.errors import InputError, TreadleError
 from treadle.eval.datasets import Dataset
-from treadle.eval.evaluate import evaluate, study
+from treadle.eval.evaluate import DataSource, Study, open_study
+from treadle.eval.options import Epochs, RowSelection, RunConfig, Scoring, Shortcuts, settle
+from treadle.eval.progress import Progress
 from treadle.eval.report import EvalReport
-from treadle.eval.runner import EvalResources
+from treadle.runtime.models.base import ModelBackend
+from treadle.runtime.session import Session
 from treadle.studies.stratify import (
     difficulty,
     sample_size,
@@ -42,7 +47,6 @@ from treadle.studies.stratify import (
     stratified_mean,
     stratified_sample,
 )
-from treadle.errors import InputError, TreadleError
 
 
 class PredictionError(TreadleError):
@@ -243,8 +247,8 @@ PROBABILITY_GBNF = 'root ::= "0" ("." [0-9] [0-9]?)? | "1" (".0" "0"?)?'
 
 
 async def predict(
-    res: EvalResources,
-    spec: Any,
+    session: Session,
+    spec: str | ModelBackend | None,
     flow_text: str,
     task: str,
     examples: Sequence[tuple[str, float]],
@@ -255,7 +259,7 @@ async def predict(
     call goes through the evaluation's model cache (a greedy call: a re-run replays it)."""
     from treadle.runtime.models.base import GenParams, Message
 
-    backend = await res.model(spec) if spec is None or isinstance(spec, str) else spec
+    backend = spec if isinstance(spec, ModelBackend) else await session.model(spec)
     shown = "\n\n".join(
         f"```\n{text.strip()}\n```\nsolved: {score:.2f}" for text, score in examples
     )
@@ -273,130 +277,147 @@ async def predict(
         return None, completion.text, tokens, f"unreadable self-prediction: {e.message}"
 
 
+@dataclass(frozen=True)
+class RankSettings:
+    """How a ranking calibrates (SCALE): `warmup` flows run in full (or `warmup_flows`), rows
+    fall into `n_strata` difficulty strata, each other flow runs on a stratified `few_ratio`
+    sample (at least `min_rows`) and the `optimizer_model` predicts its score from the `task`
+    description; α starts at `alpha` and grows to `alpha_max` when prediction and few-shot
+    differ by more than `tau`. `verify` also runs every flow in full (to measure the ranking);
+    `coverage` K reports the share of rows the top K flows solve together."""
+
+    optimizer_model: str | ModelBackend | None = None
+    task: str | None = None
+    few_ratio: float = 0.03
+    min_rows: int = 5
+    warmup: int = 2
+    n_strata: int = 3
+    tau: float = 0.15
+    alpha: float = 0.5
+    alpha_max: float = 0.9
+    verify: bool = False
+    coverage: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.alpha <= self.alpha_max <= 1:
+            raise InputError(
+                f"need 0 <= alpha ({self.alpha}) <= alpha_max ({self.alpha_max}) <= 1."
+            )
+        if not 0 < self.few_ratio <= 1:
+            raise InputError(f"--few-ratio must be in (0, 1], got {self.few_ratio}.")
+        if self.warmup < 1:
+            raise InputError(f"--warmup must be at least 1, got {self.warmup}.")
+
+
 async def rank(
     flows: Sequence[str | Path],
-    data: str | Path | Dataset | Sequence[Mapping[str, Any]],
+    data: DataSource,
     *,
-    scorers: Any = "exact",
-    optimizer_model: Any = None,
-    few_ratio: float = 0.03,
-    min_rows: int = 5,
-    warmup: int = 2,
+    settings: RankSettings | None = None,
     warmup_flows: Sequence[str | Path] | None = None,
-    n_strata: int = 3,
-    tau: float = 0.15,
-    alpha: float = 0.5,
-    alpha_max: float = 0.9,
-    verify: bool = False,
-    coverage: int | None = None,
-    task: str | None = None,
+    scoring: Scoring | None = None,
+    rows: RowSelection | None = None,
+    run: RunConfig | None = None,
+    session: Session | None = None,
     report: str | Path | None = None,
-    target: str | None = None,
-    input_map: Mapping[str, str] | None = None,
-    model: Any = None,
-    models: Mapping[str, Any] | None = None,
-    concurrency: int | None = None,
-    cache: Any = True,
-    seed: int = 0,
-    limit: int | None = None,
-    rows: str | tuple[int, int] | None = None,
-    ids: Sequence[str] | str | None = None,
-    shuffle: bool = False,
-    display: Any = None,
-    sandbox: str = "docker",
-    isolation: str | None = None,
-    resources: EvalResources | None = None,
     work_dir: str | Path | None = None,
+    display: str | Progress | None = None,
     log: Callable[[str], None] | None = None,
+    **shortcuts: Unpack[Shortcuts],
 ) -> RankReport:
-    """Rank `flows` on `data` by calibrated score; see the module docstring. The optimizer model
-    defaults to the run's model."""
+    """Rank `flows` on `data` by calibrated score; see the module docstring and `RankSettings`
+    (the optimizer model defaults to the run's model). Every evaluation runs in one session;
+    `scoring`, `rows`, `run`, `session` and the shortcuts as `evaluate`."""
     started = time.monotonic()
-    if not 0 <= alpha <= alpha_max <= 1:
-        raise InputError(f"need 0 <= alpha ({alpha}) <= alpha_max ({alpha_max}) <= 1.")
-    if not 0 < few_ratio <= 1:
-        raise InputError(f"--few-ratio must be in (0, 1], got {few_ratio}.")
+    cfg = settings or RankSettings()
+    scoring, rows, run = settle(scoring, rows, run, shortcuts)
+    seed = run.seed
     paths = [Path(f) for f in flows]
-    warm = [Path(f) for f in warmup_flows] if warmup_flows else paths[:warmup]
+    warm = [Path(f) for f in warmup_flows] if warmup_flows else paths[: cfg.warmup]
     others = [p for p in paths if p not in warm]
     if not warm:
         raise InputError("Ranking needs at least one warm-up flow (--warmup M).")
     for p in [*warm, *others]:
         if not p.is_file():
             raise InputError(f"There is no flow file {p}.")
-    ds, work, res, own = study(
-        "rank", data, work_dir=work_dir, resources=resources, model=model, models=models,
-        cache=cache, sandbox=sandbox, isolation=isolation, input_map=input_map, target=target,
-        limit=limit, rows=rows, ids=ids, shuffle=shuffle, seed=seed,
-    )  # fmt: skip
+    async with open_study(
+        "rank", data, scoring=scoring, rows=rows, run=run, session=session, work_dir=work_dir,
+        display=display,
+    ) as st:  # fmt: skip
+        return await _rank_in(st, cfg, warm, others, seed, report, log, started)
+
+
+async def _rank_in(
+    st: Study,
+    cfg: RankSettings,
+    warm: list[Path],
+    others: list[Path],
+    seed: int,
+    report: str | Path | None,
+    log: Callable[[str], None] | None,
+    started: float,
+) -> RankReport:
+    ds = st.dataset
+    tau, alpha, alpha_max, verify = cfg.tau, cfg.alpha, cfg.alpha_max, cfg.verify
     all_ids = [r.id for r in ds.rows]
-    common: dict[str, Any] = dict(
-        scorers=scorers, target=target, input_map=input_map, model=model, models=models,
-        concurrency=concurrency, cache=cache, seed=seed, display=display, sandbox=sandbox,
-        resources=res,
-    )  # fmt: skip
-    description = task or _describe(ds)
+    description = cfg.task or _describe(ds)
     say = log or (lambda _msg: None)
     results: list[FlowRank] = []
     full_reports: dict[Path, EvalReport] = {}
     scorer = ""
-    try:
-        warm_scores = []
-        examples = []
-        for i, p in enumerate(warm):
-            say(f"warm-up {i + 1}/{len(warm)}: {p} on all {len(all_ids)} rows")
-            rep = await evaluate(p, ds, results=work / f"warmup{i}.jsonl", **common)
-            scorer = rep.scorer
-            full_reports[p] = rep
-            warm_scores.append(_scores(rep))
-            examples.append((p.read_text(encoding="utf-8"), rep.mean or 0.0))
-            results.append(
-                FlowRank(path=str(p), warmup=True, score=rep.mean, tokens=_tokens(rep),
-                         full=rep.mean, full_tokens=_tokens(rep))
-            )  # fmt: skip
-        row_strata = strata(difficulty(warm_scores, all_ids), n_strata)
-        n_few = sample_size(len(all_ids), few_ratio, min_rows, len(set(row_strata.values())))
-        few = stratified_sample(row_strata, n_few, seed=seed)
-        spec = optimizer_model if optimizer_model is not None else model
-        say(f"strata {_counts(row_strata)}; few-shot sample: {len(few)} rows")
-        for i, p in enumerate(others):
-            text = p.read_text(encoding="utf-8")
-            entry = FlowRank(path=str(p))
-            say(f"[{i + 1}/{len(others)}] {p}: few-shot on {len(few)} rows + self-prediction")
-            rep = await evaluate(p, ds, ids=few, results=work / f"few{i}.jsonl", **common)
-            scorer = scorer or rep.scorer
-            entry.few_rows = rep.scored
-            entry.s_few = stratified_mean(_scores(rep), row_strata)
-            s_pred, reply, ptokens, error = await predict(
-                res, spec, text, description, examples, seed=seed
-            )
-            entry.s_pred, entry.prediction_reply = s_pred, reply
-            entry.prediction_tokens, entry.error = ptokens, error
-            entry.tokens = _tokens(rep) + ptokens
-            if entry.s_few is None:
-                entry.error = entry.error or "no few-shot row could be scored"
-                entry.s_few = s_pred
-            if entry.s_few is not None:
-                entry.alpha = alpha_for(s_pred, entry.s_few, alpha=alpha, tau=tau,
-                                        alpha_max=alpha_max)  # fmt: skip
-                entry.score = calibrated(s_pred, entry.s_few, entry.alpha)
-            if verify:
-                say(f"[{i + 1}/{len(others)}] {p}: full evaluation (--verify)")
-                full = await evaluate(p, ds, results=work / f"full{i}.jsonl", **common)
-                full_reports[p] = full
-                entry.full, entry.full_tokens = full.mean, _tokens(full)
-            results.append(entry)
-        ordered = sorted(
-            (r for r in results if r.score is not None), key=lambda r: (-(r.score or 0), r.path)
+    warm_scores = []
+    examples = []
+    for i, p in enumerate(warm):
+        say(f"warm-up {i + 1}/{len(warm)}: {p} on all {len(all_ids)} rows")
+        rep = await st.evaluate(p, f"warmup{i}")
+        scorer = rep.scorer
+        full_reports[p] = rep
+        warm_scores.append(_scores(rep))
+        examples.append((p.read_text(encoding="utf-8"), rep.mean or 0.0))
+        results.append(
+            FlowRank(path=str(p), warmup=True, score=rep.mean, tokens=_tokens(rep),
+                     full=rep.mean, full_tokens=_tokens(rep))
+        )  # fmt: skip
+    row_strata = strata(difficulty(warm_scores, all_ids), cfg.n_strata)
+    n_few = sample_size(len(all_ids), cfg.few_ratio, cfg.min_rows, len(set(row_strata.values())))
+    few = stratified_sample(row_strata, n_few, seed=seed)
+    spec = cfg.optimizer_model
+    say(f"strata {_counts(row_strata)}; few-shot sample: {len(few)} rows")
+    for i, p in enumerate(others):
+        text = p.read_text(encoding="utf-8")
+        entry = FlowRank(path=str(p))
+        say(f"[{i + 1}/{len(others)}] {p}: few-shot on {len(few)} rows + self-prediction")
+        rep = await st.evaluate(p, f"few{i}", ids=few)
+        scorer = scorer or rep.scorer
+        entry.few_rows = rep.scored
+        entry.s_few = stratified_mean(_scores(rep), row_strata)
+        s_pred, reply, ptokens, error = await predict(
+            st.session, spec, text, description, examples, seed=seed
         )
-        for k, r in enumerate(ordered, 1):
-            r.rank = k
-        cov = None
-        if coverage:
-            cov = await _coverage(coverage, ordered, full_reports, ds, work, common)
-    finally:
-        if own:
-            await res.aclose()
+        entry.s_pred, entry.prediction_reply = s_pred, reply
+        entry.prediction_tokens, entry.error = ptokens, error
+        entry.tokens = _tokens(rep) + ptokens
+        if entry.s_few is None:
+            entry.error = entry.error or "no few-shot row could be scored"
+            entry.s_few = s_pred
+        if entry.s_few is not None:
+            entry.alpha = alpha_for(s_pred, entry.s_few, alpha=alpha, tau=tau,
+                                    alpha_max=alpha_max)  # fmt: skip
+            entry.score = calibrated(s_pred, entry.s_few, entry.alpha)
+        if verify:
+            say(f"[{i + 1}/{len(others)}] {p}: full evaluation (--verify)")
+            full = await st.evaluate(p, f"full{i}")
+            full_reports[p] = full
+            entry.full, entry.full_tokens = full.mean, _tokens(full)
+        results.append(entry)
+    ordered = sorted(
+        (r for r in results if r.score is not None), key=lambda r: (-(r.score or 0), r.path)
+    )
+    for k, r in enumerate(ordered, 1):
+        r.rank = k
+    cov = None
+    if cfg.coverage:
+        cov = await _coverage(cfg.coverage, ordered, full_reports, st)
     spent = sum(r.tokens for r in results)
     if verify:
         total_full = sum(r.full_tokens or 0 for r in results)
@@ -455,9 +476,7 @@ async def _coverage(
     k: int,
     ordered: list[FlowRank],
     full: dict[Path, EvalReport],
-    ds: Dataset,
-    work: Path,
-    common: dict[str, Any],
+    st: Study,
 ) -> Coverage:
     """For the top K flows: the share of rows at least one solves, next to the best flow's
     share and its repeat-K share (K epochs with different seeds, a row solved once counts).
@@ -465,13 +484,11 @@ async def _coverage(
     top = [Path(r.path) for r in ordered[:k]]
     for i, p in enumerate(top):
         if p not in full:
-            full[p] = await evaluate(p, ds, results=work / f"cov{i}.jsonl", **common)
+            full[p] = await st.evaluate(p, f"cov{i}")
     solved = [{i for i, s in _scores(full[p]).items() if s >= 1.0} for p in top]
-    n = max(1, len(ds.rows))
+    n = max(1, len(st.dataset.rows))
     best = max(top, key=lambda p: full[p].mean or 0.0)
-    repeat = await evaluate(
-        best, ds, epochs=k, reducer="max", results=work / "cov-repeat.jsonl", **common
-    )
+    repeat = await st.evaluate(best, "cov-repeat", epochs=Epochs(k, "max"))
     return Coverage(
         k=k,
         flows=[str(p) for p in top],

@@ -46,11 +46,14 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, Unpack
 
 from pydantic import BaseModel, Field
 
 from treadle.errors import CompileError, InputError, TreadleError
+from treadle.eval.evaluate import DataSource, evaluate, scorer_specs
+from treadle.eval.options import RunConfig, Scoring, Shortcuts, settle
+from treadle.runtime.session import Session
 
 log = logging.getLogger("treadle.rewards")
 
@@ -178,51 +181,39 @@ class FlowReward:
     """A TRL-compatible reward function scoring generated `.flow` completions.
 
     `dataset`: task instances (anything `load_dataset` takes) to sample from when a row does not
-    carry its own; `scorer`: one spec or several (the first is the reward); `model`: the model
-    spec the *flows* call (not the generator being trained); `instances`: K; `compile_failure`:
-    the reward of a flow that does not compile; `sandbox`, `cache`, `concurrency`,
-    `row_timeout`, `target`, `input_map`, `workflow`: as in `treadle.evaluate`.
+    carry its own (in the column `instances_column`); `scoring`: what to score, as `evaluate`
+    takes it (the first scorer is the reward); `run`: how the flows run (their model — not the
+    generator being trained —, cache, sandbox, seed, time limits); `instances`: K per
+    completion; `compile_failure`: the reward of a flow that does not compile; `workdir`: where
+    results files go (a temporary folder by default); `name`: the column TRL logs. The keyword
+    shortcuts (`scorer=`, `model=`, ...) are `evaluate`'s. Every completion of every batch runs
+    in one `Session`, opened on the reward's own event loop.
+
+    A configuration error (an unknown scorer, a bad option) raises here, at construction: it
+    must never turn every completion into the compile-failure reward.
     """
 
     def __init__(
         self,
-        dataset: Any = None,
+        dataset: DataSource | None = None,
         *,
-        scorer: Any = "exact",
-        model: Any = None,
-        models: Mapping[str, Any] | None = None,
+        scoring: Scoring | None = None,
+        run: RunConfig | None = None,
         instances: int = 4,
         compile_failure: float = -1.0,
         instances_column: str = "instances",
-        target: str | None = None,
-        input_map: Mapping[str, str] | None = None,
-        workflow: str | None = None,
-        seed: int = 0,
-        concurrency: int | None = None,
-        cache: Any = True,
-        sandbox: Any = "docker",
-        row_timeout: float | None = None,
         name: str = "flow_reward",
-        resources: Any = None,
         workdir: str | Path | None = None,
+        **shortcuts: Unpack[Shortcuts],
     ) -> None:
         if instances < 1:
             raise ValueError("instances must be at least 1")
+        self.scoring, _, self.run = settle(scoring, None, run, shortcuts)
+        scorer_specs(self.scoring)  # an unknown scorer or a bad option raises now
         self.dataset_source = dataset
-        self.scorer = scorer
-        self.model = model
-        self.models = dict(models) if models else None
         self.instances = instances
         self.compile_failure = float(compile_failure)
         self.instances_column = instances_column
-        self.target = target
-        self.input_map = dict(input_map) if input_map else None
-        self.workflow = workflow
-        self.seed = seed
-        self.concurrency = concurrency
-        self.cache = cache
-        self.sandbox = sandbox
-        self.row_timeout = row_timeout
         #: TRL names a reward function's log columns after `__name__`
         self.__name__ = name
         #: the records of the last batch, one per completion
@@ -233,9 +224,7 @@ class FlowReward:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._batches = 0
         self._dataset: Any = None
-        self._resources = resources
-        self._own_resources = resources is None
-        self._opened = False
+        self._session: Session | None = None
         self._loop: _LoopThread | None = None
         self._lock = threading.Lock()
         atexit.register(self.close)
@@ -345,25 +334,15 @@ class FlowReward:
             return RewardRecord(
                 index=index, status="error", reward=None, error=e.message, flow_digest=digest
             )
-        from treadle.eval.evaluate import evaluate
-
         results = self._workdir() / f"b{self._batches:05d}-c{index:03d}.jsonl"
         try:
             report = await evaluate(
                 flow,
                 instances,
+                scoring=self.scoring,
+                run=self.run.without_resources(),
+                session=await self._open(),
                 results=results,
-                scorers=self.scorer,
-                target=self.target,
-                input_map=self.input_map,
-                model=self.model,
-                concurrency=self.concurrency,
-                cache=self.cache,
-                seed=self.seed,
-                workflow=self.workflow,
-                row_timeout=self.row_timeout,
-                resources=self._resources,
-                display=None,
             )
         except (InputError, CompileError) as e:
             # the flow compiles but cannot take these instances: the generator's fault
@@ -439,7 +418,7 @@ class FlowReward:
         else:
             # a seed fixed per prompt: the completions of one GRPO group meet the same rows
             salt = json.dumps(prompt, sort_keys=True, default=str)
-            rng = random.Random(f"{self.seed}:{salt}")
+            rng = random.Random(f"{self.run.seed}:{salt}")
             chosen = rng.sample(rows, self.instances)
         return Dataset(chosen, dataset.name, target=dataset.target, input_map=dataset.input_map)
 
@@ -449,10 +428,13 @@ class FlowReward:
             from treadle.eval.datasets import Dataset, load_dataset
 
             source = self.dataset_source
+            assert source is not None  # the callers check
             self._dataset = (
                 source
                 if isinstance(source, Dataset)
-                else load_dataset(source, input_map=self.input_map, target=self.target)
+                else load_dataset(
+                    source, input_map=self.scoring.input_map, target=self.scoring.target
+                )
             )
         return self._dataset
 
@@ -471,10 +453,8 @@ class FlowReward:
     def __getstate__(self) -> dict[str, Any]:
         """Settings only: a copy (another process, a pickled trainer) opens its own resources."""
         state = dict(self.__dict__)
-        for key in ("_loop", "_lock", "_tmp", "_dataset"):
+        for key in ("_loop", "_lock", "_tmp", "_dataset", "_session"):
             state[key] = None
-        state["_resources"] = None if self._own_resources else state["_resources"]
-        state["_opened"] = False
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -487,23 +467,16 @@ class FlowReward:
                 self._loop = _LoopThread()
             return self._loop
 
-    async def _open(self) -> None:
-        if self._opened:
-            return
-        self._opened = True
-        if self._resources is None:
-            from treadle.eval.runner import EvalResources
-
-            self._resources = EvalResources(
-                model=self.model, models=self.models, cache=self.cache, sandbox=self.sandbox
-            )
-            await self._resources.__aenter__()
+    async def _open(self) -> Session:
+        """The reward's one session, opened on its own loop at the first batch."""
+        if self._session is None:
+            self._session = self.run.session(name=f"reward-{self.__name__}")
+        return self._session
 
     async def _aclose(self) -> None:
-        if self._opened and self._own_resources and self._resources is not None:
-            await self._resources.__aexit__(None, None, None)
-            self._resources = None
-        self._opened = False
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.aclose()
 
     def close(self) -> None:
         """Release the shared resources (model backends, sandbox pool) and the loop thread."""

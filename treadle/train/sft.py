@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from treadle.generation.decoding.vocabulary import Capability, load_capabilities, vocabulary
 from treadle.generation.prompt import messages as build_messages
 from treadle.generation.selection import select_capabilities, select_examples
-from treadle.generation.decoding.vocabulary import Capability, load_capabilities, vocabulary
 
 
 def sft_record(

@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from treadle.generation.decoding.grammar_ir import Grammar
 from treadle.errors import ModelError
+from treadle.generation.decoding.grammar_ir import Grammar
 from treadle.runtime.models.base import Message
 
 _TOKENIZERS: dict[str, Any] = {}

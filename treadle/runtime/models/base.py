@@ -66,6 +66,12 @@ class ModelBackend(abc.ABC):
     #: whether `complete` constrains the reply to `GenParams.grammar`
     takes_grammar: bool = False
 
+    @property
+    def cache_identity(self) -> str:
+        """Everything about the backend, beyond its kind, that decides a reply: the cache key
+        holds it. The model's identity, unless a backend knows more (a scripted model's script)."""
+        return self.model
+
     @abc.abstractmethod
     async def complete(self, messages: list[Message], params: GenParams) -> Completion: ...
 
@@ -96,6 +102,10 @@ class WrappedBackend(ModelBackend):
     @property
     def model(self) -> str:  # type: ignore[override]
         return self.inner.model
+
+    @property
+    def cache_identity(self) -> str:
+        return self.inner.cache_identity
 
     @property
     def max_concurrency(self) -> int:  # type: ignore[override]

@@ -6,6 +6,7 @@ It records every call, so a test can assert which prompts reached the model and 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -66,6 +67,18 @@ class ScriptedBackend(ModelBackend):
         self._next = 0
 
     @property
+    def cache_identity(self) -> str:
+        """The script decides the replies, so it is part of the cache key: a changed script
+        never replays the old one's cached answers. A script given as a function is known
+        only by its object (its answers are cached within this process, never across)."""
+        script = self.script
+        if callable(script):
+            what = f"fn:{getattr(script, '__qualname__', type(script).__name__)}@{id(script):x}"
+        else:
+            what = repr((_plain(script), _plain(self.default)))
+        return f"{self.model}#{hashlib.sha256(what.encode()).hexdigest()[:16]}"
+
+    @property
     def prompts(self) -> list[str]:
         """The last user message of each call, in call order."""
         return [c.prompt for c in self.calls]
@@ -119,6 +132,20 @@ class ScriptedBackend(ModelBackend):
             "Add answers to the script (or a default), or check why the workflow made more "
             "model calls than expected."
         )
+
+
+def _plain(value: object) -> object:
+    """A script as plain data for its digest (a Completion by its fields, an exception by
+    its type and message)."""
+    if isinstance(value, Mapping):
+        return sorted((str(k), _plain(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Completion):
+        return value.model_dump(mode="json")
+    if isinstance(value, BaseException):
+        return [type(value).__name__, str(value)]
+    return value
 
 
 def _last_user(messages: list[Message]) -> str:

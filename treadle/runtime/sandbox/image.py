@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from treadle.version import __version__
 from treadle.errors import SandboxError
+from treadle.version import __version__
 
 IMAGE_NAME = "treadle-sandbox"
 #: bumped when the recipe changes what a container costs or contains (2: bytecode compiled)
