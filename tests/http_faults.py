@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
+import struct
 import time
 from typing import Any
 
@@ -15,8 +17,8 @@ Reply = tuple[int, dict[str, str], bytes | str | dict[str, Any]] | str
 class FaultServer:
     """An HTTP/1.1 server on 127.0.0.1 that answers from a script.
 
-    Each reply is `(status, headers, body)` or "hang" (accept, read, never answer); the last
-    reply repeats. `requests` records (monotonic time, parsed JSON body) of each request.
+    Each reply is `(status, headers, body)`, "hang" (accept, read, never answer) or "reset"
+    (read the request, then reset the connection: a TCP RST, no reply); the last reply repeats. `requests` records (monotonic time, parsed JSON body) of each request.
     """
 
     def __init__(self, *replies: Reply) -> None:
@@ -60,6 +62,11 @@ class FaultServer:
                 reply = self.replies[min(len(self.requests), len(self.replies)) - 1]
                 if reply == "hang":
                     await asyncio.sleep(3600)
+                    return
+                if reply == "reset":
+                    sock = writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
                     return
                 assert not isinstance(reply, str)
                 status, headers, payload = reply

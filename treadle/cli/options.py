@@ -221,7 +221,7 @@ def analysis_options(command: F) -> F:
     """Give `command` the shared options; it receives them as `analysis: AnalysisOptions`
     (or, when building them fails, the `InputError` is raised inside the command's own error
     handling: the command calls `analysis()` to get them)."""
-    signature = inspect.signature(command)
+    signature = inspect.signature(command, eval_str=True)  # typer reads the Annotated metadata
     own = [p for p in signature.parameters.values() if p.name != "analysis"]
 
     @functools.wraps(command)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -39,7 +41,11 @@ from treadle.runtime.session import Session
 
 #: what a dataset may be given as: a path, "humaneval", rows as dicts, or a loaded `Dataset`
 DataSource = str | Path | Dataset | Sequence[Mapping[str, Any]]
-RESULTS_VERSION = 1
+#: 2: the header holds the dataset's content digest, and a resume rewrites the file so it
+#: keeps one line per row-epoch
+RESULTS_VERSION = 2
+#: what a resumed run must share with the results file it continues
+_RESUME_KEYS = ("version", "program_hash", "dataset_digest", "scorers", "model", "seed")
 DEFAULT_DIR = Path(".treadle") / "evals"
 
 
@@ -74,6 +80,52 @@ def scorer_specs(scoring: Scoring) -> tuple[list[ScorerSpec], list[Scorer]]:
     if len(set(names)) != len(names):
         raise InputError(f"The scorers {names} name one scorer twice.")
     return specs, built
+
+
+def dataset_digest(data: DataSource) -> str:
+    """The content digest of a dataset as given (before rows are selected): a resumed run must
+    read the same data, whatever its file is called."""
+    h = hashlib.sha256()
+    if isinstance(data, str | Path) and Path(data).is_file():
+        with Path(data).open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    elif isinstance(data, str | Path):
+        h.update(f"builtin:{data}".encode())  # "humaneval": what its package ships
+    elif isinstance(data, Dataset):
+        for r in data.rows:
+            h.update(orjson.dumps([r.id, r.columns], option=orjson.OPT_SORT_KEYS, default=str))
+    else:
+        for item in data:
+            h.update(orjson.dumps(dict(item), option=orjson.OPT_SORT_KEYS, default=str))
+    return h.hexdigest()[:32]
+
+
+def _check_resumable(path: Path, before: Mapping[str, Any], now: Mapping[str, Any]) -> None:
+    """Refuse to continue a results file made by another flow, dataset, scorer set, model or
+    seed: the report would silently mix two evaluations."""
+    for key in _RESUME_KEYS:
+        if before.get(key) != now[key]:
+            what = {"program_hash": "flow", "dataset_digest": "dataset (content)"}.get(key, key)
+            raise InputError(
+                f"--resume {path}: that results file was made with a different {what} "
+                f"({before.get(key)!r}, now {now[key]!r}); resuming would mix two "
+                "evaluations. Start a new results file instead."
+            )
+
+
+def _rewrite(path: Path, header: Mapping[str, Any], rows: list[RowReport]) -> None:
+    """Replace the results file with `header` and `rows`, atomically (a kill midway leaves
+    the old file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(orjson.dumps({**header, "kind": "header"}, default=str) + b"\n")
+        for row in rows:
+            f.write(orjson.dumps({"kind": "row", **row.model_dump(mode="json")}, default=str))
+            f.write(b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def select_rows(data: DataSource, scoring: Scoring, rows: RowSelection) -> Dataset:
@@ -123,7 +175,8 @@ def read_results(path: Path) -> tuple[dict[str, Any] | None, list[RowReport]]:
         with path.open("r+b") as f:
             f.truncate(cut)
         data = data[:cut]
-    header, rows = None, []
+    header: dict[str, Any] | None = None
+    rows: dict[tuple[str, int], RowReport] = {}
     for n, line in enumerate(data.splitlines(), 1):
         if not line.strip():
             continue
@@ -135,10 +188,11 @@ def read_results(path: Path) -> tuple[dict[str, Any] | None, list[RowReport]]:
             header = item
         elif item.get("kind") == "row":
             item.pop("kind")
-            rows.append(RowReport.model_validate(item))
+            row = RowReport.model_validate(item)
+            rows[(row.id, row.epoch)] = row  # a row-epoch run again (an error retried): the last
     if header is None:
         raise InputError(f"{path} is not a treadle results file (it has no header line).")
-    return header, rows
+    return header, list(rows.values())
 
 
 class _ResultsFile:
@@ -233,6 +287,7 @@ async def evaluate(
         "program_hash": the_flow.program.content_hash(),
         "workflow": wf.name,
         "dataset": ds.name,
+        "dataset_digest": dataset_digest(data),
         "model": model_name,
         "scorers": [s.model_dump() for s in specs],
         "epochs": epochs.n,
@@ -241,13 +296,7 @@ async def evaluate(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     if header_prev is not None:
-        for key in ("program_hash", "model", "seed", "scorers"):
-            if header_prev.get(key) != header[key]:
-                raise InputError(
-                    f"--resume {resume}: that results file was made with a different {key} "
-                    f"({header_prev.get(key)!r}, now {header[key]!r}); resuming would mix two "
-                    "evaluations. Start a new results file instead."
-                )
+        _check_resumable(Path(str(resume)), header_prev, header)
     # ---- where things go
     if resume is not None:
         results_path = Path(resume)
@@ -262,7 +311,10 @@ async def evaluate(
         else results_path.with_suffix("").with_name(results_path.stem + "-traces")
     )
     # ---- the jobs: one compiled program for every row
-    kept = {(r.id, r.epoch): r for r in done if r.status != "error"}  # errors are retried on resume
+    # errors are run again on resume; the file keeps one line per row-epoch (the last)
+    kept = {(r.id, r.epoch): r for r in done if r.status != "error"}
+    if resume is not None and len(kept) != len(done):
+        _rewrite(results_path, header_prev or header, list(kept.values()))
     wanted = {(row.id, e) for row in ds.rows for e in range(epochs.n)}
     prior = [r for key, r in kept.items() if key in wanted]
     jobs = [
@@ -284,14 +336,12 @@ async def evaluate(
     budget = _max_errors(run.max_errors, len(wanted))
     progress = make_progress(display)
     writer = _ResultsFile(results_path, None if resume is not None else header)
-    finished: list[RowReport] = list(prior)
     stopped: list[str] = []
     errors = 0
 
     def on_result(row: RowReport) -> None:
         nonlocal errors
         writer.add(row)
-        finished.append(row)
         if progress is not None:
             progress.update(row)
         if row.status == "error":
@@ -317,8 +367,10 @@ async def evaluate(
         writer.close()
         if own:
             await the_session.aclose()
+    # the report comes from the record, so a resumed run reports exactly what the file holds
+    _, recorded = read_results(results_path)
     final = build_report(
-        finished,
+        [r for r in recorded if (r.id, r.epoch) in wanted],
         reducer=epochs.reducer,
         order=[r.id for r in ds.rows],
         flow=str(flow_path or wf.name),

@@ -19,7 +19,7 @@ from treadle.eval.report import parse_reducer
 from treadle.eval.scorers import Scorer
 from treadle.runtime.models.base import ModelBackend
 from treadle.runtime.scheduler import RunOptions
-from treadle.runtime.session import SandboxConfig, Session
+from treadle.runtime.session import SandboxConfig, Session, model_label
 
 if TYPE_CHECKING:
     from treadle.runtime.cache import ModelCache
@@ -149,10 +149,7 @@ class RunConfig:
     @property
     def model_name(self) -> str | None:
         """The default model as results files name it."""
-        model = self.model
-        if model is None or isinstance(model, str):
-            return model
-        return f"{model.backend}:{model.model}"
+        return model_label(self.model)
 
     @property
     def row_concurrency(self) -> int:

@@ -36,6 +36,7 @@ from treadle.eval.options import RunConfig
 from treadle.eval.report import RowReport, StepStats
 from treadle.eval.scorers import Score, Scorer, ScorerError, as_text, resolve_scorer
 from treadle.flow import Flow
+from treadle.runtime.expr import ExprError
 from treadle.runtime.ir import Program
 from treadle.runtime.models.base import ModelBackend
 from treadle.runtime.sandbox.base import Sandbox
@@ -154,21 +155,39 @@ class RemoteRowRunner:
 # ---------------------------------------------------------------- one row
 
 
-def classify(error: BaseException) -> tuple[Literal["failed", "error"], str]:
-    """("error" | "failed", kind): infrastructure vs the workflow's own failure."""
-    seen: set[int] = set()
+#: what the infrastructure failed to produce: never a score (a refused or reset connection, a
+#: full disk and every other OS error included)
+_INFRASTRUCTURE = (ModelError, SandboxError, StepTimeout, TimeoutError, OSError)
+#: a verdict the workflow produced on its own: an operator that rejected its input, an
+#: expression that failed, a loop that ran out of turns
+_THE_WORKFLOWS_OWN = (TreadleError, ExprError)
+
+
+def causes(error: BaseException) -> list[BaseException]:
+    """`error` and what it was explicitly raised from (a step failure's cause, `raise ... from
+    e`), outermost first. An implicit context is not a cause: an operator that raises a
+    `StepError` while handling a parse error has decided the failure is the input's."""
+    chain: list[BaseException] = []
     e: BaseException | None = error
-    kinds = []
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        kinds.append(type(e).__name__)
-        if isinstance(e, ModelError | SandboxError | StepTimeout | TimeoutError):
-            return "error", "/".join(kinds)
-        nxt = getattr(e, "cause", None)
-        e = nxt if isinstance(nxt, BaseException) else (e.__cause__ or e.__context__)
-    if isinstance(error, TreadleError):
-        return "failed", "/".join(kinds)
-    return "error", "/".join(kinds)  # a bug (in treadle or an operator): not the flow's fault
+    while e is not None and all(e is not seen for seen in chain):
+        chain.append(e)
+        explicit = getattr(e, "cause", None)
+        e = explicit if isinstance(explicit, BaseException) else e.__cause__
+    return chain
+
+
+def classify(error: BaseException) -> tuple[Literal["failed", "error"], str]:
+    """("error" | "failed", kind). Only a verdict the workflow itself produced is a failure
+    (scored 0); anything the infrastructure failed to produce is an error (kept out of the
+    score, `None` to a trainer), and so is a bug in treadle or an operator (an exception that
+    is not treadle's own, anywhere in the chain), with its cause in the kind."""
+    chain = causes(error)
+    kind = "/".join(type(e).__name__ for e in chain)
+    if any(isinstance(e, _INFRASTRUCTURE) for e in chain):
+        return "error", kind
+    if all(isinstance(e, _THE_WORKFLOWS_OWN) for e in chain):
+        return "failed", kind
+    return "error", kind
 
 
 def inputs_digest(inputs: Mapping[str, Any]) -> str:

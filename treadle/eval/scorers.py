@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import orjson
 from pydantic import BaseModel, Field
 
-from treadle.errors import InputError, TreadleError
+from treadle.errors import InputError, ModelError, TreadleError
 from treadle.eval.datasets import Row
 from treadle.runtime.context import OpContext
 from treadle.runtime.models.base import GenParams, Message, ModelBackend
@@ -434,7 +434,7 @@ class Judge(Scorer):
     """A model grades output vs target with a rubric; its own model spec (`model=`).
 
     Reads `GRADE: C|P|I` (1, 0.5, 0) or `SCORE: x` (x in [0, 1], or x/10 when above 1); a reply
-    with neither scores 0 and says so.
+    with neither is the judge's failure, so the row is an error (never a 0).
     """
 
     name = "judge"
@@ -460,7 +460,10 @@ class Judge(Scorer):
             x = float(m.group(1))
             x = x / 10 if x > 1 else x
             return Score(value=min(1.0, max(0.0, x)), explanation=text.strip()[:300])
-        return Score(value=0.0, explanation="the judge gave no grade: " + text.strip()[:200])
+        # no grade is not a verdict: the judge failed to produce one (an error, never a 0)
+        raise ModelError(
+            f"the judge gave no grade (GRADE: C|P|I or SCORE: x): {text.strip()[:200]!r}"
+        )
 
 
 class PythonScorer(Scorer):

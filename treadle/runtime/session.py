@@ -74,6 +74,15 @@ class SandboxConfig:
 
 SandboxSource = SandboxConfig | Sandbox | SandboxFactory | str | None
 
+
+def model_label(model: str | ModelBackend | None) -> str | None:
+    """A model as results files and traces name it: its spec, or for a backend object its kind
+    and everything that decides its replies (so a resumed run tells two scripts apart)."""
+    if model is None or isinstance(model, str):
+        return model
+    return f"{model.backend}:{model.cache_identity}"
+
+
 #: one semaphore per backend object and event loop, so sessions that share a backend object
 #: (an agent passing the same `model=` to many runs) share its limit too
 _SLOTS: weakref.WeakKeyDictionary[ModelBackend, dict[int, asyncio.Semaphore]] = (
@@ -192,11 +201,8 @@ class Session:
 
     @property
     def model_name(self) -> str | None:
-        """The default model as results files and traces name it (a spec, or backend:model)."""
-        model = self.default_model
-        if model is None or isinstance(model, str):
-            return model
-        return f"{model.backend}:{model.model}"
+        """The default model as results files and traces name it."""
+        return model_label(self.default_model)
 
     @property
     def sandbox_kind(self) -> str:
@@ -342,4 +348,4 @@ class Session:
         self._cache = None
 
 
-__all__ = ["Isolation", "SandboxConfig", "SandboxFactory", "SandboxKind", "Session"]
+__all__ = ["Isolation", "SandboxConfig", "SandboxFactory", "SandboxKind", "Session", "model_label"]
