@@ -68,7 +68,11 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize(("args", "message"), BAD_INPUT, ids=lambda a: " ".join(a)[:40])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    BAD_INPUT,
+    ids=[" ".join(Path(a).name for a in args) for args, _ in BAD_INPUT],
+)
 def test_a_bad_input_exits_2_with_one_paragraph(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
