@@ -94,3 +94,26 @@ def test_missing_file_and_bad_options(tmp_path: Path) -> None:
         load_dataset(DATA / "qa.jsonl", target="gold")
     with pytest.raises(DatasetError, match="no row with the id 'zz'"):
         load_dataset(DATA / "qa.jsonl", ids=["zz"])
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("d.csv", "id,text,target\nr1,hello,a\nr2,world,b\n"),
+        ("d.tsv", "id\ttext\ttarget\nr1\thello\ta\nr2\tworld\tb\n"),
+        (
+            "d.jsonl",
+            '{"id": "r1", "text": "hello", "target": "a"}\n{"id": "r2", "text": "world"}\n',
+        ),
+        ("d.json", '[{"id": "r1", "text": "hello", "target": "a"}, {"id": "r2", "text": "x"}]'),
+    ],
+)
+def test_a_byte_order_mark_is_not_part_of_the_first_column(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    f = tmp_path / name
+    f.write_bytes(b"\xef\xbb\xbf" + text.encode())  # what spreadsheets write as "UTF-8 CSV"
+    ds = load_dataset(f)
+    assert [r.id for r in ds.rows] == ["r1", "r2"]
+    assert set(ds.rows[0].columns) == {"id", "text", "target"}
+    assert ds.rows[0].target == "a"

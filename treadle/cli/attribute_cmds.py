@@ -13,12 +13,13 @@ from typing import Annotated, Any
 
 import typer
 
-from treadle.cli.common import run_or_exit
+from treadle.cli.common import exit_on_error, run_async
 from treadle.cli.options import AnalysisOptions, analysis_options
+from treadle.errors import InputError
 
 
 def register(app: typer.Typer) -> None:
-    app.command("attribute")(attribute)
+    app.command("attribute")(exit_on_error(attribute))
 
 
 @analysis_options
@@ -46,12 +47,12 @@ def attribute(
     the same seeds, and rank the units by the score they carry."""
 
     if len(paths) < 2:
-        raise typer.BadParameter("give FLOW and DATA", param_hint="PATHS")
+        raise InputError("attribute takes FLOW DATA (several FLOWS only with --library).")
     if by not in ("step", "operator", "call"):
-        raise typer.BadParameter("step, operator or call", param_hint="--by")
+        raise InputError(f"--by is step, operator or call, got {by!r}.")
     *flows, data = paths
     if library is None and len(flows) != 1:
-        raise typer.BadParameter("one FLOW (several only with --library)", param_hint="PATHS")
+        raise InputError("attribute takes one FLOW (several only with --library).")
 
     from treadle.studies.attribution import attribute as run
     from treadle.studies.attribution import attribute_library
@@ -66,7 +67,7 @@ def attribute(
             return await attribute_library(library, flows, data, **common)
         return await run(flows[0], data, by=by, prune=prune, **common)  # type: ignore[arg-type]
 
-    rep = run_or_exit(work())
+    rep = run_async(work())
     typer.echo(render(rep), nl=False)
     if report is not None:
         typer.echo(f"report: {report}", err=True)

@@ -1,9 +1,11 @@
 """`treadle check`, `treadle compile` and `treadle fmt`.
 
 These stay fast: they import the compiler (lark, pydantic, the IR) and the operator registry,
-never the model backends or the sandbox. Exit codes: 0 ok (warnings allowed), 1 errors in a
-file, 2 a usage error (no such file, bad option). No traceback reaches the user for bad input;
-a bug in treadle prints one paragraph (TREADLE_DEBUG=1 shows the traceback).
+never the model backends or the sandbox. A folder stands for every `.flow` file under it.
+Exit codes: 0 ok (warnings allowed), 1 errors in a file, 2 a usage error (no such file, bad
+option). No traceback reaches the user for bad input; a failure ends in
+`treadle.cli.common.fail` as for every command (a bug in treadle prints one paragraph,
+TREADLE_DEBUG=1 shows the traceback).
 
 Each command body is a plain function returning the exit code (`check_files`, `compile_file_`,
 `format_files`) and never imports typer: `register` wraps them as typer commands, and
@@ -11,19 +13,17 @@ Each command body is a plain function returning the exit code (`check_files`, `c
 starts without importing typer (see `fast_path`).
 """
 
-import os
 import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
+
+from treadle.cli.files import flow_files, read_file, write_file
+from treadle.errors import EXIT_FAILED, EXIT_OK
 
 if TYPE_CHECKING:
     import typer
-
-EXIT_OK = 0
-EXIT_ERRORS = 1
-EXIT_USAGE = 2
 
 
 class Format(StrEnum):
@@ -37,14 +37,6 @@ class Emit(StrEnum):
     dot = "dot"
 
 
-class _Exit(Exception):
-    """Ends a command body with an exit code (typer.Exit for the typer commands)."""
-
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
-
-
 def _echo(message: str, err: bool = False) -> None:
     """What `typer.echo` does for plain text: the message, a newline, flushed."""
     stream = sys.stderr if err else sys.stdout
@@ -52,36 +44,14 @@ def _echo(message: str, err: bool = False) -> None:
     stream.flush()
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        _usage(f"{path}: no such file")
-    except (OSError, UnicodeDecodeError) as e:
-        _usage(f"{path}: cannot read it ({e})")
-
-
-def _usage(message: str) -> NoReturn:
-    _echo(f"treadle: {message}", err=True)
-    raise _Exit(EXIT_USAGE)
-
-
-def _bug(e: BaseException) -> NoReturn:
-    if os.environ.get("TREADLE_DEBUG"):
-        raise e
-    _echo(
-        f"treadle: internal error ({type(e).__name__}: {e}). This is a bug in treadle; "
-        "run with TREADLE_DEBUG=1 for the traceback and report it.",
-        err=True,
-    )
-    raise _Exit(EXIT_ERRORS)
-
-
 def _run(body: Callable[..., int], *args: Any) -> int:
+    """A command body's exit code; a failure ends in `fail`, imported only then (with typer)."""
     try:
         return body(*args)
-    except _Exit as e:
-        return e.code
+    except (Exception, KeyboardInterrupt) as e:
+        from treadle.cli.common import fail
+
+        return fail(e)
 
 
 def check_files(files: list[Path], format: Format = Format.text) -> int:
@@ -90,12 +60,10 @@ def check_files(files: list[Path], format: Format = Format.text) -> int:
     from treadle.compiler.diagnostics import Diagnostic, render_all, summary
 
     everything: list[Diagnostic] = []
+    files = flow_files(files)
     for f in files:
-        _read(f)
-        try:
-            diags = check_file(f)
-        except Exception as e:  # a bug, not bad input: one paragraph, no traceback
-            _bug(e)
+        read_file(f)
+        diags = check_file(f)
         everything.extend(diags)
         if format == Format.text and diags:
             _echo(render_all(diags) + "\n", err=False)
@@ -108,7 +76,7 @@ def check_files(files: list[Path], format: Format = Format.text) -> int:
         status = "failed" if failed else "ok"
         n = len(files)
         _echo(f"{status}: {n} file{'s' * (n != 1)}, {summary(everything)}", err=failed)
-    return EXIT_ERRORS if failed else EXIT_OK
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def compile_file_(file: Path, emit: Emit = Emit.json, output: Path | None = None) -> int:
@@ -117,16 +85,14 @@ def compile_file_(file: Path, emit: Emit = Emit.json, output: Path | None = None
     from treadle.compiler.diagnostics import render_all
     from treadle.errors import CompileError
 
-    _read(file)
+    read_file(file)
     try:
         program = compile_file(file)
-    except CompileError as e:
+    except CompileError as e:  # the answer is no: every error, then the verdict
         diags = [d for d in e.diagnostics if getattr(d, "is_error", True)]
         _echo(render_all(diags), err=True)  # type: ignore[arg-type]
         _echo(f"failed: {file} has errors", err=True)
-        raise _Exit(EXIT_ERRORS) from None
-    except Exception as e:
-        _bug(e)
+        return EXIT_FAILED
     if emit == Emit.json:
         text = program.model_dump_json(indent=2) + "\n"
     elif emit == Emit.mermaid:
@@ -140,7 +106,7 @@ def compile_file_(file: Path, emit: Emit = Emit.json, output: Path | None = None
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text, encoding="utf-8")
+        write_file(output, text)
     return EXIT_OK
 
 
@@ -151,24 +117,21 @@ def format_files(files: list[Path], check_only: bool = False) -> int:
     from treadle.compiler.parser import parse
 
     status = EXIT_OK
-    for f in files:
-        text = _read(f)
-        try:
-            module, diags = parse(text, str(f))
-        except Exception as e:
-            _bug(e)
+    for f in flow_files(files):
+        text = read_file(f)
+        module, diags = parse(text, str(f))
         errors = [d for d in diags if d.is_error]
         if errors:
             _echo(render_all(errors), err=True)
             _echo(f"{f}: not formatted (syntax errors)", err=True)
-            status = EXIT_ERRORS
+            status = EXIT_FAILED
             continue
         out = format_module(module)
         if out == text:
             continue
         if check_only:
             _echo(f"would reformat {f}")
-            status = EXIT_ERRORS
+            status = EXIT_FAILED
         else:
             f.write_text(out, encoding="utf-8")
             _echo(f"formatted {f}")
@@ -181,7 +144,7 @@ def register(app: "typer.Typer") -> None:
 
     @app.command("check")
     def check(
-        files: Annotated[list[Path], typer.Argument(help=".flow files to check")],
+        files: Annotated[list[Path], typer.Argument(help=".flow files or folders to check")],
         format: Annotated[
             Format, typer.Option("--format", help="text for people, json for programs")
         ] = Format.text,
@@ -204,7 +167,9 @@ def register(app: "typer.Typer") -> None:
 
     @app.command("fmt")
     def fmt(
-        files: Annotated[list[Path], typer.Argument(help=".flow files to format in place")],
+        files: Annotated[
+            list[Path], typer.Argument(help=".flow files or folders to format in place")
+        ],
         check_only: Annotated[
             bool, typer.Option("--check", help="change nothing; exit 1 if a file would change")
         ] = False,

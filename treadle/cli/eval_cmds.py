@@ -11,7 +11,6 @@ path and errors go to stderr. Exit codes: 0 done, 2 bad input (said before anyth
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -21,13 +20,9 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from treadle.cli.common import (
-    EXIT_BUG,
-    EXIT_INPUT,
-    EXIT_INTERRUPTED,
-)
-from treadle.cli.common import EXIT_RUNTIME as EXIT_STOPPED
+from treadle.cli.common import exit_on_error, fail, finish, run_async, say
 from treadle.cli.options import AnalysisOptions, analysis_options
+from treadle.errors import EXIT_RUNTIME as EXIT_STOPPED
 
 
 class EvalGroup(TyperGroup):
@@ -49,13 +44,8 @@ def register(app: typer.Typer) -> None:
     group.command("run", help="(the default) evaluate FLOW on DATA: `treadle eval FLOW DATA`")(
         eval_run
     )
-    group.command("compare")(compare)
+    group.command("compare")(exit_on_error(compare))
     app.add_typer(group, name="eval")
-
-
-def _err(text: str) -> None:
-    sys.stderr.write(text.rstrip() + "\n")
-    sys.stderr.flush()
 
 
 @analysis_options
@@ -99,7 +89,7 @@ def eval_run(
     analysis: Callable[[], AnalysisOptions],
 ) -> None:
     """Evaluate a workflow on a dataset; the report on stdout, progress on stderr."""
-    from treadle.errors import InputError, TreadleError
+    from treadle.errors import InputError
 
     results_path: Path | None = None
     try:
@@ -121,11 +111,9 @@ def eval_run(
         if results_path is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             results_path = Path(".treadle") / "evals" / f"{stamp}-{flow.stem}.jsonl"
-        _err(f"results: {results_path}")
-        from treadle.cli.run_cmds import _run_async
-
+        say(f"results: {results_path}")
         source = data if data is not None else str(dataset)
-        result = _run_async(
+        result = run_async(
             evaluate(
                 flow,
                 source,
@@ -140,47 +128,24 @@ def eval_run(
                 display=opts.progress(),
             )
         )
-    except KeyboardInterrupt:
-        where = f" Finished rows are in {results_path}; " if results_path else " "
-        _err(
-            f"Interrupted.{where}run the same command with --resume {results_path} to finish."
+    except (Exception, KeyboardInterrupt) as e:
+        stopped = (
+            f"Interrupted. Finished rows are in {results_path}; run the same command with "
+            f"--resume {results_path} to finish."
             if results_path
             else "Interrupted."
         )
-        raise typer.Exit(_finish(EXIT_INTERRUPTED)) from None
-    except TreadleError as e:
-        _err(e.message if _is_compile_error(e) else f"Error: {e.message}")
-        raise typer.Exit(_finish(int(getattr(e, "exit_code", 3) or 3))) from None
-    except Exception as e:
-        if os.environ.get("TREADLE_DEBUG"):
-            raise
-        _err(
-            f"Internal error (a bug in treadle): {type(e).__name__}: {e}. "
-            "Run again with TREADLE_DEBUG=1 to see the traceback."
-        )
-        raise typer.Exit(EXIT_BUG) from None
+        raise typer.Exit(finish(fail(e, interrupted=stopped))) from None
     if fmt == "json":
         sys.stdout.write(result.to_json().decode() + "\n")
     else:
         print_report(result)
     sys.stdout.flush()
     if report is not None:
-        _err(f"report: {report}")
+        say(f"report: {report}")
     if result.stopped:
-        _err(f"Stopped: {result.stopped}")
+        say(f"Stopped: {result.stopped}")
         raise typer.Exit(EXIT_STOPPED)
-
-
-def _finish(code: int) -> int:
-    from treadle.cli.run_cmds import _finish as finish
-
-    return finish(code)
-
-
-def _is_compile_error(e: Exception) -> bool:
-    from treadle.errors import CompileError
-
-    return isinstance(e, CompileError)
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -266,22 +231,18 @@ def compare(
     with --coverage K, how many rows the top K of all the given reports solve together."""
     import orjson
 
-    from treadle.errors import InputError, TreadleError
+    from treadle.errors import InputError
     from treadle.eval.compare import compare as run_compare
     from treadle.eval.compare import load_report
     from treadle.studies.ranking import coverage_of_reports
 
-    try:
-        result = run_compare(a, b, seed=seed)
-        cover = None
-        if coverage is not None:
-            if coverage < 1:
-                raise InputError("--coverage takes a number of flows, 1 or more.")
-            reports = [load_report(p) for p in (a, b, *(more or []))]
-            cover = coverage_of_reports(reports, coverage)
-    except TreadleError as e:
-        _err(f"Error: {e.message}")
-        raise typer.Exit(EXIT_INPUT) from None
+    result = run_compare(a, b, seed=seed)
+    cover = None
+    if coverage is not None:
+        if coverage < 1:
+            raise InputError("--coverage takes a number of flows, 1 or more.")
+        reports = [load_report(p) for p in (a, b, *(more or []))]
+        cover = coverage_of_reports(reports, coverage)
     if fmt == "json":
         payload = result.model_dump(mode="json")
         if cover is not None:

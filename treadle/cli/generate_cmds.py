@@ -3,22 +3,25 @@
 Prints the chosen `.flow` (canonical layout) on stdout, and on stderr which decoding path ran
 and each candidate's status, repairs, cost bound, tokens and time. `--format json` prints every
 candidate instead. Exit 0 when a candidate compiled, 1 when none did, 2 on bad options or a
-model that cannot be loaded.
+missing library file (before the model loads), 3 when the model fails.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from treadle.cli.common import exit_on_error, say
+from treadle.cli.files import existing_file, write_file
+from treadle.errors import EXIT_FAILED, InputError
+
 
 def register(app: typer.Typer) -> None:
-    app.command("generate")(generate)
+    app.command("generate")(exit_on_error(generate))
 
 
 def generate(
@@ -58,32 +61,26 @@ def generate(
     ] = None,
 ) -> None:
     """Write a workflow for TASK with a model; the compiler judges every candidate."""
-    from treadle.errors import TreadleError
     from treadle.generation import generate_sync
 
     if fmt not in ("text", "json"):
-        raise typer.BadParameter("choose text or json", param_hint="--format")
+        raise InputError(f"--format is text or json, got {fmt!r}.")
     if n < 1:
-        raise typer.BadParameter("at least 1", param_hint="-n")
+        raise InputError(f"-n is the number of candidates, at least 1; got {n}.")
+    libraries = [str(existing_file(p, "--library")) for p in library or []]
     base = (output.parent if output is not None else Path.cwd()).resolve()
-    try:
-        result = generate_sync(
-            task,
-            model=model,
-            library=[str(p) for p in library or []],
-            n=n,
-            repairs=repairs,
-            dry_run_candidates=dry_run,
-            seed=seed,
-            temperature=temperature,
-            max_statements=max_statements,
-            base_dir=base,
-        )
-    except TreadleError as e:
-        typer.echo(f"treadle generate: {e}", err=True)
-        if os.environ.get("TREADLE_DEBUG"):
-            raise
-        raise typer.Exit(2) from None
+    result = generate_sync(
+        task,
+        model=model,
+        library=libraries,
+        n=n,
+        repairs=repairs,
+        dry_run_candidates=dry_run,
+        seed=seed,
+        temperature=temperature,
+        max_statements=max_statements,
+        base_dir=base,
+    )
     if export_sft is not None:
         from treadle.train.sft import export_sft as write_sft
 
@@ -92,10 +89,8 @@ def generate(
             for c in result.candidates
             if c.status == "compiled" and c.duplicate_of is None
         ]
-        written = write_sft(
-            export_sft, pairs, library=[str(p) for p in library or []], append=True, base_dir=base
-        )
-        typer.echo(f"wrote {written} SFT record(s) to {export_sft}", err=True)
+        written = write_sft(export_sft, pairs, library=libraries, append=True, base_dir=base)
+        say(f"wrote {written} SFT record(s) to {export_sft}")
     if fmt == "json":
         typer.echo(json.dumps(result.model_dump(mode="json", exclude={"messages"}), indent=2))
     else:
@@ -122,12 +117,9 @@ def generate(
         if result.flow is not None:
             sys.stdout.write(result.flow)
     if result.flow is not None and output is not None:
-        output.write_text(result.flow, encoding="utf-8")
-        typer.echo(f"# wrote {output}", err=True)
+        write_file(output, result.flow)
+        say(f"# wrote {output}")
     if result.flow is None:
         if fmt == "text":
-            typer.echo(
-                "treadle generate: no candidate compiled (--format json shows the diagnostics).",
-                err=True,
-            )
-        raise typer.Exit(1)
+            say("treadle generate: no candidate compiled (--format json shows the diagnostics).")
+        raise typer.Exit(EXIT_FAILED)

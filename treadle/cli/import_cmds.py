@@ -1,7 +1,7 @@
 """`treadle import core FILE -o OUT.flow`: an AutoFlow CoRE program as a checked workflow.
 
 Every malformed or unknown line is an error written `FILE:LINE: error: ...` (exit 1);
-unreachable steps are reported as warnings the same way.
+unreachable steps are reported as warnings the same way. A FILE that cannot be read exits 2.
 """
 
 from __future__ import annotations
@@ -13,10 +13,14 @@ from typing import Annotated
 
 import typer
 
+from treadle.cli.common import exit_on_error, say
+from treadle.cli.files import read_file, write_file
+from treadle.errors import EXIT_FAILED
+
 
 def register(app: typer.Typer) -> None:
     imp = typer.Typer(help="Import workflows written in other formats.", no_args_is_help=True)
-    imp.command("core")(core)
+    imp.command("core")(exit_on_error(core))
     app.add_typer(imp, name="import")
 
 
@@ -37,23 +41,19 @@ def core(
     """Translate a CoRE program into a .flow workflow."""
     from treadle.compiler.importers.core import CoreImportError, import_core
 
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as e:
-        typer.echo(f"{file}: cannot read: {e.strerror}", err=True)
-        raise typer.Exit(2) from None
+    text = read_file(file)
     name = workflow or re.sub(r"[^a-z0-9_]+", "_", file.stem.lower()).strip("_") or "core_flow"
     if name[0].isdigit():
         name = "core_" + name
     try:
         result = import_core(text, file=str(file), workflow=name, loop_bound=loop_bound)
-    except CoreImportError as e:
-        typer.echo(str(e), err=True)
-        raise typer.Exit(1) from None
+    except CoreImportError as e:  # every bad line, `FILE:LINE: error: ...`: the answer is no
+        say(str(e))
+        raise typer.Exit(EXIT_FAILED) from None
     for w in result.warnings:
-        typer.echo(w.render(str(file)), err=True)
+        say(w.render(str(file)))
     if output is None:
         sys.stdout.write(result.flow)
     else:
-        output.write_text(result.flow, encoding="utf-8")
-        typer.echo(f"wrote {output} ({result.steps} steps)", err=True)
+        write_file(output, result.flow)
+        say(f"wrote {output} ({result.steps} steps)")

@@ -1,5 +1,9 @@
 """`treadle library mine FLOWS... -o lib.flow [--rewrite DIR]`: a capability library mined from
-a corpus of workflows (recurring sub-graphs become parameterised workflows)."""
+a corpus of workflows (recurring sub-graphs become parameterised workflows).
+
+Exit codes: 0 a library written, 1 no recurring sub-graph found (nothing written), 2 a corpus
+file that is missing or does not compile.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,14 @@ from typing import Annotated
 
 import typer
 
+from treadle.cli.common import exit_on_error, say
+from treadle.cli.files import existing_file, write_file
+from treadle.errors import EXIT_FAILED
+
 
 def register(app: typer.Typer) -> None:
     lib = typer.Typer(help="Capability libraries: reusable workflows.", no_args_is_help=True)
-    lib.command("mine")(mine)
+    lib.command("mine")(exit_on_error(mine))
     app.add_typer(lib, name="library")
 
 
@@ -31,39 +39,38 @@ def mine(
 ) -> None:
     """Find sub-graphs that recur across FLOWS and write them as a library."""
     from treadle.compiler import check_file
-    from treadle.errors import CompileError
     from treadle.generation.mining import mine as run_mine
 
-    try:
-        result = run_mine(
-            [str(f) for f in flows],
-            library_path=output,
-            min_support=min_support,
-            max_steps=max_steps,
-            rewrite=rewrite is not None,
-            rewrite_dir=rewrite,
+    result = run_mine(
+        [str(existing_file(f)) for f in flows],
+        library_path=output,
+        min_support=min_support,
+        max_steps=max_steps,
+        rewrite=rewrite is not None,
+        rewrite_dir=rewrite,
+    )
+    if not result.capabilities:  # an empty library would only fail to compile (E105)
+        say(
+            f"treadle library mine: no recurring sub-graph found in {len(flows)} file(s) "
+            f"(none of up to {max_steps} steps occurs {min_support} times or more); "
+            f"nothing written to {output}."
         )
-    except CompileError as e:
-        typer.echo(f"treadle library mine: a corpus file does not compile:\n{e}", err=True)
-        raise typer.Exit(2) from None
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(result.library, encoding="utf-8")
+        raise typer.Exit(EXIT_FAILED)
+    write_file(output, result.library)
     for c in result.capabilities:
         where = ", ".join(c.occurrences)
         typer.echo(f"{c.name}: {c.steps} steps, {len(c.occurrences)} occurrences ({where})")
-    typer.echo(f"wrote {len(result.capabilities)} capabilities to {output}", err=True)
+    say(f"wrote {len(result.capabilities)} capabilities to {output}")
     bad = [d for d in check_file(output) if d.is_error]
     if rewrite is not None:
-        rewrite.mkdir(parents=True, exist_ok=True)
         for src, text in result.rewritten.items():
             target = rewrite / Path(src).name
-            target.write_text(text, encoding="utf-8")
+            write_file(target, text)
             bad += [d for d in check_file(target) if d.is_error]
-        typer.echo(f"rewrote {len(result.rewritten)} file(s) into {rewrite}", err=True)
+        say(f"rewrote {len(result.rewritten)} file(s) into {rewrite}")
     if bad:  # a bug of the miner, never of the corpus: say so
-        typer.echo(
+        say(
             "treadle library mine: an output does not compile:\n"
-            + "\n".join(d.render() for d in bad),
-            err=True,
+            + "\n".join(d.render() for d in bad)
         )
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)

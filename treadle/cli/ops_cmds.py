@@ -10,11 +10,15 @@ from typing import Annotated
 
 import typer
 
+from treadle.cli.common import exit_on_error
+from treadle.errors import InputError
+
 
 def register(app: typer.Typer) -> None:
     """Add `treadle ops` to the app."""
 
     @app.command("ops")
+    @exit_on_error
     def ops(
         names: Annotated[
             list[str] | None,
@@ -26,9 +30,8 @@ def register(app: typer.Typer) -> None:
         from treadle.stdlib_ops import docs, registry
 
         if fmt not in docs.RENDERERS:
-            raise typer.BadParameter(
-                f"unknown format {fmt!r}; choose one of {', '.join(docs.RENDERERS)}",
-                param_hint="--format",
+            raise InputError(
+                f"--format: unknown format {fmt!r}; choose one of {', '.join(docs.RENDERERS)}."
             )
         if not names:
             typer.echo(docs.RENDERERS[fmt](), nl=False)
@@ -42,8 +45,5 @@ def register(app: typer.Typer) -> None:
             for n in missing:
                 close = difflib.get_close_matches(n, list(known), n=1)
                 hints.append(f"{n!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            typer.echo(
-                f"No such operator: {', '.join(hints)}. `treadle ops` lists them all.", err=True
-            )
-            raise typer.Exit(2)
+            raise InputError(f"No such operator: {', '.join(hints)}. `treadle ops` lists them all.")
         typer.echo(docs.render_selected([known[n] for n in names], fmt), nl=False)

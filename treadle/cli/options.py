@@ -30,6 +30,7 @@ from treadle.cli.common import (
     Sandbox,
     Scorers,
     Target,
+    parse_pairs,
 )
 from treadle.errors import InputError
 from treadle.eval.options import RowSelection, RunConfig, Scoring
@@ -160,24 +161,14 @@ _SHARED: list[inspect.Parameter] = [
 SHARED_NAMES = tuple(p.name for p in _SHARED)
 
 
-def parse_pairs(items: list[str] | None, what: str, *, json_values: bool = False) -> dict[str, Any]:
-    """`NAME=VALUE` options as a dict; with `json_values`, a value that parses as JSON is
-    taken as that value (`--scorer-option threshold=0.5`)."""
+def _json_or_text(value: str) -> Any:
+    """A `--scorer-option` value: JSON when it parses (`threshold=0.5`), else the text."""
     import orjson
 
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"{what} takes NAME=VALUE, got {item!r}.")
-        parsed: Any = value
-        if json_values:
-            try:
-                parsed = orjson.loads(value)
-            except orjson.JSONDecodeError:
-                parsed = value
-        out[key.strip()] = parsed
-    return out
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value
 
 
 def _max_errors(value: str | None) -> float | None:
@@ -196,7 +187,10 @@ def build(values: dict[str, Any]) -> AnalysisOptions:
         raise InputError(f"--display is rich, plain or none, got {display!r}.")
     scoring = Scoring(
         scorers=tuple(values["scorer"] or ["exact"]),
-        options=parse_pairs(values["scorer_option"], "--scorer-option", json_values=True),
+        options={
+            k: _json_or_text(v)
+            for k, v in parse_pairs(values["scorer_option"], "--scorer-option").items()
+        },
         target=values["target"],
         input_map=parse_pairs(values["input_map"], "--map") or None,
         output=values["output"],
@@ -244,4 +238,4 @@ def analysis_options(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-__all__ = ["SHARED_NAMES", "AnalysisOptions", "analysis_options", "build", "parse_pairs"]
+__all__ = ["SHARED_NAMES", "AnalysisOptions", "analysis_options", "build"]

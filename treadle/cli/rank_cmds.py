@@ -13,12 +13,13 @@ from typing import Annotated, Any
 
 import typer
 
-from treadle.cli.common import run_or_exit
+from treadle.cli.common import exit_on_error, run_async
 from treadle.cli.options import AnalysisOptions, analysis_options
+from treadle.errors import InputError
 
 
 def register(app: typer.Typer) -> None:
-    app.command("rank")(rank)
+    app.command("rank")(exit_on_error(rank))
 
 
 @analysis_options
@@ -57,7 +58,7 @@ def rank(
     rows plus the optimizer model's self-prediction → calibrated score Ŝ, ranked."""
 
     if len(paths) < 2:
-        raise typer.BadParameter("give FLOWS... and DATA", param_hint="PATHS")
+        raise InputError("rank takes FLOWS... DATA: at least one flow and the dataset.")
     *flows, data = paths
 
     from treadle.studies.ranking import RankSettings
@@ -75,7 +76,7 @@ def rank(
             rows=opts.rows, run=opts.run, report=report, display=opts.progress(), log=opts.log,
         )  # fmt: skip
 
-    rep = run_or_exit(work())
+    rep = run_async(work())
     typer.echo(render(rep), nl=False)
     if report is not None:
         typer.echo(f"report: {report}", err=True)

@@ -15,7 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
-from treadle.cli.common import EXIT_BUG, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME
+from treadle.cli.common import exit_on_error, fail, finish, parse_pairs, run_async, say
+from treadle.errors import EXIT_OK, InputError
 
 #: declared types whose `--input` values are read as JSON (the rest stay strings)
 _JSON_TYPES = ("number", "boolean", "json", "list")
@@ -25,7 +26,7 @@ def register(app: typer.Typer) -> None:
     """Add `run` and the `trace` group to the `treadle` app."""
     app.command("run")(run)
     trace_app = typer.Typer(help="Read run traces.", no_args_is_help=True)
-    trace_app.command("show")(show)
+    trace_app.command("show")(exit_on_error(show))
     app.add_typer(trace_app, name="trace")
 
 
@@ -85,12 +86,6 @@ def run(
     ] = False,
 ) -> None:
     """Run a workflow: outputs as JSON on stdout, progress and errors on stderr."""
-    if sandbox not in ("docker", "process"):
-        _err(f"Error: --sandbox is docker or process, got {sandbox!r}.")
-        raise typer.Exit(EXIT_INPUT)
-    if isolation not in ("fresh", "reset"):
-        _err(f"Error: --isolation is fresh or reset, got {isolation!r}.")
-        raise typer.Exit(EXIT_INPUT)
     options: dict[str, Any] = {
         "workflow": workflow,
         "model": model,
@@ -113,75 +108,44 @@ def _run(
     trace: Path | None,
     options: dict[str, Any],
 ) -> int:
-    """Compile, check inputs, run; map every failure to one paragraph and an exit code."""
-    from treadle.errors import TreadleError
-
+    """Compile, check inputs, run; every failure ends in `fail` (one paragraph, an exit code)."""
     trace_path: Path | None = None
     try:
+        from treadle.runtime.scheduler import RunOptions
+        from treadle.runtime.session import SandboxConfig
+
+        sandbox = SandboxConfig.of(options["sandbox"], options["isolation"])  # checks both
         flow = _load(file)
         wf = flow.workflow(options["workflow"])
         values = _read_inputs(wf, pairs, inputs_file)
         flow.check_inputs(values, wf.name)
         if options["concurrency"] < 1:
-            raise _input_error(f"--concurrency must be at least 1, got {options['concurrency']}.")
+            raise InputError(f"--concurrency must be at least 1, got {options['concurrency']}.")
+        schedule = RunOptions(
+            concurrency=options["concurrency"],
+            step_timeout=options["step_timeout"],
+            retries=options["retries"],
+        )
+        run_options = {
+            "workflow": wf.name,
+            "model": options["model"],
+            "cache": options["cache"],
+            "seed": options["seed"],
+            "otel": options["otel"],
+            "sandbox": sandbox,
+            "options": schedule,
+        }
         from treadle.runtime.tracing import default_trace_path
 
         trace_path = trace or default_trace_path(wf.name)
-        _err(f"trace: {trace_path}")
-        outputs = _run_async(_execute(flow, values, {**options, "workflow": wf.name}, trace_path))
-    except KeyboardInterrupt:
-        where = f" The trace so far is in {trace_path}." if trace_path else ""
-        _err(f"Interrupted: the run was cancelled and every running step stopped.{where}")
-        return _finish(EXIT_INTERRUPTED)
-    except TreadleError as e:
-        _report(e, trace_path)
-        return _finish(int(getattr(e, "exit_code", EXIT_RUNTIME) or EXIT_RUNTIME))
-    except Exception as e:  # a bug in treadle: still one paragraph, traceback on request
-        if os.environ.get("TREADLE_DEBUG"):
-            raise
-        where = f" The trace so far is in {trace_path}." if trace_path else ""
-        _err(
-            f"Internal error (a bug in treadle): {type(e).__name__}: {e}.{where} "
-            "Run again with TREADLE_DEBUG=1 to see the traceback."
-        )
-        return EXIT_BUG
+        say(f"trace: {trace_path}")
+        outputs = run_async(_execute(flow, values, run_options, trace_path))
+    except (Exception, KeyboardInterrupt) as e:
+        stopped = "Interrupted: the run was cancelled and every running step stopped."
+        return finish(fail(e, trace=trace_path, interrupted=stopped))
     sys.stdout.write(json.dumps(outputs, ensure_ascii=False, indent=2) + "\n")
     sys.stdout.flush()
     return EXIT_OK
-
-
-def _run_async(coro: Any) -> Any:
-    """`asyncio.run`, except that a run that failed or was interrupted does not wait for
-    worker threads: a cancelled model call may still be generating in one (llama.cpp cannot be
-    stopped mid-call), and waiting would hold the process long after Ctrl-C."""
-    import asyncio
-
-    runner = asyncio.Runner()
-    done = False
-    try:
-        result = runner.run(coro)
-        done = True
-        return result
-    finally:
-        if done or not _worker_threads():
-            runner.close()
-
-
-def _worker_threads() -> list[Any]:
-    import threading
-
-    main = threading.main_thread()
-    return [t for t in threading.enumerate() if t is not main and not t.daemon and t.is_alive()]
-
-
-def _finish(code: int) -> int:
-    """Exit now when worker threads of an abandoned run are still alive (the trace is written
-    and the run's resources closed by then); otherwise return the code."""
-    if _worker_threads():
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
 
 
 async def _execute(
@@ -225,8 +189,6 @@ def _setup_otel() -> None:
             SimpleSpanProcessor,
         )
     except ImportError:
-        from treadle.errors import InputError
-
         raise InputError(
             "--otel needs the OpenTelemetry SDK: `pip install 'treadle[otel]'`."
         ) from None
@@ -237,8 +199,6 @@ def _setup_otel() -> None:
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         except ImportError:
-            from treadle.errors import InputError
-
             raise InputError(
                 "OTEL_EXPORTER_OTLP_ENDPOINT is set but the OTLP exporter is not installed: "
                 "`pip install opentelemetry-exporter-otlp-proto-http`."
@@ -250,7 +210,6 @@ def _setup_otel() -> None:
 
 
 def _load(file: Path) -> Any:
-    from treadle.errors import InputError
     from treadle.flow import Flow
 
     if not file.is_file():
@@ -263,12 +222,6 @@ def _load(file: Path) -> Any:
     return Flow.load(file)
 
 
-def _input_error(message: str) -> Exception:
-    from treadle.errors import InputError
-
-    return InputError(message)
-
-
 def _read_inputs(wf: Any, pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
     """`--inputs FILE.json` then each `--input NAME=VALUE` (a later value wins)."""
     values: dict[str, Any] = {}
@@ -276,51 +229,26 @@ def _read_inputs(wf: Any, pairs: list[str], inputs_file: Path | None) -> dict[st
         try:
             data = json.loads(inputs_file.read_text(encoding="utf-8"))
         except OSError as e:
-            raise _input_error(
-                f"Cannot read the inputs file {inputs_file}: {e.strerror}."
-            ) from None
+            raise InputError(f"Cannot read the inputs file {inputs_file}: {e.strerror}.") from None
         except json.JSONDecodeError as e:
-            raise _input_error(f"The inputs file {inputs_file} is not valid JSON: {e}.") from None
+            raise InputError(f"The inputs file {inputs_file} is not valid JSON: {e}.") from None
         if not isinstance(data, dict):
-            raise _input_error(f"The inputs file {inputs_file} must hold a JSON object.")
+            raise InputError(f"The inputs file {inputs_file} must hold a JSON object.")
         values.update(data)
     declared = {f.name: f.type for f in wf.inputs}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise _input_error(f"--input takes NAME=VALUE, got {pair!r}.")
+    for name, text in parse_pairs(pairs, "--input").items():
         kind = declared.get(name, "text").split()[0]
         if kind in _JSON_TYPES:
             try:
                 values[name] = json.loads(text)
             except json.JSONDecodeError:
-                raise _input_error(
+                raise InputError(
                     f"Input {name} is declared {declared[name]}, so its value must be JSON "
                     f"(e.g. 3, true, [1, 2]); got {text!r}."
                 ) from None
         else:
             values[name] = text
     return values
-
-
-def _report(e: Exception, trace_path: Path | None) -> None:
-    message = getattr(e, "message", str(e))
-    path = getattr(e, "trace_path", None) or trace_path
-    where = f" The trace so far is in {path}." if path and Path(path).exists() else ""
-    # a compile error's message already holds every diagnostic, rendered with excerpts
-    _err(message if _is_compile_error(e) else f"Error: {message}{where}")
-
-
-def _is_compile_error(e: Exception) -> bool:
-    from treadle.errors import CompileError
-
-    return isinstance(e, CompileError)
-
-
-def _err(text: str) -> None:
-    sys.stderr.write(text.rstrip() + "\n")
-    sys.stderr.flush()
 
 
 def show(
@@ -336,10 +264,8 @@ def show(
     from treadle.runtime.tracing import read_trace
 
     if not file.is_file():
-        _err(f"Error: there is no trace file {file}.")
-        raise typer.Exit(EXIT_INPUT)
+        raise InputError(f"There is no trace file {file}.")
     trace = read_trace(file)
     if not trace.spans:
-        _err(f"Error: {file} holds no spans (is it a treadle trace?).")
-        raise typer.Exit(EXIT_INPUT)
+        raise InputError(f"{file} holds no spans (is it a treadle trace?).")
     Console(soft_wrap=False).print(render_trace(trace, values=values))

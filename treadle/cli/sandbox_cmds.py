@@ -10,6 +10,9 @@ from typing import Annotated
 
 import typer
 
+from treadle.cli.common import exit_on_error
+from treadle.errors import EXIT_FAILED, InputError
+
 sandbox_app = typer.Typer(
     name="sandbox",
     help="The Docker sandbox: build its image, check the setup, sweep leftovers, run a script.",
@@ -17,21 +20,20 @@ sandbox_app = typer.Typer(
 )
 
 
-def _fail(message: str, code: int = 1) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
 def _parse_size(text: str) -> int:
     """'512m', '1g', '256' (MB) -> megabytes."""
     t = text.strip().lower().removesuffix("b")
     mult = {"k": 1 / 1024, "m": 1, "g": 1024}
-    if t and t[-1] in mult:
-        return max(1, int(float(t[:-1]) * mult[t[-1]]))
-    return int(float(t))
+    try:
+        if t and t[-1] in mult:
+            return max(1, int(float(t[:-1]) * mult[t[-1]]))
+        return int(float(t))
+    except ValueError:
+        raise InputError(f"--memory is a size such as 512m or 1g, got {text!r}.") from None
 
 
 @sandbox_app.command("build")
+@exit_on_error
 def build(
     method: Annotated[
         str, typer.Option(help="rootfs (Debian packages, no registry), base, or auto")
@@ -43,18 +45,15 @@ def build(
     force: Annotated[bool, typer.Option(help="rebuild even when the tag exists")] = False,
 ) -> None:
     """Build the sandbox image (skipped when the tag exists)."""
-    from treadle.errors import SandboxError
     from treadle.runtime.sandbox.docker_sandbox import connect
     from treadle.runtime.sandbox.image import build_image
 
-    try:
-        api = connect()
-        typer.echo(build_image(api, method=method, base=base, mirror=mirror, force=force))
-    except SandboxError as exc:
-        _fail(exc.message)
+    api = connect()
+    typer.echo(build_image(api, method=method, base=base, mirror=mirror, force=force))
 
 
 @sandbox_app.command("doctor")
+@exit_on_error
 def doctor() -> None:
     """Say what is missing for the Docker sandbox, and how to fix it."""
     from treadle.runtime.sandbox.image import IMAGE, image_exists
@@ -72,7 +71,7 @@ def doctor() -> None:
         report(
             False, "docker Python package", "pip install docker  (or pip install 'treadle[run]')"
         )
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_FAILED) from None
     report(True, "docker Python package")
     from treadle.errors import SandboxError
     from treadle.runtime.sandbox.docker_sandbox import connect
@@ -81,7 +80,7 @@ def doctor() -> None:
         api = connect()
     except SandboxError as exc:
         report(False, "Docker engine reachable", exc.message)
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_FAILED) from None
     info = api.info()
     report(True, f"Docker engine {info.get('ServerVersion', '?')} reachable")
     init_bin = info.get("InitBinary") or "docker-init"
@@ -121,30 +120,27 @@ def doctor() -> None:
             report(False, "a hardened container runs", exc.message)
     if problems:
         typer.echo(f"{problems} problem(s) found.")
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
     typer.echo("The Docker sandbox is ready.")
 
 
 @sandbox_app.command("sweep")
+@exit_on_error
 def sweep(
     all_: Annotated[
         bool, typer.Option("--all", help="also containers of live treadle processes")
     ] = False,
 ) -> None:
     """Remove treadle containers left by dead processes (found by label)."""
-    from treadle.errors import SandboxError
     from treadle.runtime.sandbox.docker_sandbox import connect
     from treadle.runtime.sandbox.labels import sweep as do_sweep
 
-    try:
-        removed = do_sweep(connect(), everything=all_)
-    except SandboxError as exc:
-        _fail(exc.message)
-        return
+    removed = do_sweep(connect(), everything=all_)
     typer.echo(f"removed {len(removed)} container(s)")
 
 
 @sandbox_app.command("run")
+@exit_on_error
 def run(
     files: Annotated[
         list[Path],
@@ -168,11 +164,10 @@ def run(
     import asyncio
     import json
 
-    from treadle.errors import SandboxError
     from treadle.runtime.sandbox import Limits, open_sandbox
 
     if isolation not in ("fresh", "reset"):
-        _fail(f"--isolation is fresh or reset, got {isolation!r}", 2)
+        raise InputError(f"--isolation is fresh or reset, got {isolation!r}.")
     limits = Limits(timeout_s=timeout, memory_mb=_parse_size(memory), network=allow_network)
     data = stdin.read_bytes() if stdin else None
 
@@ -194,10 +189,7 @@ def run(
         finally:
             await sb.aclose()
 
-    try:
-        asyncio.run(go())
-    except SandboxError as exc:
-        _fail(exc.message)
+    asyncio.run(go())
     sys.stdout.flush()
 
 

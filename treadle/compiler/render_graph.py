@@ -107,10 +107,12 @@ def to_dot(program: ir.Program) -> str:
     def q(s: str) -> str:
         return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
-    def graph(g: ir.Graph, depth: int) -> None:
+    def graph(g: ir.Graph, depth: int, scope: dict[str, str], key: str) -> None:
         pad = "  " * depth
-        for p in g.params:
-            lines.append(f"{pad}{q(p)} [shape=ellipse];")
+        scope = dict(scope)
+        for p in g.params:  # per graph, as in Mermaid: a bare name would merge across clusters
+            scope[p] = f"input {key}.{p}"
+            lines.append(f"{pad}{q(scope[p])} [shape=ellipse, label={q(p)}];")
         for n, subs, labels in _walk(g):
             if subs:
                 counter[0] += 1
@@ -120,24 +122,25 @@ def to_dot(program: ir.Program) -> str:
                 for sub, label in zip(subs, labels, strict=True):
                     counter[0] += 1
                     lines.append(f"{pad}  subgraph cluster_{counter[0]} {{ label={q(label)};")
-                    graph(sub, depth + 2)
+                    graph(sub, depth + 2, scope, f"{n.id}.{label.replace(' ', '')}")
                     lines.append(f"{pad}  }}")
                 lines.append(f"{pad}}}")
             else:
                 lines.append(f"{pad}{q(n.id)} [label={q(_label(n))}];")
             for d in _deps(n):
-                lines.append(f"{pad}{q(d)} -> {q(n.id)};")
+                lines.append(f"{pad}{q(scope.get(d, d))} -> {q(n.id)};")
 
     for name, wf in program.workflows.items():
         counter[0] += 1
         lines.append(f"  subgraph cluster_{counter[0]} {{")
         lines.append(f"    label={q('workflow ' + name)};")
-        graph(wf.graph, 2)
+        graph(wf.graph, 2, {}, name)
+        top = {p: f"input {name}.{p}" for p in wf.graph.params}
         for out, e in wf.graph.outputs.items():
             oid = f"{name}.out.{out}"
             lines.append(f"    {q(oid)} [shape=parallelogram, label={q(out)}];")
             for r in ir.refs(e):
-                lines.append(f"    {q(r.name)} -> {q(oid)};")
+                lines.append(f"    {q(top.get(r.name, r.name))} -> {q(oid)};")
         lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"

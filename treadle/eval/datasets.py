@@ -143,6 +143,11 @@ def _row_id(columns: Mapping[str, Any], line: int) -> str:
     return str(value) if value is not None and str(value) != "" else str(line)
 
 
+#: UTF-8, with or without the byte-order mark spreadsheets write first: a BOM read as text
+#: would stick to the first column's name (`\ufeffid`, and the row ids are lost)
+_ENCODING = "utf-8-sig"
+
+
 def _read(source: str | Path) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
     text = str(source)
     if text.lower() in BUILTIN and not Path(text).exists():
@@ -171,7 +176,7 @@ def _read(source: str | Path) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
 
 def _read_jsonl(path: Path) -> list[tuple[str, dict[str, Any]]]:
     out = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for line_no, line in enumerate(path.read_text(encoding=_ENCODING).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -194,7 +199,7 @@ def _read_jsonl(path: Path) -> list[tuple[str, dict[str, Any]]]:
 
 def _read_json(path: Path) -> list[tuple[str, dict[str, Any]]]:
     try:
-        data = orjson.loads(path.read_bytes())
+        data = orjson.loads(path.read_text(encoding=_ENCODING))
     except orjson.JSONDecodeError as e:
         raise DatasetError(f"The dataset {path} is not valid JSON ({e}).") from None
     if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
@@ -205,7 +210,7 @@ def _read_json(path: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _read_csv(path: Path, delimiter: str) -> list[tuple[str, dict[str, Any]]]:
-    with path.open(encoding="utf-8", newline="") as f:
+    with path.open(encoding=_ENCODING, newline="") as f:
         reader = csv.DictReader(f, delimiter=delimiter)
         if not reader.fieldnames:
             raise DatasetError(f"The dataset {path} has no header line.")

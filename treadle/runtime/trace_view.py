@@ -7,6 +7,7 @@ crash, and a run still in progress.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -58,7 +59,9 @@ def render_trace(trace: Trace, *, values: bool = False) -> Tree:
 def _label(span: Span, t0: float, values: bool) -> Text:
     text = Text()
     text.append(span.name, style="bold" if span.kind == "workflow" else "")
-    if span.kind == "step" and span.op and span.op not in ("turn", "item"):
+    if span.kind == "step" and span.op == "call" and span.attrs.get("workflow"):
+        text.append(f" (call {span.attrs['workflow']})", style="cyan")  # which workflow ran
+    elif span.kind == "step" and span.op and span.op not in ("turn", "item"):
         text.append(f" ({span.op})", style="cyan")
     elif span.kind in ("model", "sandbox"):
         text.append(f" [{span.kind}]", style="magenta")
@@ -88,8 +91,9 @@ def _duration(seconds: float) -> str:
 
 
 def _preview(summary: Any) -> str:
+    """The value as JSON, as the trace file holds it (a string quoted, `null`, `true`)."""
     value = summary.get("value") if isinstance(summary, dict) else summary
-    text = value if isinstance(value, str) else repr(value)
+    text = json.dumps(value, ensure_ascii=False, default=str)
     text = " ".join(text.split())
     return text if len(text) <= 120 else text[:117] + "..."
 
