@@ -59,7 +59,7 @@ def test_a_call_without_a_grammar_keeps_its_key() -> None:
 async def test_wrappers_report_what_the_backend_under_them_takes(tmp_path: Path) -> None:
     """The cache and the evaluation's shared backends pass `takes_grammar` through, so a
     caller asking whether it may constrain a reply sees the real backend's answer."""
-    from treadle.eval.runner import EvalResources
+    from treadle.runtime.session import Session
 
     class Constraining(ScriptedBackend):
         takes_grammar = True
@@ -69,11 +69,12 @@ async def test_wrappers_report_what_the_backend_under_them_takes(tmp_path: Path)
         assert (cached.takes_grammar, cached.backend, cached.model) == (
             takes, inner.backend, inner.model
         )  # fmt: skip
-        res = EvalResources(model=inner, cache=ModelCache(tmp_path / "e.sqlite"), sandbox="process")
+        session = Session(model=inner, cache=ModelCache(tmp_path / "e.sqlite"), sandbox="process")
         try:
-            assert (await res.backend()).takes_grammar is takes
+            assert (await session.backend()).takes_grammar is takes
+            assert (await session.model()).takes_grammar is takes
         finally:
-            await res.aclose()
+            await session.aclose()
 
 
 def test_hit_miss_and_persistence(tmp_path: Path) -> None:
@@ -158,9 +159,11 @@ async def test_cached_model_skips_the_model_on_a_rerun(tmp_path: Path) -> None:
     assert (a.text, a.cached) == ("first", False)
     assert (b.text, b.cached) == ("first", True)
     assert len(inner.calls) == 1 and model.model_calls == 1 and model.cache_hits == 1
-    # a new process (a new cache object on the same file) hits too
-    fresh = CachedModel(ScriptedBackend([]), ModelCache(tmp_path / "c.sqlite"))
-    assert (await fresh.complete(M, P)).text == "first"
+    # a new process (a new cache object on the same file, the same script) hits too
+    again = ScriptedBackend(["first", "second"])
+    fresh = CachedModel(again, ModelCache(tmp_path / "c.sqlite"))
+    hit = await fresh.complete(M, P)
+    assert (hit.text, hit.cached, len(again.calls)) == ("first", True, 0)
 
 
 async def test_what_is_not_cached(tmp_path: Path) -> None:

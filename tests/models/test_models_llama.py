@@ -70,20 +70,20 @@ async def test_a_grammar_constrains_the_reply_and_is_part_of_the_cache_key(
     """`GenParams.grammar` (GBNF) goes to llama.cpp's grammar sampler: SmolLM2, which answers
     this in a sentence when free, can only say one of the grammar's words; through the
     evaluation's cached backend the constrained call is cached apart from the free one."""
-    from treadle.eval.runner import EvalResources
     from treadle.runtime.cache import ModelCache
+    from treadle.runtime.session import Session
 
     question = ask("Is Paris the capital of France? Answer in a full sentence.")
     choice = GenParams(max_tokens=8, grammar='root ::= "yes" | "no" | "maybe"')
-    res = EvalResources(model=None, cache=ModelCache(tmp_path / "c.sqlite"), sandbox="process")
+    session = Session(model=None, cache=ModelCache(tmp_path / "c.sqlite"), sandbox="process")
     try:
-        model = await res.model(None)  # the shared backend behind the cache, as rank uses it
+        model = await session.model(None)  # the shared backend behind the cache, as rank uses it
         assert model.takes_grammar
         free = await model.complete(question, GenParams(max_tokens=8))
         constrained = await model.complete(question, choice)
         again = await model.complete(question, choice)
     finally:
-        await res.aclose()
+        await session.aclose()
     assert free.text.strip() not in ("yes", "no", "maybe")
     assert constrained.text in ("yes", "no", "maybe") and not constrained.cached
     assert again.text == constrained.text and again.cached

@@ -16,6 +16,7 @@ from rt_helpers import Recorder, program, r, step
 from treadle.api import Flow
 from treadle.errors import RunError
 from treadle.runtime.models.scripted import ScriptedBackend
+from treadle.runtime.scheduler import RunOptions
 from treadle.runtime.tracing import OtelSink
 
 
@@ -45,7 +46,7 @@ async def test_kinds_retry_events_and_gen_ai_attributes(ops: Recorder) -> None:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     result = await flaky_then_ask().run(
-        {}, model=ScriptedBackend(["four"]), cache=False, seed=5, retries=1,
+        {}, model=ScriptedBackend(["four"]), cache=False, seed=5, options=RunOptions(retries=1),
         sinks=[OtelSink(tracer_provider=provider)],
     )  # fmt: skip
     assert result.outputs == {"a": "four"}

@@ -1,5 +1,6 @@
-"""`isolation` from the outside: `Flow.run(isolation=...)`, `treadle run --isolation`, and
-`treadle sandbox run [--isolation M] FILE...` printing one JSON result per line through one pool."""
+"""`isolation` from the outside: `Flow.run(sandbox=SandboxConfig(isolation=...))`, `treadle run
+--isolation`, and `treadle sandbox run [--isolation M] FILE...` printing one JSON result per line
+through one pool."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from treadle.api import Flow
 from treadle.runtime.sandbox.docker_sandbox import DockerSandbox
+from treadle.runtime.session import SandboxConfig
 
 pytestmark = pytest.mark.docker
 
@@ -46,8 +48,8 @@ async def test_flow_run_takes_the_isolation(
     flow = Flow.from_source(FLOW)
     good = await flow.run(
         {"code": "def f(x):\n    return x * x\n"},
-        isolation=isolation,
-        cache=False,  # type: ignore[arg-type]
+        sandbox=SandboxConfig("docker", isolation),  # type: ignore[arg-type]
+        cache=False,
     )
     assert good.outputs["report"] == "All 2 tests passed."
     assert [sb.isolation for sb in opened] == [isolation]

@@ -11,11 +11,11 @@ import pytest
 
 from treadle.compiler import compile_file
 from treadle.compiler.ablate import AblationError, ablate, list_units
-from treadle.eval.runner import EvalResources
 from treadle.runtime.cache import ModelCache
 from treadle.runtime.models.base import Message
 from treadle.runtime.models.scripted import ScriptedBackend
-from treadle.studies.attribution import attribute
+from treadle.runtime.session import Session
+from treadle.studies.attribution import attribute, attribute_library
 
 FLOW = """\
 workflow solve(question: text) -> answer: text
@@ -53,9 +53,9 @@ def flow(tmp_path: Path) -> Path:
 
 async def test_effects_shares_and_cache_accounting(flow: Path, tmp_path: Path) -> None:
     backend = ScriptedBackend(model)
-    async with EvalResources(model=backend, cache=ModelCache(tmp_path / "cache")) as res:
+    async with Session(model=backend, cache=ModelCache(tmp_path / "cache")) as s:
         rep = await attribute(
-            flow, ROWS, scorers="exact", resources=res, work_dir=tmp_path / "work",
+            flow, ROWS, scorer="exact", session=s, work_dir=tmp_path / "work",
             report=tmp_path / "attr.json",
         )  # fmt: skip
     assert rep.baseline == pytest.approx(0.75)
@@ -86,8 +86,8 @@ async def test_prune_removes_the_useless_step_and_keeps_the_useful_one(
     flow: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "pruned.flow"
-    async with EvalResources(model=ScriptedBackend(model), cache=ModelCache(tmp_path / "c")) as res:
-        rep = await attribute(flow, ROWS, resources=res, work_dir=tmp_path / "work", prune=out)
+    async with Session(model=ScriptedBackend(model), cache=ModelCache(tmp_path / "c")) as s:
+        rep = await attribute(flow, ROWS, session=s, work_dir=tmp_path / "work", prune=out)
     assert rep.prune is not None
     assert rep.prune.removed == ["solve.answer"]
     text = out.read_text()
@@ -132,8 +132,8 @@ def test_call_units_follow_the_same_name_and_type_rule() -> None:
 
 
 async def test_by_operator_removes_every_step_of_it(flow: Path, tmp_path: Path) -> None:
-    async with EvalResources(model=ScriptedBackend(model), cache=ModelCache(tmp_path / "c")) as res:
-        rep = await attribute(flow, ROWS, by="operator", resources=res, work_dir=tmp_path / "w")
+    async with Session(model=ScriptedBackend(model), cache=ModelCache(tmp_path / "c")) as s:
+        rep = await attribute(flow, ROWS, by="operator", session=s, work_dir=tmp_path / "w")
     units = {u.unit: u for u in rep.units}
     assert set(units) == {"generate", "revise", "format"}
     assert units["revise"].effect == pytest.approx(0.75) and units["format"].effect == 0.0
@@ -168,11 +168,10 @@ async def test_library_credits_each_capability_across_flows(tmp_path: Path) -> N
         "  answer = tidy draft with question question\n"
         "end\n"
     )
-    async with EvalResources(model=ScriptedBackend(model), cache=ModelCache(tmp_path / "c")) as res:
-        rep = await attribute(
-            one, ROWS, flows=[two], library=tmp_path / "lib.flow", resources=res,
-            work_dir=tmp_path / "w",
-        )  # fmt: skip
+    async with Session(model=ScriptedBackend(model), cache=ModelCache(tmp_path / "c")) as s:
+        rep = await attribute_library(
+            tmp_path / "lib.flow", [one, two], ROWS, session=s, work_dir=tmp_path / "w"
+        )
     units = {u.unit: u for u in rep.units}
     assert set(units) == {"fix", "tidy"}
     # fix is called by one flow only (its 3 successes depend on it); tidy by both, and

@@ -11,12 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from treadle.eval.runner import EvalResources
 from treadle.runtime.cache import ModelCache
 from treadle.runtime.models.base import Message
 from treadle.runtime.models.scripted import ScriptedBackend
+from treadle.runtime.session import Session
 from treadle.studies.ranking import (
     PredictionError,
+    RankSettings,
     alpha_for,
     calibrated,
     parse_probability,
@@ -117,12 +118,11 @@ async def test_rank_verify_on_a_simulated_model(tmp_path: Path) -> None:
             f'  answer = generate from "{k}: {{q}}. {FILLER}"\nend\n'
         )
         paths.append(p)
-    async with EvalResources(
-        model=ScriptedBackend(simulated), cache=ModelCache(tmp_path / "c")
-    ) as res:
+    settings = RankSettings(few_ratio=0.25, warmup=2, verify=True, coverage=2)
+    async with Session(model=ScriptedBackend(simulated), cache=ModelCache(tmp_path / "c")) as s:
         rep = await rank(
-            paths, ROWS, resources=res, few_ratio=0.25, warmup=2, verify=True, coverage=2,
-            report=tmp_path / "rank.json", work_dir=tmp_path / "w",
+            paths, ROWS, settings=settings, session=s, report=tmp_path / "rank.json",
+            work_dir=tmp_path / "w",
         )  # fmt: skip
     # warm-ups: rows 0-7 solved by both, 8-15 by V1 only, 16-19 by neither → strata 8/8/4
     assert rep.strata == {"0": 8, "1": 8, "2": 4}

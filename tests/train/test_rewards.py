@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from treadle.errors import ModelError
+from treadle.eval.options import RunConfig
 from treadle.runtime.models.scripted import ScriptedBackend
+from treadle.runtime.session import SandboxConfig
 from treadle.train.rewards import (
     FlowReward,
     RewardUnavailable,
@@ -47,6 +49,8 @@ ROWS = [
     {"id": "d", "problem": "What is 6 * 2?", "answer": 12},
 ]
 
+#: the sandbox of the reward tests: no Docker needed
+PROCESS = SandboxConfig("process")
 #: the flows' model: right on a, b and c, wrong on d
 ANSWERS = {"2 + 3": "5", "4 + 4": "8", "10 - 7": "3", "6 * 2": "13"}
 
@@ -60,10 +64,8 @@ def reward(tmp_path: Path) -> Any:
     r = FlowReward(
         dataset=ROWS,
         scorer="numeric",
-        model=ScriptedBackend(ANSWERS),
+        run=RunConfig(model=ScriptedBackend(ANSWERS), sandbox=PROCESS, cache=False),
         instances=10,  # ≥ the dataset: every row
-        sandbox="process",
-        cache=False,
         workdir=tmp_path / "runs",
     )
     yield r
@@ -115,8 +117,8 @@ def test_rewards_compile_failure_mismatch_and_scores(reward: Any) -> None:
 def test_infrastructure_error_is_none_not_zero(tmp_path: Path) -> None:
     down = ScriptedBackend(lambda _m: (_ for _ in ()).throw(ModelError("server down")))
     with FlowReward(
-        dataset=ROWS, scorer="numeric", model=down, sandbox="process", cache=False,
-        workdir=tmp_path,
+        dataset=ROWS, scorer="numeric", workdir=tmp_path,
+        run=RunConfig(model=down, sandbox=PROCESS, cache=False),
     ) as r:  # fmt: skip
         out = r(prompts=["p", "p"], completions=[GOOD, BROKEN])
         assert out == [None, -1.0]
@@ -128,8 +130,8 @@ def test_infrastructure_error_is_none_not_zero(tmp_path: Path) -> None:
 
 def test_instances_from_the_row_and_sampled_with_a_fixed_seed(tmp_path: Path) -> None:
     with FlowReward(
-        dataset=ROWS, scorer="numeric", model=ScriptedBackend(ANSWERS), instances=2,
-        sandbox="process", cache=False, workdir=tmp_path,
+        dataset=ROWS, scorer="numeric", instances=2, workdir=tmp_path,
+        run=RunConfig(model=ScriptedBackend(ANSWERS), sandbox=PROCESS, cache=False),
     ) as r:  # fmt: skip
         # the row carries its own instances: only d, which the model gets wrong
         out = r(prompts=["p"], completions=[GOOD], instances=[[ROWS[3]]])
@@ -139,8 +141,8 @@ def test_instances_from_the_row_and_sampled_with_a_fixed_seed(tmp_path: Path) ->
         assert len(set(first)) == 1 and r.records[0].instances == 2
         assert r(prompts=["q"], completions=[GOOD]) == first[:1]
     with FlowReward(
-        scorer="numeric", model=ScriptedBackend(ANSWERS), sandbox="process", cache=False,
-        workdir=tmp_path,
+        scorer="numeric", workdir=tmp_path,
+        run=RunConfig(model=ScriptedBackend(ANSWERS), sandbox=PROCESS, cache=False),
     ) as r:  # fmt: skip
         # no dataset: the row's own columns are the one instance
         out = r(prompts=["p", "p"], completions=[GOOD, GOOD], problem=[ROWS[0]["problem"],
@@ -150,10 +152,10 @@ def test_instances_from_the_row_and_sampled_with_a_fixed_seed(tmp_path: Path) ->
 
 def test_resources_are_shared_across_calls(reward: Any) -> None:
     reward(prompts=["p"], completions=[GOOD])
-    first = reward._resources
+    first = reward._session
     reward(prompts=["p"], completions=[GOOD])
-    assert reward._resources is first
-    backend = first._default
+    assert reward._session is first and not first.closed
+    backend = first.default_model
     assert len(backend.calls) == 8  # 4 instances × 2 calls, one backend
 
 
@@ -213,8 +215,8 @@ def test_trl_calculate_rewards_calls_it_and_masks_none(path: str, tmp_path: Path
         return next(v for k, v in ANSWERS.items() if k in text)
 
     with FlowReward(
-        scorer="numeric", model=ScriptedBackend(answers), sandbox="process", cache=False,
-        workdir=tmp_path,
+        scorer="numeric", workdir=tmp_path,
+        run=RunConfig(model=ScriptedBackend(answers), sandbox=PROCESS, cache=False),
     ) as r:  # fmt: skip
         func = r if path == "sync" else r.as_async()
         assert is_async_callable(func) == (path == "async")
