@@ -13,6 +13,7 @@ import dataclasses
 from treadle.compiler import ast as A
 from treadle.runtime import ir
 from treadle.runtime.types import Type
+from treadle.runtime.ir import SourceSpan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Binding:
     expr: ir.Expr
     type: Type
     #: where the name was bound (the step, the input, the `for each` variable)
-    span: A.Span
+    span: SourceSpan
     #: the definitions this value comes from (several after an `if`); reads mark them used
     defs: tuple[int, ...] = ()
     #: bound on some paths only (after an `if` without it on every arm)
@@ -37,6 +38,6 @@ class Definition:
     """A step, value or input, for the unused-step warning."""
 
     name: str
-    span: A.Span
+    span: SourceSpan
     kind: str  # "step" | "value" | "input"
     used: bool = False
