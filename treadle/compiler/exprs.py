@@ -13,12 +13,11 @@ from collections.abc import Callable, Iterable
 from treadle.compiler import ast as A
 from treadle.compiler.diagnostics import Diagnostic, did_you_mean, make
 from treadle.compiler.ir_nodes import ir_node
+from treadle.compiler.parsing.transformer import INVALID
 from treadle.compiler.scope import Binding, Env
 from treadle.runtime import ir
 from treadle.runtime.types import ANY, BOOLEAN, NUMBER, TEXT, Type, list_of
 from treadle.runtime.ir import SourceSpan
-
-INVALID = "$invalid"
 _PLACEHOLDER = ir_node(ir.Const, value=None)
 
 
