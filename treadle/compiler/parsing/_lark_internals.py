@@ -16,10 +16,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from copy import copy
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from lark import Lark, Token, Tree
-from lark.lexer import BasicLexer, LexerState, UnlessCallback
+from lark.lexer import BasicLexer, ContextualLexer, LexerState, LineCounter, UnlessCallback
+from lark.parsers.lalr_interactive_parser import InteractiveParser
 from lark.parse_tree_builder import ChildFilter, ExpandSingleChild
 from lark.parsers.lalr_analysis import Shift
 
@@ -46,11 +47,14 @@ class MissingInternal(Exception):
     """This Lark is not built the way these readings assume."""
 
 
-def _internal(fn: Callable[..., Any]) -> Callable[..., Any]:
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+def _internal(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """An AttributeError inside a reading is another Lark's layout, not a bug of the caller."""
 
     @functools.wraps(fn)
-    def read(*args: Any, **kwargs: Any) -> Any:
+    def read(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return fn(*args, **kwargs)
         except AttributeError as e:
@@ -193,48 +197,48 @@ def literal_terminals(lark: Lark) -> dict[str, str]:
 
 
 @_internal
-def lexing(ip: Any) -> tuple[Any, LexerState]:
+def lexing(ip: InteractiveParser) -> tuple[ContextualLexer, LexerState]:
     """An interactive parser's contextual lexer and the lexer state it reads the text with."""
     thread = ip.lexer_thread
-    state = thread.state
-    if state is None:
-        raise MissingInternal("the interactive parser has no lexer state")
-    return thread.lexer, state
+    lexer, state = thread.lexer, thread.state
+    if state is None or not isinstance(lexer, ContextualLexer):
+        raise MissingInternal("the interactive parser has no contextual lexer state")
+    return lexer, state
 
 
 @_internal
-def state_token(lexer: Any, state: LexerState, ip: Any) -> Token:
+def state_token(lexer: ContextualLexer, state: LexerState, ip: InteractiveParser) -> Token:
     """The next token as the parser's current state reads it (UnexpectedCharacters if none)."""
     tok: Token = lexer.lexers[ip.parser_state.position].next_token(state, ip.parser_state)
     return tok
 
 
 @_internal
-def any_token(lexer: Any, state: LexerState, ip: Any) -> Token:
+def any_token(lexer: ContextualLexer, state: LexerState, ip: InteractiveParser) -> Token:
     """The next token as the lexer of every terminal reads it, whatever the parser's state."""
     tok: Token = lexer.root_lexer.next_token(state, ip.parser_state)
     return tok
 
 
 @_internal
-def line_counter(state: LexerState) -> Any:
+def line_counter(state: LexerState) -> LineCounter:
     """A copy of where the lexer state stands, for `char_pos`, `line_of` and `resume_at`."""
     return copy(state.line_ctr)
 
 
 @_internal
-def char_pos(counter: Any) -> int:
+def char_pos(counter: LineCounter) -> int:
     pos: int = counter.char_pos
     return pos
 
 
 @_internal
-def line_and_column(counter: Any) -> tuple[int, int]:
+def line_and_column(counter: LineCounter) -> tuple[int, int]:
     return counter.line, counter.column
 
 
 @_internal
-def resume_at(state: LexerState, counter: Any, skipped: str) -> None:
+def resume_at(state: LexerState, counter: LineCounter, skipped: str) -> None:
     """Move the lexer state to `counter` advanced over `skipped`."""
     ctr = copy(counter)
     ctr.feed(skipped)
@@ -242,7 +246,7 @@ def resume_at(state: LexerState, counter: Any, skipped: str) -> None:
 
 
 @_internal
-def snapshot(ip: Any) -> Any:
+def snapshot(ip: InteractiveParser) -> InteractiveParser:
     """A copy of the interactive parser that later feeding cannot change.
 
     Lark's LALR tree builder grows the children list of a `stmt*` accumulator in place, so the

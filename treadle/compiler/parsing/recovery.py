@@ -11,15 +11,19 @@ first error only, from Lark's own parse, and an empty tree.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
-from lark.lexer import LexerState
 
 from treadle.compiler import ast as A
 from treadle.compiler.diagnostics import Diagnostic
 from treadle.compiler.parsing import _lark_internals as internals
+from treadle.compiler.parsing._lark_internals import (
+    ContextualLexer,
+    InteractiveParser,
+    LexerState,
+    LineCounter,
+)
 from treadle.compiler.parsing.lalr import lark_parser
 from treadle.compiler.parsing.messages import char_error, first_error, token_error, unclosed
 from treadle.compiler.parsing.transformer import INVALID
@@ -107,7 +111,7 @@ class _Recovery:
         return self._finish(ip), self.diags, self.broken
 
     @staticmethod
-    def _next(lexer: Any, state: LexerState, ip: Any) -> Token:
+    def _next(lexer: ContextualLexer, state: LexerState, ip: InteractiveParser) -> Token:
         """The next token as the parser's state reads it; a token the state cannot take is
         still returned (from the lexer of every terminal) so the error names it."""
         try:
@@ -122,8 +126,8 @@ class _Recovery:
             raise _Misplaced(tok, set(e.allowed or ())) from None
 
     def _recover(
-        self, line_ip: Any, line_ctr: Any, state: LexerState, err_pos: int
-    ) -> tuple[Any, bool, list[Token]]:
+        self, line_ip: InteractiveParser, line_ctr: LineCounter, state: LexerState, err_pos: int
+    ) -> tuple[InteractiveParser, bool, list[Token]]:
         """Back to the line's start, feed a stand-in for it, and resume after it.
 
         Returns the parser and whether the next token starts a new line (no stand-in was fed,
@@ -144,7 +148,7 @@ class _Recovery:
         internals.resume_at(state, line_ctr, self.text[start:resume])
         return ip, fed is None, fed or []
 
-    def _stand_in(self, ip: Any, line: str, line_no: int, col: int) -> list[Token] | None:
+    def _stand_in(self, ip: InteractiveParser, line: str, line_no: int, col: int) -> list[Token] | None:
         """Feed tokens that parse in the line's place; None when no stand-in fits."""
         m = _LINE_KIND.match(line)
         kind = m.lastgroup if m else None
@@ -203,7 +207,7 @@ class _Recovery:
         elif first in ("END", "UNTIL") and self.blocks:
             self.blocks.pop()
 
-    def _finish(self, ip: Any) -> A.Module:
+    def _finish(self, ip: InteractiveParser) -> A.Module:
         """Close every block left open at the end of the file, then build the tree."""
         last_line = self.text.count("\n")
         for _ in range(200):
