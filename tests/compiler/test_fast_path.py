@@ -26,8 +26,8 @@ from test_roundtrip import modules
 
 from treadle.compiler import ast as A
 from treadle.compiler import parsing
-from treadle.compiler.parsing import _lark_internals, fast_lalr, fast_tables, lalr
 from treadle.compiler.formatter import format_module
+from treadle.compiler.parsing import _lark_internals, fast_lalr, fast_tables, lalr
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").rglob("*.flow"))

@@ -8,13 +8,11 @@ Comments ride along on the statement they precede so formatting never loses them
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from treadle.runtime.ir import SourceSpan
-
 
 NO_SPAN = SourceSpan(line=0, column=0, end_line=0, end_column=0)
 

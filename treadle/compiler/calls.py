@@ -22,8 +22,8 @@ from treadle.compiler.exprs import ExprLowerer, describe_type, list_names
 from treadle.compiler.ir_nodes import ir_node
 from treadle.compiler.scope import Env
 from treadle.runtime import ir
-from treadle.runtime.types import ANY, NUMBER, Type, list_of, record
 from treadle.runtime.ir import SourceSpan
+from treadle.runtime.types import ANY, NUMBER, Type, list_of, record
 
 #: options every step takes, applied by the scheduler (`Step.timeout_s`, `.retries`, `.samples`)
 COMMON = {"timeout", "retries", "samples"}

@@ -105,7 +105,12 @@ class Diagnostic(BaseModel):
 
 
 def make(
-    code: str, message: str, span: SourceSpan | None, *, hint: str | None = None, file: str | None = None
+    code: str,
+    message: str,
+    span: SourceSpan | None,
+    *,
+    hint: str | None = None,
+    file: str | None = None,
 ) -> Diagnostic:
     s = span or NO_SPAN
     return Diagnostic.model_construct(

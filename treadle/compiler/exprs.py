@@ -16,8 +16,9 @@ from treadle.compiler.ir_nodes import ir_node
 from treadle.compiler.parsing.transformer import INVALID
 from treadle.compiler.scope import Binding, Env
 from treadle.runtime import ir
-from treadle.runtime.types import ANY, BOOLEAN, NUMBER, TEXT, Type, list_of
 from treadle.runtime.ir import SourceSpan
+from treadle.runtime.types import ANY, BOOLEAN, NUMBER, TEXT, Type, list_of
+
 _PLACEHOLDER = ir_node(ir.Const, value=None)
 
 

@@ -18,12 +18,12 @@ from treadle.compiler import ast as A
 from treadle.compiler.calls import CallLowerer, WorkflowSig
 from treadle.compiler.diagnostics import Diagnostic, make
 from treadle.compiler.exprs import ExprLowerer, describe_type, join_types
-from treadle.compiler.returns import check_returns, normalize
 from treadle.compiler.ir_nodes import ir_node
+from treadle.compiler.returns import check_returns, normalize
 from treadle.compiler.scope import Binding, Definition, Env
 from treadle.runtime import ir
-from treadle.runtime.types import ANY, BOOLEAN, Type, list_of, parse_type
 from treadle.runtime.ir import SourceSpan
+from treadle.runtime.types import ANY, BOOLEAN, Type, list_of, parse_type
 
 #: the largest `repeat up to N times` bound the compiler accepts
 MAX_ITERATIONS = 1000

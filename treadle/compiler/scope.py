@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from treadle.compiler import ast as A
 from treadle.runtime import ir
-from treadle.runtime.types import Type
 from treadle.runtime.ir import SourceSpan
+from treadle.runtime.types import Type
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,9 +20,9 @@ from typing import Any, ParamSpec, TypeVar
 
 from lark import Lark, Token, Tree
 from lark.lexer import BasicLexer, ContextualLexer, LexerState, LineCounter, UnlessCallback
-from lark.parsers.lalr_interactive_parser import InteractiveParser
 from lark.parse_tree_builder import ChildFilter, ExpandSingleChild
 from lark.parsers.lalr_analysis import Shift
+from lark.parsers.lalr_interactive_parser import InteractiveParser
 
 #: the Lark (major, minor) these readings are tested against
 TESTED_LARK = (1, 3)
@@ -49,6 +49,7 @@ class MissingInternal(Exception):
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+
 
 def _internal(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """An AttributeError inside a reading is another Lark's layout, not a bug of the caller."""

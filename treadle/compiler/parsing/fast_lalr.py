@@ -14,7 +14,6 @@ from treadle.compiler import ast as A
 from treadle.compiler.parsing._lark_internals import Actions, bare_token
 from treadle.compiler.parsing.fast_tables import fast_tables, state_lexer
 
-
 #: (state under the top, top state, next terminal) -> the top state after every one-child
 #: reduction that terminal triggers in a row (they only ever replace the top state)
 _PASS_CHAINS: dict[tuple[int, int, str], int] = {}
@@ -102,4 +101,3 @@ def fast_parse(text: str) -> A.Module | None:
             state_stack.append(actions[state_stack[-1]][origin][1])
             if tok is None and state_stack[-1] == end_state:
                 return cast(A.Module, value_stack[-1])
-

@@ -29,9 +29,7 @@ Lexer = tuple[
 ]
 #: the tables, then the lexers compiled so far by state and by index (filled as states are
 #: reached)
-Fast = tuple[
-    int, int, Actions, dict[int, int], list[LexerSpec], dict[int, Lexer], dict[int, Lexer]
-]
+Fast = tuple[int, int, Actions, dict[int, int], list[LexerSpec], dict[int, Lexer], dict[int, Lexer]]
 
 #: bumped when what `flatten_tables` derives changes shape
 _TABLES_FORMAT = 2

@@ -8,7 +8,6 @@ import functools
 from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from treadle.compiler import ast as A
 from treadle.compiler.diagnostics import Diagnostic, make
 from treadle.compiler.parsing._lark_internals import MissingInternal, literal_terminals
 from treadle.compiler.parsing.lalr import lark_parser

@@ -148,7 +148,9 @@ class _Recovery:
         internals.resume_at(state, line_ctr, self.text[start:resume])
         return ip, fed is None, fed or []
 
-    def _stand_in(self, ip: InteractiveParser, line: str, line_no: int, col: int) -> list[Token] | None:
+    def _stand_in(
+        self, ip: InteractiveParser, line: str, line_no: int, col: int
+    ) -> list[Token] | None:
         """Feed tokens that parse in the line's place; None when no stand-in fits."""
         m = _LINE_KIND.match(line)
         kind = m.lastgroup if m else None

@@ -118,7 +118,9 @@ class ToAst(Transformer[Token, A.Module]):
 
     def use(self, children: list[Any]) -> A.Use:
         kw, s = children[0], _toks(children, "STRING")[0]
-        return A.new(A.Use, path=parse_string(s).as_text(), span=_join(token_span(kw), token_span(s)))
+        return A.new(
+            A.Use, path=parse_string(s).as_text(), span=_join(token_span(kw), token_span(s))
+        )
 
     def workflow(self, children: list[Any]) -> A.Workflow:
         kw, name = children[0], children[1]
