@@ -31,7 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from treadle.compiler import compile_source  # noqa: E402
 from treadle.compiler.comments import attach_comments  # noqa: E402
-from treadle.compiler.parser import _fast_parse, lark_parser, parse  # noqa: E402
+from treadle.compiler.parsing import parse  # noqa: E402
+from treadle.compiler.parsing.fast_lalr import fast_parse  # noqa: E402
+from treadle.compiler.parsing.lalr import lark_parser  # noqa: E402
 
 
 def flow(steps: int, name: str = "bench") -> str:
@@ -117,7 +119,7 @@ def main() -> None:
     step_count = small.count(" = ")
     ms40 = median_ms(lambda: compile_source(small), 200)
     parse40 = median_ms(lambda: parse(small), 200)
-    fast40 = median_ms(lambda: _fast_parse(small), 200)
+    fast40 = median_ms(lambda: fast_parse(small), 200)
     tree = parse(small)[0]
     comments40 = median_ms(lambda: attach_comments(tree, small), 200)
     lark40 = median_ms(lambda: lark_parser().parse(small), 50)

@@ -97,7 +97,7 @@ def test_every_package_has_a_layer() -> None:
     [
         ("eval/planted.py", "from treadle.cli import main\n"),
         ("eval/planted.py", "def f():\n    from treadle.api import Flow\n"),
-        ("runtime/deep/planted.py", "def f():\n    import treadle.compiler.parser\n"),
+        ("runtime/deep/planted.py", "def f():\n    import treadle.compiler.parsing\n"),
         ("generation/planted.py", "from treadle.train.rewards import FlowReward\n"),
         ("studies/planted.py", "from treadle.generation import generate\n"),
         ("compiler/planted.py", "async def f():\n    from treadle.flow import Flow\n"),

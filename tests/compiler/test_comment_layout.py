@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from treadle.compiler import compile_source
 from treadle.compiler.formatter import format_source
-from treadle.compiler.parser import parse
+from treadle.compiler.parsing import parse
 
 comment = st.sampled_from(["#", "# note", "## twice", "# end", '# "quoted" # and more', "#x"])
 block = st.lists(comment, min_size=1, max_size=3)

@@ -1,5 +1,5 @@
-"""The parser's fast path (`parser._fast_parse`, which drives Lark's LALR tables itself) against
-Lark's own parser: both accept the same texts and build equal trees, positions included.
+"""The parser's fast path (`parse.fast_lalr.fast_parse`, which drives Lark's LALR tables itself)
+against Lark's own parser: both accept the same texts and build equal trees, positions included.
 
 Programs come from the round-trip test's random trees, printed by the formatter and then
 re-spaced (tabs, runs of spaces, blank lines, comments, CRLF) so positions vary; mutants delete,
@@ -25,8 +25,9 @@ from lark.exceptions import UnexpectedInput
 from test_roundtrip import modules
 
 from treadle.compiler import ast as A
-from treadle.compiler import parser
+from treadle.compiler import parsing
 from treadle.compiler.formatter import format_module
+from treadle.compiler.parsing import _lark_internals, fast_lalr, fast_tables, lalr
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").rglob("*.flow"))
@@ -39,9 +40,9 @@ STRAY = ["'", "$", "@", '"', "{", "\\", "\r", "é", "\x00", "0.", "..", "-"]
 
 def both(text: str) -> tuple[Any, Any]:
     """(fast path's tree or None, Lark's tree or None) for one text."""
-    fast = parser._fast_parse(text)
+    fast = fast_lalr.fast_parse(text)
     try:
-        slow = parser.lark_parser().parse(text)
+        slow = lalr.lark_parser().parse(text)
     except UnexpectedInput:
         slow = None
     return fast, slow
@@ -137,13 +138,16 @@ def test_examples_and_their_mutants_agree() -> None:
 def test_the_fast_path_is_taken() -> None:
     """Equal trees prove nothing if the fast path always gave up: it parses every example."""
     for path in EXAMPLES:
-        assert parser._fast_parse(path.read_text(encoding="utf-8")) is not None, path
+        assert fast_lalr.fast_parse(path.read_text(encoding="utf-8")) is not None, path
 
 
 def test_the_lark_version_is_the_one_tested() -> None:
-    """pyproject.toml pins the range these tests cover; the fast path reads Lark's internals."""
+    """pyproject.toml pins the range these tests cover (`_lark_internals` reads Lark's
+    internals for the fast path and recovery)."""
     major, minor = (int(x) for x in lark.__version__.split(".")[:2])
-    assert (major, minor) == (1, 3), lark.__version__
+    assert (major, minor) == _lark_internals.TESTED_LARK, lark.__version__
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert '"lark>=1.3,<1.4"' in pyproject and _lark_internals.TESTED_LARK == (1, 3)
 
 
 def test_a_lark_without_the_fast_paths_internals_falls_back(
@@ -181,25 +185,25 @@ def test_a_lark_without_the_fast_paths_internals_falls_back(
     monkeypatch.setattr(Scanner, "__init__", renamed)
     monkeypatch.setattr(Scanner, "match", match)
     monkeypatch.setattr(Scanner, "fullmatch", fullmatch)
-    parser._fast_tables.cache_clear()
-    parser.lark_parser.cache_clear()
+    fast_tables.fast_tables.cache_clear()
+    lalr.lark_parser.cache_clear()
     try:
         text = (ROOT / "examples" / "solve_math.flow").read_text(encoding="utf-8")
-        assert parser._fast_parse(text) is None
+        assert fast_lalr.fast_parse(text) is None
         assert not list(tmp_path.rglob("lalr-*"))  # nothing half-derived is cached
-        module, diags = parser.parse(text)
+        module, diags = parsing.parse(text)
         assert diags == [] and module.workflows[0].name == "solve_math"
-        assert [d.code for d in parser.parse(text.replace(" = ", " = = ", 1))[1]] == ["E001"]
+        assert [d.code for d in parsing.parse(text.replace(" = ", " = = ", 1))[1]] == ["E001"]
     finally:
-        parser._fast_tables.cache_clear()
-        parser.lark_parser.cache_clear()
+        fast_tables.fast_tables.cache_clear()
+        lalr.lark_parser.cache_clear()
 
 
 FRESH_PARSE = (
-    "import sys; from treadle.compiler import parser; "
-    "t = open(sys.argv[1], encoding='utf-8').read(); m = parser._fast_parse(t); "
-    "print(m is not None, parser.lark_parser.cache_info().currsize, "
-    "parser.parse(t.replace(' = ', ' = = ', 1))[1][0].code)"
+    "import sys; from treadle.compiler.parsing import fast_lalr, lalr, parse; "
+    "t = open(sys.argv[1], encoding='utf-8').read(); m = fast_lalr.fast_parse(t); "
+    "print(m is not None, lalr.lark_parser.cache_info().currsize, "
+    "parse(t.replace(' = ', ' = = ', 1))[1][0].code)"
 )
 
 
@@ -230,11 +234,13 @@ def test_a_fresh_process_parses_from_the_cached_tables_without_building_lark(
         assert len(entry.read_bytes()) > 1000  # written whole again
 
 
-def test_the_cached_tables_are_keyed_by_the_parser_source(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+@pytest.mark.parametrize("module", ["transformer.py", "_lark_internals.py"])
+def test_the_cached_tables_are_keyed_by_the_callbacks_source(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, module: str
 ) -> None:
-    """The cached callbacks are this module's transformer methods by name: an edited parser
-    (or grammar, or Lark) names another entry instead of reading a stale one."""
+    """The cached callbacks name functions of the transformer and of `_lark_internals` (the
+    default tree builder): an edit to either (or to the grammar, or Lark) names another entry
+    instead of reading a stale one."""
     monkeypatch.setenv("TREADLE_CACHE_DIR", str(tmp_path))
     real = Path.read_bytes
     names = []
@@ -242,11 +248,40 @@ def test_the_cached_tables_are_keyed_by_the_parser_source(
 
         def read(self: Path, edit: bytes = edit) -> bytes:
             data = real(self)
-            return data + edit if self.name == "parser.py" else data
+            return data + edit if self.name == module and self.parent.name == "parsing" else data
 
         monkeypatch.setattr(Path, "read_bytes", read)
-        parser._fast_tables.cache_clear()
-        assert parser._fast_tables() is not None
+        fast_tables.fast_tables.cache_clear()
+        assert fast_tables.fast_tables() is not None
         names.append({p.name for p in (tmp_path / "compiler").glob("lalr-*.pickle")})
-    parser._fast_tables.cache_clear()
+    fast_tables.fast_tables.cache_clear()
     assert len(names[0]) == 1 and len(names[1]) == 2
+
+
+TWO_ERRORS = "workflow w(x: text) -> y: text\n  a = = x\n  b = x +\n  y = x\nend\n"
+
+
+def test_recovery_reports_every_error() -> None:
+    """With Lark's internals as pinned, recovery goes on past the first error."""
+    diags = parsing.parse(TWO_ERRORS)[1]
+    assert [(d.code, d.line) for d in diags] == [("E001", 2), ("E001", 3)]
+
+
+def test_a_lark_without_the_recoverys_internals_still_reports_the_first_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An interactive parser that keeps its lexer under another name (as a future Lark might)
+    cannot be fed line by line: recovery gives up and reports the error Lark's own parse
+    stopped at, the same one recovery reports first, instead of raising AttributeError."""
+    from lark.parsers.lalr_interactive_parser import InteractiveParser
+
+    first = parsing.parse(TWO_ERRORS)[1][0]
+    init = InteractiveParser.__init__
+
+    def renamed(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self._lexer = self.__dict__.pop("lexer_thread")
+
+    monkeypatch.setattr(InteractiveParser, "__init__", renamed)
+    module, diags = parsing.parse(TWO_ERRORS)
+    assert diags == [first] and module.workflows == []

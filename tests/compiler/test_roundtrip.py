@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from treadle.compiler import ast as A
 from treadle.compiler.formatter import format_module
-from treadle.compiler.parser import parse
+from treadle.compiler.parsing import parse
 from treadle.grammar import grammar_text
 from treadle.stdlib_ops.registry import PREPOSITIONS
 

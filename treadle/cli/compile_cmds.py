@@ -114,7 +114,7 @@ def format_files(files: list[Path], check_only: bool = False) -> int:
     """The body of `treadle fmt`; the exit code."""
     from treadle.compiler.diagnostics import render_all
     from treadle.compiler.formatter import format_module
-    from treadle.compiler.parser import parse
+    from treadle.compiler.parsing import parse
 
     status = EXIT_OK
     for f in flow_files(files):

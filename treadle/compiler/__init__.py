@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from treadle.compiler.diagnostics import CODES, Diagnostic, render_all, summary
-from treadle.compiler.imports import CompiledFile, Compiler
+from treadle.compiler.driver import CompiledFile, Compiler
 from treadle.compiler.ir_nodes import ir_node
-from treadle.compiler.parser import parse
+from treadle.compiler.parsing import parse
 from treadle.errors import CompileError
 from treadle.runtime.ir import Program
 

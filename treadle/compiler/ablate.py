@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from treadle.compiler import ast as A
 from treadle.compiler import compile_source
 from treadle.compiler.formatter import format_module
-from treadle.compiler.parser import parse
+from treadle.compiler.parsing import parse
 from treadle.errors import CompileError, TreadleError
 from treadle.runtime import ir
 

@@ -8,25 +8,13 @@ Comments ride along on the statement they precede so formatting never loses them
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from treadle.runtime.ir import SourceSpan
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Span:
-    """1-based line and column of the first character; the end is exclusive.
-
-    A plain dataclass, not a model: the parser makes one per token, so it must be cheap."""
-
-    line: int
-    column: int
-    end_line: int
-    end_column: int
-
-
-NO_SPAN = Span(line=0, column=0, end_line=0, end_column=0)
+NO_SPAN = SourceSpan(line=0, column=0, end_line=0, end_column=0)
 
 
 class Node(BaseModel):
@@ -34,7 +22,7 @@ class Node(BaseModel):
     # which keeps `treadle check` start-up and parsing fast
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    span: Span = NO_SPAN
+    span: SourceSpan = NO_SPAN
 
 
 # ---------------------------------------------------------------- expressions

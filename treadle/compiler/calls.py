@@ -22,6 +22,7 @@ from treadle.compiler.exprs import ExprLowerer, describe_type, list_names
 from treadle.compiler.ir_nodes import ir_node
 from treadle.compiler.scope import Env
 from treadle.runtime import ir
+from treadle.runtime.ir import SourceSpan
 from treadle.runtime.types import ANY, NUMBER, Type, list_of, record
 
 #: options every step takes, applied by the scheduler (`Step.timeout_s`, `.retries`, `.samples`)
@@ -90,7 +91,7 @@ class CallLowerer:
 
     # ------------------------------------------------------------ steps
 
-    def lower(self, cmd: A.Command, env: Env, node_id: str, name: str, span: ir.Span) -> Lowered:
+    def lower(self, cmd: A.Command, env: Env, node_id: str, name: str, span: SourceSpan) -> Lowered:
         words = split_words(cmd.terms)
         plain = not cmd.args and not cmd.options and len(cmd.terms) == 1
         if plain and not (words and words[0] not in env and self.find(words)):
@@ -151,7 +152,7 @@ class CallLowerer:
         env: Env,
         node_id: str,
         name: str,
-        span: ir.Span,
+        span: SourceSpan,
     ) -> Lowered:
         sig = self.operators[op_name].signature
         args: dict[str, ir.Expr] = {}
@@ -287,7 +288,7 @@ class CallLowerer:
         env: Env,
         node_id: str,
         name: str,
-        span: ir.Span,
+        span: SourceSpan,
     ) -> Lowered:
         sig = self.workflows[wf_name]
         inputs = dict(sig.inputs)
@@ -335,11 +336,11 @@ class CallLowerer:
         return Lowered(node, ir_node(ir.Ref, name=node_id), sig.output_type)
 
 
-def _cover(exprs: tuple[A.Expr, ...] | list[A.Expr]) -> A.Span:
+def _cover(exprs: tuple[A.Expr, ...] | list[A.Expr]) -> SourceSpan:
     if not exprs:
         return A.NO_SPAN
     a, b = exprs[0].span, exprs[-1].span
-    return A.Span(line=a.line, column=a.column, end_line=b.end_line, end_column=b.end_column)
+    return SourceSpan(line=a.line, column=a.column, end_line=b.end_line, end_column=b.end_column)
 
 
 def _usage(sig: Any) -> str:

@@ -14,7 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from treadle.compiler.ast import NO_SPAN, Span
+from treadle.compiler.ast import NO_SPAN
+from treadle.runtime.ir import SourceSpan
 
 Severity = Literal["error", "warning"]
 
@@ -104,7 +105,12 @@ class Diagnostic(BaseModel):
 
 
 def make(
-    code: str, message: str, span: Span | None, *, hint: str | None = None, file: str | None = None
+    code: str,
+    message: str,
+    span: SourceSpan | None,
+    *,
+    hint: str | None = None,
+    file: str | None = None,
 ) -> Diagnostic:
     s = span or NO_SPAN
     return Diagnostic.model_construct(

@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterable
 from treadle.compiler import ast as A
 from treadle.compiler.diagnostics import Diagnostic, did_you_mean, make
 from treadle.compiler.ir_nodes import ir_node
+from treadle.compiler.parsing.transformer import INVALID
 from treadle.compiler.scope import Binding, Env
 from treadle.runtime import ir
+from treadle.runtime.ir import SourceSpan
 from treadle.runtime.types import ANY, BOOLEAN, NUMBER, TEXT, Type, list_of
 
-INVALID = "$invalid"
 _PLACEHOLDER = ir_node(ir.Const, value=None)
 
 
@@ -63,13 +64,13 @@ class ExprLowerer:
         self.callables = callables
         self.quiet_names = quiet_names
 
-    def error(self, code: str, message: str, span: A.Span, hint: str | None = None) -> None:
+    def error(self, code: str, message: str, span: SourceSpan, hint: str | None = None) -> None:
         self.diags.append(make(code, message, span, hint=hint, file=self.file))
 
     # ------------------------------------------------------------ names
 
     def name(
-        self, path: tuple[str, ...], span: A.Span, env: Env, *, code: str = "E101"
+        self, path: tuple[str, ...], span: SourceSpan, env: Env, *, code: str = "E101"
     ) -> tuple[ir.Expr, Type]:
         """A name with fields (`report.passed`), as a reference and its type."""
         head = path[0]
@@ -110,7 +111,7 @@ class ExprLowerer:
         self.error("E302", f"`{head}` has no fields", span)
         return _PLACEHOLDER, ANY
 
-    def _undefined(self, head: str, span: A.Span, env: Env, code: str) -> None:
+    def _undefined(self, head: str, span: SourceSpan, env: Env, code: str) -> None:
         what = "the template reads" if code == "E401" else "name"
         message = (
             f"{what} `{head}`, which is not defined here"
@@ -193,7 +194,7 @@ class ExprLowerer:
         return ir_node(ir.Binary, op=op, left=left, right=right), out
 
     def _want(
-        self, ok: Callable[[Type], bool], t: Type, op: str, expected: str, span: A.Span
+        self, ok: Callable[[Type], bool], t: Type, op: str, expected: str, span: SourceSpan
     ) -> None:
         if not ok(t):
             self.error("E304", f"{op} needs {_a_word(expected)}, got {_a(t)}", span)

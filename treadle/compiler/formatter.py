@@ -203,7 +203,7 @@ def format_string_text(text: str) -> str:
 
 def format_source(text: str, filename: str | None = None) -> str:
     """Format source text; raises ValueError when it has syntax errors."""
-    from treadle.compiler.parser import parse
+    from treadle.compiler.parsing import parse
 
     module, diags = parse(text, filename)
     errors = [d for d in diags if d.is_error]

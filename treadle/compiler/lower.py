@@ -18,10 +18,11 @@ from treadle.compiler import ast as A
 from treadle.compiler.calls import CallLowerer, WorkflowSig
 from treadle.compiler.diagnostics import Diagnostic, make
 from treadle.compiler.exprs import ExprLowerer, describe_type, join_types
-from treadle.compiler.flow import check_returns, normalize
 from treadle.compiler.ir_nodes import ir_node
+from treadle.compiler.returns import check_returns, normalize
 from treadle.compiler.scope import Binding, Definition, Env
 from treadle.runtime import ir
+from treadle.runtime.ir import SourceSpan
 from treadle.runtime.types import ANY, BOOLEAN, Type, list_of, parse_type
 
 #: the largest `repeat up to N times` bound the compiler accepts
@@ -132,7 +133,7 @@ class WorkflowLowerer:
         for d in b.defs:
             self.defs[d].used = True
 
-    def _define(self, name: str, span: A.Span, kind: str) -> int:
+    def _define(self, name: str, span: SourceSpan, kind: str) -> int:
         self.defs.append(Definition(name=name, span=span, kind=kind))
         return len(self.defs) - 1
 
@@ -144,24 +145,18 @@ class WorkflowLowerer:
             candidate = f"{base}#{n}"
         return candidate
 
-    def _span(self, s: A.Span) -> ir.Span:
-        return ir_node(
-            ir.Span,
-            line=s.line,
-            column=s.column,
-            end_line=s.end_line,
-            end_column=s.end_column,
-            file=self.file,
-        )
+    def _span(self, s: SourceSpan) -> SourceSpan:
+        """The syntax tree's span with this file's name, as the IR carries it."""
+        return SourceSpan(s.line, s.column, s.end_line, s.end_column, self.file)
 
     def _param(self, name: str, owner: str) -> str:
         """A graph parameter name that shadows no parameter of an enclosing graph."""
         return f"{name}@{owner}" if name in self.params else name
 
-    def _error(self, code: str, message: str, span: A.Span, hint: str | None = None) -> None:
+    def _error(self, code: str, message: str, span: SourceSpan, hint: str | None = None) -> None:
         self.diags.append(make(code, message, span, hint=hint, file=self.file))
 
-    def _want_bool(self, t: Type, span: A.Span, what: str) -> None:
+    def _want_bool(self, t: Type, span: SourceSpan, what: str) -> None:
         if t.kind not in ("boolean", "any", "json"):
             self._error("E304", f"{what} must be a boolean, got {describe_type(t)}", span)
 

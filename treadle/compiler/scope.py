@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from treadle.compiler import ast as A
 from treadle.runtime import ir
+from treadle.runtime.ir import SourceSpan
 from treadle.runtime.types import Type
 
 
@@ -20,7 +20,7 @@ class Binding:
     expr: ir.Expr
     type: Type
     #: where the name was bound (the step, the input, the `for each` variable)
-    span: A.Span
+    span: SourceSpan
     #: the definitions this value comes from (several after an `if`); reads mark them used
     defs: tuple[int, ...] = ()
     #: bound on some paths only (after an `if` without it on every arm)
@@ -37,6 +37,6 @@ class Definition:
     """A step, value or input, for the unused-step warning."""
 
     name: str
-    span: A.Span
+    span: SourceSpan
     kind: str  # "step" | "value" | "input"
     used: bool = False

@@ -486,7 +486,7 @@ def mine(
     Raises CompileError when an input file does not compile (mining a broken corpus would
     carry its mistakes into the library)."""
     from treadle.compiler import compile_file
-    from treadle.compiler.parser import parse
+    from treadle.compiler.parsing import parse
 
     if operators is None:
         from treadle.stdlib_ops.registry import operators as registry

@@ -15,6 +15,7 @@ Values are JSON-compatible: text, numbers, booleans, lists, and records as dicts
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import Annotated, Any, Literal
 
@@ -94,8 +95,13 @@ def refs(expr: Expr) -> list[Ref]:
 # ---------------------------------------------------------------- nodes
 
 
-class Span(_Model):
-    """Where a node came from in the source, so traces and errors can point at it."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class SourceSpan:
+    """Where something came from in the source, so traces and errors can point at it: 1-based
+    line and column of the first character, the end exclusive. The compiler's syntax tree uses
+    it too, with `file` None (a tree is one file's); the IR's nodes carry the file.
+
+    A plain dataclass, not a model: the parser makes one per token, so it must be cheap."""
 
     line: int
     column: int
@@ -108,7 +114,7 @@ class _Node(_Model):
     id: str
     #: the source-level name the step binds (the `NAME` of `NAME = ...`), for traces
     name: str
-    span: Span | None = None
+    span: SourceSpan | None = None
 
 
 class Step(_Node):

@@ -482,7 +482,7 @@ async def attribute_library(
 
 
 def _parse(text: str) -> list[Any]:
-    from treadle.compiler.parser import parse
+    from treadle.compiler.parsing import parse
 
     return parse(text)[0].workflows
 

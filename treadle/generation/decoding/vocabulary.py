@@ -124,7 +124,7 @@ def load_capabilities(paths: Iterable[str | Path]) -> list[Capability]:
     """Every workflow of the given library files, with its doc comment (the comment lines
     right above it). Raises CompileError when a library file does not compile."""
     from treadle.compiler import compile_file
-    from treadle.compiler.parser import parse
+    from treadle.compiler.parsing import parse
 
     out: list[Capability] = []
     for path in paths:

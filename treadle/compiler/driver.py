@@ -19,8 +19,9 @@ from treadle.compiler import ast as A
 from treadle.compiler.calls import WorkflowSig
 from treadle.compiler.diagnostics import Diagnostic, finish, make
 from treadle.compiler.lower import WorkflowLowerer, signature
-from treadle.compiler.parser import parse
+from treadle.compiler.parsing import parse
 from treadle.runtime import ir
+from treadle.runtime.ir import SourceSpan
 
 
 @dataclasses.dataclass
@@ -137,7 +138,7 @@ class Compiler:
             lowerable.append(wf)
         visible.update(sigs)
         if not module.workflows and not diags:
-            span = A.Span(line=1, column=1, end_line=1, end_column=1)
+            span = SourceSpan(line=1, column=1, end_line=1, end_column=1)
             diags.append(
                 make(
                     "E105",
@@ -245,7 +246,7 @@ def _recursion(
             reported.update(cycle)
             call = next(c for c in edges[start] if c.workflow == cycle[1])
             s = call.span
-            span = A.Span(
+            span = SourceSpan(
                 line=s.line if s else 0,
                 column=s.column if s else 0,
                 end_line=s.end_line if s else 0,
