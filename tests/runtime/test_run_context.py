@@ -18,7 +18,7 @@ from treadle.runtime.models.base import Completion, GenParams, Message, ModelBac
 from treadle.runtime.models.openai import OpenAIBackend
 from treadle.runtime.models.scripted import ScriptedBackend
 from treadle.runtime.run_context import RunState
-from treadle.runtime.sandbox.base import Limits, RunResult, Sandbox
+from treadle.runtime.sandbox.base import ExecResult, Limits, Sandbox
 from treadle.runtime.scheduler import RunOptions, Scheduler, StepFailed
 from treadle.runtime.tracing import Tracer
 from treadle.stdlib_ops import registry
@@ -186,9 +186,9 @@ class FakeSandbox(Sandbox):
         files: dict[str, bytes] | None = None,
         stdin: bytes | None = None,
         limits: Limits | None = None,
-    ) -> RunResult:
+    ) -> ExecResult:
         self.runs += 1
-        return RunResult(stdout=" ".join(command), stderr="", exit_code=0)
+        return ExecResult(stdout=" ".join(command), stderr="", exit_code=0)
 
     async def aclose(self) -> None:
         self.closed += 1

@@ -22,7 +22,7 @@ import pytest
 
 from treadle.errors import SandboxError
 from treadle.runtime.sandbox import labels as lbl
-from treadle.runtime.sandbox.base import Limits, RunResult
+from treadle.runtime.sandbox.base import ExecResult, Limits
 from treadle.runtime.sandbox.docker_sandbox import KILL_AFTER, DockerSandbox
 
 pytestmark = pytest.mark.docker
@@ -32,7 +32,7 @@ def py(code: str) -> tuple[list[str], dict[str, bytes]]:
     return ["python3", "main.py"], {"main.py": textwrap.dedent(code).encode()}
 
 
-async def run_py(sb: DockerSandbox, code: str, **kw: Any) -> RunResult:
+async def run_py(sb: DockerSandbox, code: str, **kw: Any) -> ExecResult:
     cmd, files = py(code)
     return await sb.run(cmd, files=files, **kw)
 

@@ -17,9 +17,10 @@ from test_ops_sandbox import SandboxContext  # tests/sandbox is on sys.path (roo
 from treadle.runtime.sandbox import docker_sandbox as ds
 from treadle.runtime.sandbox.base import Limits
 from treadle.runtime.sandbox.docker_sandbox import DockerSandbox
+from treadle.runtime.sandbox.guest_code import MARKER
 from treadle.stdlib_ops.program import ProgramArgs, ProgramOptions
 from treadle.stdlib_ops.program import run as program_run
-from treadle.stdlib_ops.test import MARKER, check_solution
+from treadle.stdlib_ops.test import check_solution
 
 pytestmark = pytest.mark.docker
 

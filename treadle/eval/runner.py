@@ -37,7 +37,7 @@ from treadle.eval.scorers import Score, Scorer, ScorerError, as_text, resolve_sc
 from treadle.errors import InputError, ModelError, SandboxError, StepTimeout, TreadleError
 from treadle.runtime.models.base import ModelBackend, WrappedBackend
 from treadle.runtime.sandbox.base import Limits, Sandbox
-from treadle.runtime.sandbox.base import RunResult as SandboxResult
+from treadle.runtime.sandbox.base import ExecResult
 
 if TYPE_CHECKING:
     from treadle.flow import Flow
@@ -105,7 +105,7 @@ class _SharedSandbox(Sandbox):
         files: dict[str, bytes] | None = None,
         stdin: bytes | None = None,
         limits: Limits | None = None,
-    ) -> SandboxResult:
+    ) -> ExecResult:
         inner = await self.get()
         self.runs += 1
         return await inner.run(command, files=files, stdin=stdin, limits=limits)

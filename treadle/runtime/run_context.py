@@ -26,7 +26,7 @@ from treadle.runtime.models.base import (
     WrappedBackend,
 )
 from treadle.runtime.sandbox.base import Limits, Sandbox
-from treadle.runtime.sandbox.base import RunResult as SandboxResult
+from treadle.runtime.sandbox.base import ExecResult
 from treadle.runtime.tracing import BLOB_MIN, Span, Tracer
 
 if TYPE_CHECKING:
@@ -323,7 +323,7 @@ class _TracedSandbox(Sandbox):
         files: dict[str, bytes] | None = None,
         stdin: bytes | None = None,
         limits: Limits | None = None,
-    ) -> SandboxResult:
+    ) -> ExecResult:
         tracer = self.ctx.state.tracer
         span = tracer.start(
             "sandbox",

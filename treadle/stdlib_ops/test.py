@@ -7,19 +7,19 @@ solution produced, so `revise ... using report.feedback` knows what to fix.
 
 The verdict cannot be forged by the solution: the harness runs the tests in a judge process
 the solution's process cannot write to, and only plain data crosses between them (see
-`treadle/runtime/sandbox/harness.py`). `check_solution` is the function-level entry point (the
+`treadle/runtime/sandbox/guest/harness.py`). `check_solution` is the function-level entry point (the
 `pass` scorer of evaluation calls it).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from treadle.runtime.context import OpContext
-from treadle.runtime.sandbox.base import Limits, RunResult, Sandbox
+from treadle.runtime.sandbox.base import ExecResult, Limits, Sandbox
+from treadle.runtime.sandbox.guest_code import HARNESS_COMMAND, HARNESS_SOURCE, MARKER
 from treadle.stdlib_ops.registry import (
     OpArgs,
     Operator,
@@ -30,10 +30,6 @@ from treadle.stdlib_ops.registry import (
     subject,
 )
 from treadle.stdlib_ops.run import CodeArg
-
-#: the harness script shipped into the sandbox (standard library only)
-HARNESS = Path(__file__).parents[1] / "runtime" / "sandbox" / "harness.py"
-MARKER = "\x1etreadle-result "
 
 
 class TestArgs(OpArgs):
@@ -56,12 +52,7 @@ class TestReport(BaseModel):
     timed_out: bool = False
 
 
-#: how the sandbox starts the harness: isolated mode (no script dir on sys.path, no PYTHON*
-#: variables), no site (the image has no packages), UTF-8 I/O
-HARNESS_COMMAND = ["python3", "-I", "-S", "-X", "utf8", "harness.py"]
-
-
-def harness_result(result: RunResult) -> dict[str, object] | None:
+def harness_result(result: ExecResult) -> dict[str, object] | None:
     """The harness's JSON reply, or None when it never came. Only the judge process writes
     the harness's stdout (the solution's output goes to the judge, which caps it into
     `printed`), so the reply is its one marked line, at the end."""
@@ -74,7 +65,7 @@ def harness_result(result: RunResult) -> dict[str, object] | None:
         return None
 
 
-def _crash_note(result: RunResult) -> str:
+def _crash_note(result: ExecResult) -> str:
     if result.timed_out:
         return "the run timed out (an infinite loop, or far too slow)"
     if result.oom_killed:
@@ -83,7 +74,7 @@ def _crash_note(result: RunResult) -> str:
     return f"the run crashed with exit code {result.exit_code}" + (f":\n{tail}" if tail else "")
 
 
-def report_from(result: RunResult) -> TestReport:
+def report_from(result: ExecResult) -> TestReport:
     data = harness_result(result)
     if data is None:
         note = _crash_note(result)
@@ -125,7 +116,7 @@ async def check_solution(
 ) -> TestReport:
     """Run `solution` against `tests` in `sandbox` and give the verdict (one sandbox run)."""
     files = {
-        "harness.py": HARNESS.read_bytes(),
+        "harness.py": HARNESS_SOURCE.encode(),
         "solution.py": solution.encode(),
         "tests.py": tests.encode(),
         "entry_point.txt": (entry_point or "").encode(),
