@@ -5,15 +5,17 @@ Tests are HumanEval-style (`def check(candidate): assert ...`, with `entry_point
 candidate) or plain top-level asserts. Each assert is reported on its own, with the value the
 solution produced, so `revise ... using report.feedback` knows what to fix.
 
-The verdict cannot be forged by the solution: the harness runs the tests in a judge process
-the solution's process cannot write to, and only plain data crosses between them (see
-`treadle/runtime/sandbox/guest/harness.py`). `check_solution` is the function-level entry point (the
-`pass` scorer of evaluation calls it).
+The verdict comes from a judge process the solution's process cannot write to, read or
+signal; the solution never holds the tests, only plain data crosses between them, and the
+helpers the tests call come from the trusted `preamble` (the prompt) when one is given (see
+`treadle/runtime/sandbox/guest/harness.py` and the threat model in docs/sandbox.md).
+`check_solution` is the function-level entry point (the `pass` scorer of evaluation calls it).
 """
 
 from __future__ import annotations
 
 import json
+import marshal
 
 from pydantic import BaseModel, Field
 
@@ -39,6 +41,11 @@ class TestArgs(OpArgs):
 
 class TestOptions(OpOptions):
     entry_point: str | None = Field(None, description="the function `check` is called with")
+    preamble: str | None = Field(
+        None,
+        description="trusted code the tests may call (the prompt's helpers): the names it "
+        "defines come from it, never from the solution",
+    )
     time_limit: float = Field(10.0, gt=0, le=600, description="seconds for the whole test run")
     per_test_limit: float = Field(3.0, gt=0, le=600, description="seconds for one assertion")
     memory_mb: int = Field(256, ge=16, le=16384, description="memory limit of the run")
@@ -110,20 +117,27 @@ async def check_solution(
     tests: str,
     *,
     entry_point: str | None = None,
+    preamble: str | None = None,
     time_limit: float = 10.0,
     per_test_limit: float = 3.0,
     memory_mb: int = 256,
 ) -> TestReport:
-    """Run `solution` against `tests` in `sandbox` and give the verdict (one sandbox run)."""
-    files = {
-        "harness.py": HARNESS_SOURCE.encode(),
-        "solution.py": solution.encode(),
-        "tests.py": tests.encode(),
-        "entry_point.txt": (entry_point or "").encode(),
+    """Run `solution` against `tests` in `sandbox` and give the verdict (one sandbox run). The
+    tests, the entry point and the trusted `preamble` reach the judge on its stdin, never as a
+    file of the work dir the solution runs in."""
+    files = {"harness.py": HARNESS_SOURCE.encode(), "solution.py": solution.encode()}
+    job = {
+        "solution": solution,
+        "tests": tests,
+        "entry_point": entry_point or "",
+        "preamble": preamble or "",
     }
     limits = Limits(timeout_s=time_limit, memory_mb=memory_mb)
     result = await sandbox.run(
-        [*HARNESS_COMMAND, "test", str(per_test_limit)], files=files, limits=limits
+        [*HARNESS_COMMAND, "test", str(per_test_limit)],
+        files=files,
+        stdin=marshal.dumps(job, 2),  # read by the judge, whatever its Python's version
+        limits=limits,
     )
     return report_from(result)
 
@@ -134,6 +148,7 @@ async def run(ctx: OpContext, args: TestArgs, options: TestOptions) -> TestRepor
         str(args.solution),
         args.tests,
         entry_point=options.entry_point,
+        preamble=options.preamble,
         time_limit=options.time_limit,
         per_test_limit=options.per_test_limit,
         memory_mb=options.memory_mb,

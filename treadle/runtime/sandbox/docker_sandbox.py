@@ -34,7 +34,8 @@ from treadle.runtime.sandbox.guest_code import AGENT_SOURCE
 from treadle.runtime.sandbox.image import IMAGE, image_exists
 
 WORKDIR = "/work"
-#: seconds `timeout -k` waits after SIGTERM before SIGKILL
+#: the process sandbox: seconds between SIGTERM and SIGKILL at the deadline; the agent (which
+#: SIGKILLs at the deadline) drains the run's output this long after it ended
 KILL_AFTER = 1.0
 #: extra seconds the host waits (agent start, extraction, reply) before removing the container
 HOST_GRACE = 5.0
