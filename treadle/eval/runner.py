@@ -36,8 +36,7 @@ from treadle.eval.report import RowReport, StepStats
 from treadle.eval.scorers import Score, Scorer, ScorerError, as_text, resolve_scorer
 from treadle.errors import InputError, ModelError, SandboxError, StepTimeout, TreadleError
 from treadle.runtime.models.base import ModelBackend, WrappedBackend
-from treadle.runtime.sandbox.base import Limits, Sandbox
-from treadle.runtime.sandbox.base import ExecResult
+from treadle.runtime.sandbox.base import ExecResult, Limits, Sandbox
 
 if TYPE_CHECKING:
     from treadle.flow import Flow

@@ -25,8 +25,7 @@ from treadle.runtime.models.base import (
     ModelBackend,
     WrappedBackend,
 )
-from treadle.runtime.sandbox.base import Limits, Sandbox
-from treadle.runtime.sandbox.base import ExecResult
+from treadle.runtime.sandbox.base import ExecResult, Limits, Sandbox
 from treadle.runtime.tracing import BLOB_MIN, Span, Tracer
 
 if TYPE_CHECKING:

@@ -25,11 +25,14 @@ def guest_source(name: str) -> str:
 def guest_constant(name: str, constant: str) -> object:
     """The literal value a guest file assigns to `constant` at its top level."""
     for node in ast.parse(guest_source(name)).body:
-        target = node.targets[0] if isinstance(node, ast.Assign) else None
-        if isinstance(node, ast.AnnAssign):
-            target = node.target
-        if isinstance(target, ast.Name) and target.id == constant and node.value is not None:
-            return ast.literal_eval(node.value)
+        if isinstance(node, ast.Assign):
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id == constant:
+            return ast.literal_eval(value)
     raise LookupError(f"the guest file {name} defines no {constant}")
 
 

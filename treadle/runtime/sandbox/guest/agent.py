@@ -195,17 +195,18 @@ def _kill_uid(uid):
 
 def _kill_all(uids, patience=2.0):
     """SIGKILL every process of the run (its `uids`) and anything else but init, the agent and
-    the zygote, until none is left; False if one survives."""
+    the zygote, until none is left; False if one survives. Pid by pid first (no fork: what a
+    run leaves is usually one exiting process); a process still there after that (one forking
+    as fast as it is killed) meets kill(-1) as each uid."""
     end = time.monotonic() + patience
-    first = True
+    rounds = 0
     while True:
         left = _others()
         if not left:
             return True
-        if first:
+        if rounds:
             for uid in uids:
                 _kill_uid(uid)
-            first = False
         for pid in left:
             try:  # noqa: SIM105 - contextlib is read from disk
                 os.kill(pid, 9)
@@ -217,7 +218,7 @@ def _kill_all(uids, patience=2.0):
         if time.monotonic() >= end:
             return False
         time.sleep(0.002)
-        first = True
+        rounds += 1
 
 
 def _child_env():
@@ -394,7 +395,7 @@ def _zygote(sock):
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)  # the kernel reaps the code's processes
-    codes = {}
+    codes: dict[bytes, object] = {}
     while True:
         data, fds = _recv_fds(sock, 1 << 21, 3)
         if not data:
@@ -435,16 +436,20 @@ def _start_code(script, source, args, fds, uid):
     argv = [script, "worker", *args]
     head = f"{uid} {len(argv)}\n".encode()
     body = b"".join(a.encode("utf-8", "surrogateescape") + b"\0" for a in argv)
-    _send_fds(_zygote_sock, head + body + source, fds)
+    zygote = _zygote_sock
+    if zygote is None:
+        return -1
+    _send_fds(zygote, head + body + source, fds)
     try:
-        return int(_zygote_sock.recv(64) or b"-1")
+        return int(zygote.recv(64) or b"-1")
     except ValueError:
         return -1
 
 
-def _serve_judge(sock, script, source, code_uid, forbidden):
-    """One message of the judge: start the code's process, or kill its processes. False when
-    the judge has closed its socket."""
+def _serve_judge(sock, script, source, code_uid, forbidden, started):
+    """One message of the judge: start the code's process, or kill its processes (`started`:
+    whether one was started before in this run). False when the judge has closed its
+    socket."""
     try:
         data, fds = _recv_fds(sock, 512, 3)
     except OSError:
@@ -462,7 +467,8 @@ def _serve_judge(sock, script, source, code_uid, forbidden):
             and len(fds) == 3
             and not any(os.fstat(fd).st_ino in forbidden for fd in fds)
         ):
-            _kill_uid(code_uid)
+            if started:
+                _kill_uid(code_uid)
             args = data[1:].decode("utf-8", "replace").split()[:8]
             if _start_code(script, source, args, fds, code_uid) > 0:
                 answer = b"w"
@@ -540,13 +546,14 @@ def _run(argv, uids, data, cap, timeout, drain_grace, judge=None):
     judge_sock = theirs = None
     if judge is not None:
         judge_sock, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    theirs_fd = -1 if theirs is None else theirs.fileno()
     start = time.monotonic()
     deadline_run = start + timeout
     try:
         if judge is None:
             pid = _spawn(argv, uids[1], in_r, out_w, err_w)
         else:
-            pid = _spawn(argv, uids[0], in_r, out_w, err_w, judge[0], theirs.fileno())
+            pid = _spawn(argv, uids[0], in_r, out_w, err_w, judge[0], theirs_fd)
     finally:
         for fd in (in_r, out_w, err_w):
             os.close(fd)
@@ -565,6 +572,7 @@ def _run(argv, uids, data, cap, timeout, drain_grace, judge=None):
     if pidfd >= 0:
         poller.register(pidfd, select.POLLIN)
     judge_fd = -1
+    started = False  # a process of the code was started (a restart kills it first)
     if judge_sock is not None:
         judge_fd = judge_sock.fileno()
         poller.register(judge_fd, select.POLLIN)
@@ -613,7 +621,9 @@ def _run(argv, uids, data, cap, timeout, drain_grace, judge=None):
                 wait_ms = min(wait_ms, 20)
         for fd, ev in poller.poll(wait_ms):
             if fd == judge_fd:
-                if not _serve_judge(judge_sock, argv[5], judge[1], uids[1], forbidden):
+                served = _serve_judge(judge_sock, argv[5], judge[1], uids[1], forbidden, started)
+                started = True
+                if not served:
                     poller.unregister(judge_fd)
                     judge_fd = -1
             elif fd == pidfd:

@@ -401,9 +401,12 @@ class _Solution:
 
     def _ask_agent(self, message, fds=()):
         """The agent starts (`w`) or kills (`k`) the solution's processes, as their uid."""
+        agent = _AGENT
+        if agent is None:
+            raise _Died("no agent to start the solution's process")
         anc = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _fd_bytes(fds))] if fds else []
-        _AGENT.sendmsg([message], anc)
-        answer = _AGENT.recv(16)
+        agent.sendmsg([message], anc)
+        answer = agent.recv(16)
         if answer != message[:1]:
             raise _Died("the sandbox could not start the solution's process")
 
