@@ -96,18 +96,6 @@ FORGERIES: dict[str, tuple[str, str]] = {
                 os.write(fd, ("\\n" + {FAKE!r} + "\\n").encode())
             os._exit(0)
     """),
-    "a fake verdict into every other process's stdout through /proc, then os._exit(0)": (TESTS, f"""
-        import os
-        def square(x):
-            for p in os.listdir("/proc"):
-                if p.isdigit() and int(p) != os.getpid():
-                    try:
-                        with open(f"/proc/{{p}}/fd/1", "w") as f:
-                            f.write("\\n" + {FAKE!r} + "\\n")
-                    except OSError:
-                        pass
-            os._exit(0)
-    """),
     "read the tests from the files it can reach": (TESTS, r"""
         import os, re
         def square(x):
@@ -134,19 +122,12 @@ FORGERIES: dict[str, tuple[str, str]] = {
                 frame = frame.f_back
             return 0
     """),
-    "scan its own memory for the tests": (TESTS, SCAN + """
-        import os
-        def square(x):
-            return scan(os.getpid()) or 0
-    """),
-    "scan every other process's memory through /proc/PID/mem": (TESTS, SCAN + """
-        def square(x):
-            for pid in others():
-                found = scan(pid)
-                if found:
-                    return found
-            return 0
-    """),
+    "scan its own memory for the tests": (
+        TESTS, SCAN + "import os\ndef square(x):\n    return scan(os.getpid()) or 0\n"
+    ),
+    "scan every other process's memory through /proc/PID/mem": (
+        TESTS, SCAN + "def square(x):\n    return next(filter(None, map(scan, others())), 0)\n"
+    ),
     "an int equal to everything": (TESTS, """
         class Yes(int):
             def __eq__(self, other): return True

@@ -51,7 +51,7 @@ def find_zero(xs: list):
 '''
 HELPER_TESTS = """
 def check(candidate):
-    for coeffs in ([1, 2], [-6, 11, -6, 1], [2, -3, 1]):
+    for coeffs in ([1, 2], [-6, 11, -6, 1], [1, 0, 0, 3]):
         assert math.fabs(poly(coeffs, candidate(coeffs))) < 1e-4
 """
 
@@ -66,7 +66,7 @@ async def test_helpers_the_tests_call_come_from_the_prompt(sandbox: DockerSandbo
     report = await check_solution(
         sandbox, cheat, HELPER_TESTS, entry_point="find_zero", preamble=HELPER_PROMPT
     )
-    assert not report.passed and report.total == 3, report
+    assert not report.passed and report.total == 1, report  # the loop is one test
     honest = HELPER_PROMPT + textwrap.indent(
         textwrap.dedent(
             """
