@@ -291,7 +291,7 @@ async def test_zombies_are_reaped_and_nothing_survives_timeout(
     if sandbox.isolation == "reset":  # a timed-out run retires its container
         look = "import os; print([p for p in os.listdir('/proc') if p.isdigit()])"
         after = await sandbox.run(["python3", "-c", look])
-        assert len(eval(after.stdout)) == 3, after  # init, the agent, this process
+        assert len(eval(after.stdout)) == 4, after  # init, the agent, its zygote, this process
         assert [why for _, why in sandbox.retired] == ["timed out"]
     for _ in range(50):  # the container (with the setsid sleeper) is removed after the run
         await asyncio.sleep(0.1)
