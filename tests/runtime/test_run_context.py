@@ -18,8 +18,9 @@ from treadle.runtime.models.base import Completion, GenParams, Message, ModelBac
 from treadle.runtime.models.openai import OpenAIBackend
 from treadle.runtime.models.scripted import ScriptedBackend
 from treadle.runtime.run_context import RunState
-from treadle.runtime.sandbox.base import Limits, RunResult, Sandbox
+from treadle.runtime.sandbox.base import ExecResult, Limits, Sandbox
 from treadle.runtime.scheduler import RunOptions, Scheduler, StepFailed
+from treadle.runtime.session import Session
 from treadle.runtime.tracing import Tracer
 from treadle.stdlib_ops import registry
 from treadle.stdlib_ops.registry import OpArgs, Operator, subject
@@ -27,12 +28,15 @@ from treadle.stdlib_ops.registry import OpArgs, Operator, subject
 FAST = RunOptions(backoff_base=0.001, backoff_max=0.01)
 
 
-async def run(prog: ir.Program, tracer: Tracer | None = None, **state: Any) -> dict[str, Any]:
-    st = RunState(tracer or Tracer(), **state)
+async def run(prog: ir.Program, tracer: Tracer | None = None, **resources: Any) -> dict[str, Any]:
+    """One run in its own session (`resources` are the Session's: model, models, cache,
+    sandbox), closed at the end as `Flow.run` closes a private one."""
+    session = Session(**resources)
+    st = RunState(tracer or Tracer(), session)
     try:
         return await Scheduler(prog, state=st, options=FAST, operators=registry.get).run({})
     finally:
-        await st.aclose()
+        await session.aclose()
 
 
 class Counting(ModelBackend):
@@ -186,9 +190,9 @@ class FakeSandbox(Sandbox):
         files: dict[str, bytes] | None = None,
         stdin: bytes | None = None,
         limits: Limits | None = None,
-    ) -> RunResult:
+    ) -> ExecResult:
         self.runs += 1
-        return RunResult(stdout=" ".join(command), stderr="", exit_code=0)
+        return ExecResult(stdout=" ".join(command), stderr="", exit_code=0)
 
     async def aclose(self) -> None:
         self.closed += 1

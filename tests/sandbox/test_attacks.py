@@ -22,7 +22,7 @@ import pytest
 
 from treadle.errors import SandboxError
 from treadle.runtime.sandbox import labels as lbl
-from treadle.runtime.sandbox.base import Limits, RunResult
+from treadle.runtime.sandbox.base import ExecResult, Limits
 from treadle.runtime.sandbox.docker_sandbox import KILL_AFTER, DockerSandbox
 
 pytestmark = pytest.mark.docker
@@ -32,7 +32,7 @@ def py(code: str) -> tuple[list[str], dict[str, bytes]]:
     return ["python3", "main.py"], {"main.py": textwrap.dedent(code).encode()}
 
 
-async def run_py(sb: DockerSandbox, code: str, **kw: Any) -> RunResult:
+async def run_py(sb: DockerSandbox, code: str, **kw: Any) -> ExecResult:
     cmd, files = py(code)
     return await sb.run(cmd, files=files, **kw)
 
@@ -291,7 +291,7 @@ async def test_zombies_are_reaped_and_nothing_survives_timeout(
     if sandbox.isolation == "reset":  # a timed-out run retires its container
         look = "import os; print([p for p in os.listdir('/proc') if p.isdigit()])"
         after = await sandbox.run(["python3", "-c", look])
-        assert len(eval(after.stdout)) == 3, after  # init, the agent, this process
+        assert len(eval(after.stdout)) == 4, after  # init, the agent, its zygote, this process
         assert [why for _, why in sandbox.retired] == ["timed out"]
     for _ in range(50):  # the container (with the setsid sleeper) is removed after the run
         await asyncio.sleep(0.1)

@@ -1,5 +1,5 @@
-"""The host <-> agent request/reply framing (see agent.py), against the real engine: arguments,
-names and bytes that a line- or JSON-based protocol could garble must arrive intact."""
+"""The host <-> agent request/reply framing (see guest/agent.py), against the real engine:
+arguments, names and bytes that a line- or JSON-based protocol could garble must arrive intact."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ model failed) raises; the runner records the row as an *error*, never as a 0.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import inspect
@@ -357,7 +358,8 @@ def _truthy(value: Any) -> bool:
 class Pass(Scorer):
     """pass@1: the output code runs against the row's tests in the sandbox, through the `test`
     operator's own harness. Columns: `tests` (or `test`), `entry_point`, and `problem` (prefixed
-    when the output does not define the entry point itself, as HumanEval completions don't)."""
+    when the output does not define the entry point itself, as HumanEval completions don't; and,
+    when it is Python, the trusted preamble whose helpers the tests call)."""
 
     name = "pass"
     uses_sandbox = True
@@ -373,10 +375,12 @@ class Pass(Scorer):
         entry = cols.get("entry_point") or None
         code = output if isinstance(output, str) else as_text(output)
         code = getattr(output, "code", code)
+        problem = str(cols.get("problem") or cols.get("prompt") or "")
         if entry and not re.search(rf"def\s+{re.escape(str(entry))}\s*\(", code):
-            code = str(cols.get("problem") or cols.get("prompt") or "") + code
+            code = problem + code
         options = TestOptions(
             entry_point=entry,
+            preamble=_trusted_preamble(problem),
             time_limit=float(self.options.get("time_limit", 20.0)),
             per_test_limit=float(self.options.get("per_test_limit", 5.0)),
         )
@@ -391,6 +395,17 @@ class Pass(Scorer):
                 "sandbox_runs": ctx.runs,
             },
         )
+
+
+def _trusted_preamble(problem: str) -> str | None:
+    """The problem as the tests' trusted preamble when it is Python (HumanEval's prompt: its
+    helpers, e.g. `poly`, come from it, never from the solution); prose defines nothing."""
+    try:
+        tree = ast.parse(problem)
+    except (SyntaxError, ValueError):
+        return None
+    defines = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
+    return problem if any(isinstance(n, defines) for n in tree.body) else None
 
 
 class _ScorerContext(OpContext):

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 from treadle.errors import ModelError
 from treadle.runtime.context import OpContext
 from treadle.runtime.models.base import Completion, GenParams, Message, ModelBackend
-from treadle.runtime.sandbox.base import Limits, Sandbox
-from treadle.runtime.sandbox.base import RunResult as SandboxResult
+from treadle.runtime.sandbox.base import ExecResult, Limits, Sandbox
 from treadle.runtime.session import Session
 from treadle.runtime.tracing import BLOB_MIN, Span, Tracer
 
@@ -143,7 +142,7 @@ class _TracedSandbox(Sandbox):
         files: dict[str, bytes] | None = None,
         stdin: bytes | None = None,
         limits: Limits | None = None,
-    ) -> SandboxResult:
+    ) -> ExecResult:
         tracer = self.ctx.state.tracer
         span = tracer.start(
             "sandbox",

@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING, Literal
 
 from treadle.errors import InputError, SandboxError
 from treadle.runtime.models.base import Completion, GenParams, Message, ModelBackend, WrappedBackend
-from treadle.runtime.sandbox.base import Limits, Sandbox
-from treadle.runtime.sandbox.base import RunResult as SandboxResult
+from treadle.runtime.sandbox.base import ExecResult, Limits, Sandbox
 
 if TYPE_CHECKING:
     from treadle.runtime.cache import CachedModel, ModelCache
@@ -142,7 +141,7 @@ class _CountingSandbox(Sandbox):
         files: dict[str, bytes] | None = None,
         stdin: bytes | None = None,
         limits: Limits | None = None,
-    ) -> SandboxResult:
+    ) -> ExecResult:
         inner = await self._session._open_sandbox()
         self._session.sandbox_runs += 1
         return await inner.run(command, files=files, stdin=stdin, limits=limits)

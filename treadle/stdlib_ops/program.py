@@ -14,12 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from treadle.runtime.context import OpContext
 from treadle.runtime.sandbox.base import Limits
+from treadle.runtime.sandbox.guest_code import HARNESS_COMMAND, HARNESS_SOURCE
 from treadle.runtime.types import Code
 from treadle.stdlib_ops import _text
 from treadle.stdlib_ops._model_options import ModelOptions, ask
 from treadle.stdlib_ops._prompts import prompt
 from treadle.stdlib_ops.registry import OpArgs, Operator, constant, prep, register
-from treadle.stdlib_ops.test import HARNESS, HARNESS_COMMAND, harness_result
+from treadle.stdlib_ops.test import harness_result
 
 
 class ProgramArgs(OpArgs):
@@ -66,7 +67,7 @@ async def run(ctx: OpContext, args: ProgramArgs, options: ProgramOptions) -> Pro
         code = _text.code_in(await ask(ctx, options, content))
         result = await sandbox.run(
             [*HARNESS_COMMAND, "program", str(options.time_limit), options.entry],
-            files={"harness.py": HARNESS.read_bytes(), "solution.py": code.encode()},
+            files={"harness.py": HARNESS_SOURCE.encode(), "solution.py": code.encode()},
             limits=Limits(timeout_s=options.time_limit + 1),
         )
         data = harness_result(result)

@@ -5,21 +5,23 @@ Tests are HumanEval-style (`def check(candidate): assert ...`, with `entry_point
 candidate) or plain top-level asserts. Each assert is reported on its own, with the value the
 solution produced, so `revise ... using report.feedback` knows what to fix.
 
-The verdict cannot be forged by the solution: the harness runs the tests in a judge process
-the solution's process cannot write to, and only plain data crosses between them (see
-`treadle/runtime/sandbox/harness.py`). `check_solution` is the function-level entry point (the
-`pass` scorer of evaluation calls it).
+The verdict comes from a judge process the solution's process cannot write to, read or
+signal; the solution never holds the tests, only plain data crosses between them, and the
+helpers the tests call come from the trusted `preamble` (the prompt) when one is given (see
+`treadle/runtime/sandbox/guest/harness.py` and the threat model in docs/sandbox.md).
+`check_solution` is the function-level entry point (the `pass` scorer of evaluation calls it).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import marshal
 
 from pydantic import BaseModel, Field
 
 from treadle.runtime.context import OpContext
-from treadle.runtime.sandbox.base import Limits, RunResult, Sandbox
+from treadle.runtime.sandbox.base import ExecResult, Limits, Sandbox
+from treadle.runtime.sandbox.guest_code import HARNESS_COMMAND, HARNESS_SOURCE, MARKER
 from treadle.stdlib_ops.registry import (
     OpArgs,
     Operator,
@@ -31,10 +33,6 @@ from treadle.stdlib_ops.registry import (
 )
 from treadle.stdlib_ops.run import CodeArg
 
-#: the harness script shipped into the sandbox (standard library only)
-HARNESS = Path(__file__).parents[1] / "runtime" / "sandbox" / "harness.py"
-MARKER = "\x1etreadle-result "
-
 
 class TestArgs(OpArgs):
     solution: CodeArg = subject("the solution code")
@@ -43,6 +41,11 @@ class TestArgs(OpArgs):
 
 class TestOptions(OpOptions):
     entry_point: str | None = Field(None, description="the function `check` is called with")
+    preamble: str | None = Field(
+        None,
+        description="trusted code the tests may call (the prompt's helpers): the names it "
+        "defines come from it, never from the solution",
+    )
     time_limit: float = Field(10.0, gt=0, le=600, description="seconds for the whole test run")
     per_test_limit: float = Field(3.0, gt=0, le=600, description="seconds for one assertion")
     memory_mb: int = Field(256, ge=16, le=16384, description="memory limit of the run")
@@ -56,12 +59,7 @@ class TestReport(BaseModel):
     timed_out: bool = False
 
 
-#: how the sandbox starts the harness: isolated mode (no script dir on sys.path, no PYTHON*
-#: variables), no site (the image has no packages), UTF-8 I/O
-HARNESS_COMMAND = ["python3", "-I", "-S", "-X", "utf8", "harness.py"]
-
-
-def harness_result(result: RunResult) -> dict[str, object] | None:
+def harness_result(result: ExecResult) -> dict[str, object] | None:
     """The harness's JSON reply, or None when it never came. Only the judge process writes
     the harness's stdout (the solution's output goes to the judge, which caps it into
     `printed`), so the reply is its one marked line, at the end."""
@@ -74,7 +72,7 @@ def harness_result(result: RunResult) -> dict[str, object] | None:
         return None
 
 
-def _crash_note(result: RunResult) -> str:
+def _crash_note(result: ExecResult) -> str:
     if result.timed_out:
         return "the run timed out (an infinite loop, or far too slow)"
     if result.oom_killed:
@@ -83,7 +81,7 @@ def _crash_note(result: RunResult) -> str:
     return f"the run crashed with exit code {result.exit_code}" + (f":\n{tail}" if tail else "")
 
 
-def report_from(result: RunResult) -> TestReport:
+def report_from(result: ExecResult) -> TestReport:
     data = harness_result(result)
     if data is None:
         note = _crash_note(result)
@@ -119,20 +117,27 @@ async def check_solution(
     tests: str,
     *,
     entry_point: str | None = None,
+    preamble: str | None = None,
     time_limit: float = 10.0,
     per_test_limit: float = 3.0,
     memory_mb: int = 256,
 ) -> TestReport:
-    """Run `solution` against `tests` in `sandbox` and give the verdict (one sandbox run)."""
-    files = {
-        "harness.py": HARNESS.read_bytes(),
-        "solution.py": solution.encode(),
-        "tests.py": tests.encode(),
-        "entry_point.txt": (entry_point or "").encode(),
+    """Run `solution` against `tests` in `sandbox` and give the verdict (one sandbox run). The
+    tests, the entry point and the trusted `preamble` reach the judge on its stdin, never as a
+    file of the work dir the solution runs in."""
+    files = {"harness.py": HARNESS_SOURCE.encode(), "solution.py": solution.encode()}
+    job = {
+        "solution": solution,
+        "tests": tests,
+        "entry_point": entry_point or "",
+        "preamble": preamble or "",
     }
     limits = Limits(timeout_s=time_limit, memory_mb=memory_mb)
     result = await sandbox.run(
-        [*HARNESS_COMMAND, "test", str(per_test_limit)], files=files, limits=limits
+        [*HARNESS_COMMAND, "test", str(per_test_limit)],
+        files=files,
+        stdin=marshal.dumps(job, 2),  # read by the judge, whatever its Python's version
+        limits=limits,
     )
     return report_from(result)
 
@@ -143,6 +148,7 @@ async def run(ctx: OpContext, args: TestArgs, options: TestOptions) -> TestRepor
         str(args.solution),
         args.tests,
         entry_point=options.entry_point,
+        preamble=options.preamble,
         time_limit=options.time_limit,
         per_test_limit=options.per_test_limit,
         memory_mb=options.memory_mb,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from treadle.runtime.sandbox.base import Limits, RunResult, Sandbox
+from treadle.runtime.sandbox.base import ExecResult, Limits, Sandbox
 
-__all__ = ["Limits", "RunResult", "Sandbox", "open_sandbox"]
+__all__ = ["ExecResult", "Limits", "Sandbox", "open_sandbox"]
 
 
 async def open_sandbox(

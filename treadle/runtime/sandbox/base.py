@@ -21,7 +21,9 @@ class Limits(BaseModel):
     network: bool = False
 
 
-class RunResult(BaseModel):
+class ExecResult(BaseModel):
+    """What one sandbox run did: its output, exit status and the limits it hit."""
+
     stdout: str
     stderr: str
     exit_code: int
@@ -45,7 +47,7 @@ class Sandbox(abc.ABC):
         files: dict[str, bytes] | None = None,
         stdin: bytes | None = None,
         limits: Limits | None = None,
-    ) -> RunResult:
+    ) -> ExecResult:
         """Run `command` in a fresh, isolated work dir holding `files`; never raises for what
         the code did (that is in the result), only `SandboxError` when the sandbox failed."""
 

@@ -1,7 +1,7 @@
 """The Docker sandbox: every hardening option on, a warm pool, and two isolation modes.
 
 `isolation="reset"` (the default): a pooled container serves many runs, one at a time. Each run
-executes as a fresh uid with no capabilities; afterwards the container's agent (see agent.py)
+executes as a fresh uid with no capabilities; afterwards the container's agent (see guest/agent.py)
 kills whatever the run left, wipes every writable place, removes IPC objects and verifies the
 container is clean, and the host puts it back in the pool only on a verified reset and fewer
 than `max_runs` runs; any doubt retires it. `isolation="fresh"`: every run gets a container of
@@ -24,17 +24,18 @@ import struct
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from treadle.errors import SandboxError
 from treadle.runtime.sandbox import labels as lbl
-from treadle.runtime.sandbox.base import Limits, RunResult, Sandbox
+from treadle.runtime.sandbox.base import ExecResult, Limits, Sandbox
+from treadle.runtime.sandbox.guest_code import AGENT_SOURCE
 from treadle.runtime.sandbox.image import IMAGE, image_exists
 
-AGENT_SOURCE = (Path(__file__).with_name("agent.py")).read_text()
 WORKDIR = "/work"
-#: seconds `timeout -k` waits after SIGTERM before SIGKILL
+#: the process sandbox: seconds between SIGTERM and SIGKILL at the deadline; the agent (which
+#: SIGKILLs at the deadline) drains the run's output this long after it ended
 KILL_AFTER = 1.0
 #: extra seconds the host waits (agent start, extraction, reply) before removing the container
 HOST_GRACE = 5.0
@@ -109,7 +110,7 @@ def encode_request(
     *,
     reset: bool = False,
 ) -> bytes:
-    """The agent's request (see agent.py): a header line, the arguments, the files, stdin.
+    """The agent's request (see guest/agent.py): a header line, the arguments, the files, stdin.
     `reset`: the agent resets and verifies the container after the run, for the next one."""
     check_files(files)
     parts = [
@@ -272,7 +273,7 @@ class DockerSandbox(Sandbox):
                 *("python3", "-I", "-S", "-X", "utf8", "-c", AGENT_SOURCE),
                 *(["--warm"] if warm else []),
             ],
-            user="0:0",  # the agent; every run drops to a fresh uid (see agent.py)
+            user="0:0",  # the agent; every run drops to a fresh uid (see guest/agent.py)
             working_dir=WORKDIR,
             stdin_open=True,
             environment={},
@@ -399,7 +400,7 @@ class DockerSandbox(Sandbox):
         files: dict[str, bytes] | None = None,
         stdin: bytes | None = None,
         limits: Limits | None = None,
-    ) -> RunResult:
+    ) -> ExecResult:
         if not self._started:
             await self.start()
         if self._closed:
@@ -425,7 +426,7 @@ class DockerSandbox(Sandbox):
                     _read_reply(loop, warm.sock), limits.timeout_s + KILL_AFTER + HOST_GRACE
                 )
             except TimeoutError:
-                return RunResult(
+                return ExecResult(
                     stdout="",
                     stderr="[treadle] no reply before the deadline; the container was removed\n",
                     exit_code=137,
@@ -447,7 +448,7 @@ class DockerSandbox(Sandbox):
         code = int(reply["exit_code"])
         if code < 0:  # killed by a signal: report it the way shells and Docker do
             code = 128 - code
-        return RunResult(
+        return ExecResult(
             stdout=out.decode("utf-8", errors="replace"),
             stderr=err.decode("utf-8", errors="replace"),
             exit_code=code,
@@ -458,7 +459,7 @@ class DockerSandbox(Sandbox):
             duration_s=float(reply["duration"]),
         )
 
-    async def _lost(self, warm: _Warm, start: float) -> RunResult:
+    async def _lost(self, warm: _Warm, start: float) -> ExecResult:
         """The agent ended without replying: the code killed it, or the OOM killer did."""
         oom = False
         code = 137
@@ -467,7 +468,7 @@ class DockerSandbox(Sandbox):
             state = (await self._call(self._api.inspect_container, warm.cid))["State"]
             oom = bool(state.get("OOMKilled"))
             code = int(state.get("ExitCode") or 137)
-        return RunResult(
+        return ExecResult(
             stdout="",
             stderr="[treadle] the sandbox process ended before replying (killed by the code "
             "or out of memory)\n",

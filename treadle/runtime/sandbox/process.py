@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from treadle.runtime.sandbox.base import Limits, RunResult, Sandbox
+from treadle.runtime.sandbox.base import ExecResult, Limits, Sandbox
 from treadle.runtime.sandbox.docker_sandbox import KILL_AFTER, check_files
 
 WARNING = (
@@ -41,7 +41,7 @@ class ProcessSandbox(Sandbox):
         files: dict[str, bytes] | None = None,
         stdin: bytes | None = None,
         limits: Limits | None = None,
-    ) -> RunResult:
+    ) -> ExecResult:
         limits = limits or self.limits
         files = files or {}
         check_files(files)
@@ -52,7 +52,7 @@ class ProcessSandbox(Sandbox):
                 path.write_bytes(data)
             return await self._run(command, work, stdin or b"", limits)
 
-    async def _run(self, command: list[str], work: str, data: bytes, limits: Limits) -> RunResult:
+    async def _run(self, command: list[str], work: str, data: bytes, limits: Limits) -> ExecResult:
         mem = limits.memory_mb * 1024 * 1024
         cpu = max(1, int(limits.timeout_s) + 1)
         fsize = limits.workdir_mb * 1024 * 1024
@@ -122,7 +122,7 @@ class ProcessSandbox(Sandbox):
         code = proc.returncode if proc.returncode is not None else -9
         if code < 0:
             code = 128 - code
-        return RunResult(
+        return ExecResult(
             stdout=out.decode("utf-8", errors="replace"),
             stderr=err.decode("utf-8", errors="replace"),
             exit_code=124 if timed_out and code == 128 + signal.SIGTERM else code,

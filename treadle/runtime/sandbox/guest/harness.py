@@ -3,21 +3,27 @@
 This file is shipped into the container as a script (it never runs on the host's own
 interpreter), so it uses the standard library only.
 
-Why two processes: the verdict must come through a channel the code under test cannot write.
-This process (the judge) reads the tests, makes itself non-dumpable (so a process of the same
-uid can neither open its descriptors through /proc/PID/fd nor trace it), and forks a child
-that loads the solution and serves calls over two pipes. The child never holds the judge's
-stdout, which carries the verdict. The tests themselves run here, in the judge: `candidate`
-and every other name the tests take from the solution is a proxy, and what crosses back from
-the child is plain data only (marshal of None, bools, numbers, strings, bytes, tuples, lists,
-dicts and sets of exactly those types) or a reference to an object that stays in the child
+Why two processes: the verdict must come through a channel the code under test cannot write,
+and the tests must stay where the code cannot read them. This process (the judge) gets the
+tests, the entry point and the trusted preamble (the prompt's own definitions) on its stdin,
+never from a file, makes itself non-dumpable, and has the solution loaded in a separate process
+that serves calls over two pipes. In the Docker sandbox that process is started by the agent
+from its zygote (a clean interpreter that never held any request) as a uid other than the
+judge's, so it can neither signal, trace nor read the judge; in the process sandbox the judge
+forks it (no isolation there). The solution's process never holds the judge's stdout, which
+carries the verdict. The tests run here, in the judge: names the tests use that the preamble
+defines are the preamble's; `candidate` and every other name the tests take from the solution
+is a proxy, and what crosses back from the solution is plain data only (None, bools, numbers,
+strings, bytes, tuples, lists, dicts and sets of exactly those types, decoded here by a strict
+reader, never by marshal) or a reference to an object that stays in the solution's process
 (its attributes and methods are called there; it equals only itself and has no truth value),
 so a value whose `__eq__` always answers True, a fake result line on stdout, `os._exit(0)` or
-a killed judge can only ever fail a test.
+a redefined helper can only ever fail a test.
 
-Usage inside the sandbox: `python3 -I -S harness.py test PER_TEST` reads solution.py, tests.py
-and entry_point.txt; `python3 -I -S harness.py program PER_TEST ENTRY` runs solution.py's entry
-function. The result is the last stdout line, prefixed with MARKER.
+Usage inside the sandbox: `python3 -I -S harness.py test PER_TEST` reads the marshalled dict
+{solution, tests, entry_point, preamble} on stdin; `python3 -I -S harness.py program PER_TEST
+ENTRY` runs solution.py's entry function; `harness.py worker MODE` is the solution's process.
+The result is the last stdout line, prefixed with MARKER.
 """
 
 import ast
@@ -25,6 +31,11 @@ import marshal
 import os
 import select
 import sys
+
+try:
+    import _socket
+except ImportError:  # no unix sockets: only the process sandbox's own forks
+    _socket = None  # type: ignore[assignment]
 
 # the interpreter's built-in modules, not `signal`, `json` and `traceback`: those import enum,
 # re and linecache from the image's disk, which a fresh container pays for on every run
@@ -44,6 +55,8 @@ PR_SET_DUMPABLE = 4
 _REQ_FD, _REP_FD = 3, 4
 #: marks an argument that is one of the solution's own objects (a reference number)
 _REF = "\x00treadle-ref"
+#: the socket to the sandbox's agent, which starts the solution's processes (None: fork them)
+_AGENT = None
 
 
 class _Capped:
@@ -113,8 +126,87 @@ def _write_all(fd, data):
 
 
 def _send(fd, obj):
-    data = marshal.dumps(obj)
+    data = marshal.dumps(obj, 2)  # version 2: no back-references, what _decode reads
     _write_all(fd, len(data).to_bytes(4, "big") + data)
+
+
+class _Garbled(Exception):
+    pass
+
+
+def _decode(data):
+    """Plain data from marshal format 2 (None, bools, ints, floats, complex, bytes, str, tuple,
+    list, dict, set, frozenset): the solution writes these bytes, and marshal.loads is not
+    safe for bytes an adversary wrote."""
+    view = memoryview(data)
+    end = len(data)
+    pos = 0
+
+    def take(n):
+        nonlocal pos
+        if n < 0 or pos + n > end:
+            raise _Garbled("truncated")
+        chunk = view[pos : pos + n]
+        pos += n
+        return chunk
+
+    def size():
+        n = int.from_bytes(take(4), "little", signed=True)
+        if n < 0 or n > end - pos:
+            raise _Garbled("bad size")
+        return n
+
+    def one(depth):
+        if depth > 200:
+            raise _Garbled("too deep")
+        kind = take(1)[0]
+        if kind == 0x4E:  # N
+            return None
+        if kind == 0x54:  # T
+            return True
+        if kind == 0x46:  # F
+            return False
+        if kind == 0x69:  # i
+            return int.from_bytes(take(4), "little", signed=True)
+        if kind == 0x6C:  # l: 15-bit digits, the sign in the count
+            n = int.from_bytes(take(4), "little", signed=True)
+            if abs(n) > 100000:
+                raise _Garbled("int too large")
+            value = 0
+            for i in range(abs(n)):
+                digit = int.from_bytes(take(2), "little")
+                if digit >> 15:
+                    raise _Garbled("bad digit")
+                value |= digit << (15 * i)
+            return -value if n < 0 else value
+        if kind == 0x67:  # g
+            return take(8).cast("d")[0]
+        if kind == 0x79:  # y
+            real, imag = take(16).cast("d")
+            return complex(real, imag)
+        if kind == 0x73:  # s
+            return bytes(take(size()))
+        if kind == 0x75:  # u
+            return str(take(size()), "utf-8", "surrogatepass")
+        if kind in (0x28, 0x5B, 0x3C, 0x3E):  # ( [ < >
+            items = [one(depth + 1) for _ in range(size())]
+            return {0x28: tuple, 0x5B: list, 0x3C: set, 0x3E: frozenset}[kind](items)
+        if kind == 0x7B:  # {, pairs until 0
+            out = {}
+            while view[pos : pos + 1] != b"0":
+                key = one(depth + 1)
+                out[key] = one(depth + 1)
+            take(1)
+            return out
+        raise _Garbled(f"type {kind:#x}")
+
+    try:
+        value = one(0)
+    except (_Garbled, TypeError, ValueError, RecursionError) as exc:
+        raise _Garbled(str(exc)) from None
+    if pos != end:
+        raise _Garbled("trailing bytes")
+    return value
 
 
 def _read_exact(fd, n):
@@ -291,6 +383,35 @@ class _Solution:
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         out_r, out_w = os.pipe()
+        try:
+            if _AGENT is not None:
+                self._ask_agent(b"w " + self.mode.encode(), [out_w, req_r, rep_w])
+                self.pid = -1  # the agent's: only the agent can signal it
+            else:
+                self.pid = self._fork(req_r, rep_w, out_w)
+        finally:
+            for fd in (req_r, rep_w, out_w):
+                os.close(fd)
+        self.req, self.rep, self.out = req_w, rep_r, out_r
+        reply = self._reply()
+        if reply[0] == "raise":
+            self.load_error = f"{reply[1]}: {reply[2]}{reply[3]}"
+            self.load_detail = reply[4]
+        return reply
+
+    def _ask_agent(self, message, fds=()):
+        """The agent starts (`w`) or kills (`k`) the solution's processes, as their uid."""
+        agent = _AGENT
+        if agent is None:
+            raise _Died("no agent to start the solution's process")
+        anc = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _fd_bytes(fds))] if fds else []
+        agent.sendmsg([message], anc)
+        answer = agent.recv(16)
+        if answer != message[:1]:
+            raise _Died("the sandbox could not start the solution's process")
+
+    def _fork(self, req_r, rep_w, out_w):
+        """The process sandbox's way (no agent, one uid): a fork of this process."""
         null = os.open(os.devnull, os.O_RDWR)
         pid = os.fork()
         if pid == 0:
@@ -308,14 +429,8 @@ class _Solution:
             except BaseException:
                 pass
             os._exit(0)
-        for fd in (req_r, rep_w, out_w, null):
-            os.close(fd)
-        self.pid, self.req, self.rep, self.out = pid, req_w, rep_r, out_r
-        reply = self._reply()
-        if reply[0] == "raise":
-            self.load_error = f"{reply[1]}: {reply[2]}{reply[3]}"
-            self.load_detail = reply[4]
-        return reply
+        os.close(null)
+        return pid
 
     def _reply(self):
         """The child's next reply, draining its output meanwhile; _Died when there is none."""
@@ -347,8 +462,8 @@ class _Solution:
                     need = 4 + size
                 if size >= 0 and len(buf) >= need:
                     try:
-                        msg = marshal.loads(buf[4:need])
-                    except BaseException as exc:
+                        msg = _decode(buf[4:need])
+                    except _Garbled as exc:
                         raise _Died("the solution's reply was garbled") from exc
                     if type(msg) is not tuple or not msg or type(msg[0]) is not str:
                         raise _Died("the solution's reply was garbled")
@@ -419,9 +534,12 @@ class _Solution:
     def stop(self):
         if not self.pid:
             return
-        try:  # noqa: SIM105 - contextlib is read from disk
-            os.kill(self.pid, 9)
-        except OSError:
+        try:
+            if self.pid > 0:
+                os.kill(self.pid, 9)
+            else:
+                self._ask_agent(b"k")
+        except (OSError, _Died):
             pass
         for fd in (self.req, self.rep, self.out):
             if fd >= 0:
@@ -429,12 +547,17 @@ class _Solution:
                     os.close(fd)
                 except OSError:
                     pass
-        try:  # noqa: SIM105 - contextlib is read from disk
-            os.waitpid(self.pid, 0)
-        except OSError:
-            pass
+        if self.pid > 0:
+            try:  # noqa: SIM105 - contextlib is read from disk
+                os.waitpid(self.pid, 0)
+            except OSError:
+                pass
         self.pid = 0
         self.out = -1
+
+
+def _fd_bytes(fds):
+    return b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
 
 
 class _Proxy:
@@ -564,10 +687,42 @@ def _used_names(*trees):
     return names
 
 
-def run_tests(solution, per_test):
-    source = _read("solution.py")
-    tests = _read("tests.py")
-    entry = _read("entry_point.txt").strip() or None
+def _stub(node):
+    """A definition with nothing in it but a docstring, `pass` or `...`: the signature the
+    solution must fill in (HumanEval's prompt ends with one), not a trusted helper."""
+    body = node.body
+    return all(
+        isinstance(n, ast.Pass) or (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
+        for n in body
+    )
+
+
+def _run_preamble(preamble, entry, ns, per_test):
+    """Run the trusted preamble (the prompt) in the tests' namespace; the names it defines
+    (not its stubs, not the entry point) are the preamble's, never the solution's. Returns
+    (those names, an error or None)."""
+    try:
+        tree = ast.parse(preamble)
+    except (SyntaxError, ValueError) as exc:
+        return set(), f"the trusted preamble does not parse: {exc}"
+    defs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    body = [n for n in tree.body if not (isinstance(n, defs) and (n.name == entry or _stub(n)))]
+    before = set(ns)
+    signal.setitimer(signal.ITIMER_REAL, per_test)
+    try:
+        exec(compile(ast.Module(body=body, type_ignores=[]), "<preamble>", "exec"), ns)
+    except BaseException as exc:
+        return set(), f"the trusted preamble failed: {_error_line(exc)}"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    return set(ns) - before, None
+
+
+def run_tests(solution, per_test, job):
+    source = str(job.get("solution") or "")
+    tests = str(job.get("tests") or "")
+    entry = str(job.get("entry_point") or "").strip() or None
+    preamble = str(job.get("preamble") or "")
     results: list = []
     try:
         tree = ast.parse(tests)
@@ -582,13 +737,19 @@ def run_tests(solution, per_test):
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             funcs = []
         entry = funcs[-1] if funcs else None
+    ns: dict = {"__name__": "__main__"}
+    trusted: set = set()
+    if preamble:
+        trusted, error = _run_preamble(preamble, entry, ns, per_test)
+        if error:
+            return {"load_error": error, "results": results}
     error = _loaded(solution, per_test)
     if error:
         return {"load_error": error, "results": results}
-    ns: dict = {"__name__": "__main__"}
+    wanted = (_used_names(tree) - trusted) | ({entry} if entry else set())
     signal.setitimer(signal.ITIMER_REAL, per_test)
     try:
-        found = _bind(solution, _used_names(tree) | ({entry} if entry else set()), ns)
+        found = _bind(solution, wanted, ns)
     except BaseException as exc:
         return {"load_error": f"the solution stopped answering: {_error_line(exc)}"}
     finally:
@@ -596,9 +757,10 @@ def run_tests(solution, per_test):
     if check is None:  # plain asserts at top level
         _run_statements(tree.body, ns, tests, per_test, results)
         return {"results": results}
-    # HumanEval style: run everything but check(), then check's body with candidate bound
+    # HumanEval style: everything but check() (its asserts count too), then check's body with
+    # candidate bound
     setup = [n for n in tree.body if n is not check]
-    _run_statements(setup, ns, tests, per_test, [])
+    _run_statements(setup, ns, tests, per_test, results)
     if entry is None or found.get(entry, ("",))[0] != "callable":
         return {"load_error": f"the solution does not define `{entry}`", "results": results}
     ns["candidate"] = _Proxy(solution, entry)
@@ -689,12 +851,27 @@ def _protect():
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
 
 
+def _read_job():
+    """The judge's inputs, marshalled by the host on stdin (trusted: the solution never holds
+    this process's stdin)."""
+    parts = []
+    while chunk := os.read(0, 1 << 20):
+        parts.append(chunk)
+    data = b"".join(parts)
+    job = marshal.loads(data) if data else {}
+    return job if type(job) is dict else {}
+
+
 def main():
+    global _AGENT
+    mode = sys.argv[1]
+    if mode == "worker":  # the solution's process, started by the agent
+        _child(sys.argv[2] if len(sys.argv) > 2 else "test")
+        return
     # the judge imports nothing from the work dir, which the solution can write
     here = os.path.dirname(os.path.abspath(sys.argv[0]))
     cwd = os.getcwd()
     sys.path[:] = [p for p in sys.path if p not in ("", ".", here, cwd)]
-    mode = sys.argv[1]
     per_test = float(sys.argv[2]) if len(sys.argv) > 2 else 5.0
     sys.setrecursionlimit(10000)
     real_stdout = sys.stdout
@@ -702,10 +879,13 @@ def main():
     solution = _Solution(mode)
     try:
         _protect()
+        agent_fd = os.environ.get("TREADLE_JUDGE_FD")
+        if agent_fd and _socket is not None:
+            _AGENT = _socket.socket(fileno=int(agent_fd))
         signal.signal(signal.SIGALRM, _alarm)
         sys.stdout = captured  # the tests' own prints (they run here)
         if mode == "test":
-            result = run_tests(solution, per_test)
+            result = run_tests(solution, per_test, _read_job())
         else:
             result = run_program(solution, sys.argv[3] if len(sys.argv) > 3 else "solve", per_test)
     except BaseException as exc:
