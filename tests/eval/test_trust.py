@@ -20,10 +20,14 @@ from treadle.runtime.expr import ExprError
 from treadle.runtime.models.openai import OpenAIBackend
 from treadle.runtime.models.scripted import ScriptedBackend
 from treadle.runtime.scheduler import StepFailed
+from treadle.runtime.session import SandboxConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSWER = ROOT / "examples" / "answer.flow"
-OTHER = 'workflow answer(question: text) -> answer: text\n  answer = generate from "Q: {question}"\nend\n'
+OTHER = (
+    'workflow answer(question: text) -> answer: text\n  answer = generate from "Q: {question}"\n'
+    "end\n"
+)
 QA = [{"id": f"q{i}", "question": f"question {i}?", "answer": "yes"} for i in range(4)]
 
 
@@ -95,17 +99,27 @@ async def test_a_judge_without_a_grade_is_an_error_with_its_cause(tmp_path: Path
 # ---------------------------------------------------------------- resume
 
 
-def _run(tmp_path: Path, *, data: object = QA, scorer: str = "exact", seed: int = 0,
-         reply: str = "yes", resume: Path | None = None) -> object:  # fmt: skip
+def _run(
+    tmp_path: Path,
+    *,
+    data: object = QA,
+    scorer: str = "exact",
+    seed: int = 0,
+    reply: str = "yes",
+    resume: Path | None = None,
+) -> object:
     import asyncio
 
+    run = RunConfig(model=ScriptedBackend({"": reply}), cache=False, seed=seed, traces=False)
     return asyncio.run(
         evaluate(
-            ANSWER, data, scoring=Scoring((scorer,)),  # type: ignore[arg-type]
-            run=RunConfig(model=ScriptedBackend({"": reply}), cache=False, seed=seed,
-                          traces=False),
-            results=None if resume else tmp_path / "r.jsonl", resume=resume,
-        )  # fmt: skip
+            ANSWER,
+            data,  # type: ignore[arg-type]
+            scoring=Scoring((scorer,)),
+            run=run,
+            results=None if resume else tmp_path / "r.jsonl",
+            resume=resume,
+        )
     )
 
 
@@ -215,3 +229,23 @@ def test_the_cli_resume_of_a_killed_run_matches_an_uninterrupted_one(tmp_path: P
     a, b = json.loads(full.stdout), json.loads(resumed.stdout)
     keys = ("n", "scored", "errors", "mean", "model_calls")
     assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
+
+
+async def test_no_verdict_from_the_sandbox_is_an_error_not_a_zero(tmp_path: Path) -> None:
+    """The host's deadline passes before the judge's own per-test limit: no verdict came back,
+    so the row is an error (the same code under the judge's limit is a failure, scored 0)."""
+    flow = ROOT / "examples" / "humaneval_canonical.flow"
+    row = {"id": "loop", "code": "def f(x):\n    while True:\n        pass\n",
+           "tests": "def check(f):\n    assert f(1) == 1\n", "entry_point": "f"}  # fmt: skip
+    run = RunConfig(cache=False, sandbox=SandboxConfig("process"), traces=False)
+    no_verdict = await evaluate(
+        flow, [row], run=run, results=tmp_path / "a.jsonl",
+        scoring=Scoring(("pass",), {"time_limit": 1.0, "per_test_limit": 30.0}),
+    )  # fmt: skip
+    assert no_verdict.rows[0].status == "error" and no_verdict.rows[0].score is None
+    assert "no verdict" in (no_verdict.rows[0].error or "")
+    judged = await evaluate(
+        flow, [row], run=run, results=tmp_path / "b.jsonl",
+        scoring=Scoring(("pass",), {"time_limit": 10.0, "per_test_limit": 1.0}),
+    )  # fmt: skip
+    assert judged.rows[0].status == "ok" and judged.rows[0].score == 0.0

@@ -57,6 +57,9 @@ class TestReport(BaseModel):
     feedback: str
     total: int = 0
     timed_out: bool = False
+    #: whether the judge gave a verdict; False when its reply never came (the run passed the
+    #: host's deadline, or the judge crashed): a scorer must then report an error, never a 0
+    judged: bool = True
 
 
 def harness_result(result: ExecResult) -> dict[str, object] | None:
@@ -87,7 +90,7 @@ def report_from(result: ExecResult) -> TestReport:
         note = _crash_note(result)
         return TestReport(
             passed=False, failures=[note], feedback=f"Tests did not finish: {note}.",
-            timed_out=result.timed_out,
+            timed_out=result.timed_out, judged=result.oom_killed,
         )  # fmt: skip
     if data.get("load_error"):
         note = f"the solution failed before any test ran: {data['load_error']}"
