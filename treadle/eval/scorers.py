@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import orjson
 from pydantic import BaseModel, Field
 
-from treadle.errors import InputError, ModelError, SandboxError, TreadleError
+from treadle.errors import InputError, ModelError, TreadleError
 from treadle.eval.datasets import Row
 from treadle.flow import Flow
 from treadle.runtime.context import OpContext
@@ -386,9 +386,6 @@ class Pass(Scorer):
         )
         ctx = _ScorerContext(env)
         report = await run_tests(ctx, TestArgs(solution=code, tests=str(tests)), options)
-        if not report.judged:
-            # no verdict came back (the host's deadline, a judge that died): not the code's 0
-            raise SandboxError(f"the sandbox gave no verdict for row {row.id}: {report.feedback}")
         return Score(
             value=float(report.passed),
             explanation=None if report.passed else report.feedback[:500],

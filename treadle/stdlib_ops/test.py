@@ -19,6 +19,7 @@ import marshal
 
 from pydantic import BaseModel, Field
 
+from treadle.errors import SandboxError
 from treadle.runtime.context import OpContext
 from treadle.runtime.sandbox.base import ExecResult, Limits, Sandbox
 from treadle.runtime.sandbox.guest_code import HARNESS_COMMAND, HARNESS_SOURCE, MARKER
@@ -57,9 +58,6 @@ class TestReport(BaseModel):
     feedback: str
     total: int = 0
     timed_out: bool = False
-    #: whether the judge gave a verdict; False when its reply never came (the run passed the
-    #: host's deadline, or the judge crashed): a scorer must then report an error, never a 0
-    judged: bool = True
 
 
 def harness_result(result: ExecResult) -> dict[str, object] | None:
@@ -88,9 +86,13 @@ def report_from(result: ExecResult) -> TestReport:
     data = harness_result(result)
     if data is None:
         note = _crash_note(result)
+        if not result.oom_killed:
+            # the judge's reply never came (the host's deadline passed, the judge died): that
+            # is no verdict on the code, so it is an error, never a failed test (a 0)
+            raise SandboxError(f"the sandbox gave no verdict: {note}")
         return TestReport(
             passed=False, failures=[note], feedback=f"Tests did not finish: {note}.",
-            timed_out=result.timed_out, judged=result.oom_killed,
+            timed_out=result.timed_out,
         )  # fmt: skip
     if data.get("load_error"):
         note = f"the solution failed before any test ran: {data['load_error']}"
