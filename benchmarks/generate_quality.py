@@ -38,7 +38,8 @@ async def main() -> dict[str, object]:
 
     from treadle.compiler import check_source
     from treadle.generation import generate
-    from treadle.generation.decoding.constrained import EmbeddedDecoder
+    from treadle.runtime.models.llama import LlamaBackend
+    from treadle.runtime.models.llama_constrained import Decoded, EmbeddedDecoder
     from treadle.runtime.models.spec import load_model
 
     rows = [json.loads(line) for line in TASKS.read_text().splitlines() if line.strip()]
@@ -46,14 +47,14 @@ async def main() -> dict[str, object]:
         rows = rows[: args.tasks]
     # one thread: see GENERATION_THREADS in treadle/generation/generator.py
     backend = load_model(None, n_threads=1)
-    llama = await backend.load()  # type: ignore[attr-defined]
+    assert isinstance(backend, LlamaBackend)
+    await backend.load()
     load1 = os.getloadavg()[0]
 
     from treadle.generation.decoding.vocabulary import vocabulary
     from treadle.generation.prompt import messages as build
     from treadle.generation.selection import select_examples
 
-    decoder = EmbeddedDecoder(llama, backend.model)  # type: ignore[attr-defined]
     free_tokens = 0
     free_s = 0.0
 
@@ -92,15 +93,17 @@ async def main() -> dict[str, object]:
         # paired: the same decoder without a grammar, on this task's prompt, right after, for
         # as many tokens as candidate 1 took (so machine load hits both alike)
         msgs = build(row["task"], vocabulary(), [], select_examples(row["task"]))
-        decoder.start(decoder.chat_prompt(msgs))
-        t0 = time.perf_counter()
-        piece = decoder.piece(
-            None,
-            rng=np.random.default_rng(0),
-            temperature=0.7,
-            max_tokens=max(16, result.candidates[0].tokens),
-        )
-        free_s += time.perf_counter() - t0
+        budget = max(16, result.candidates[0].tokens)
+
+        def free(decoder: EmbeddedDecoder) -> tuple[Decoded, float]:
+            decoder.start(decoder.chat_prompt(msgs))
+            t0 = time.perf_counter()
+            rng = np.random.default_rng(0)
+            piece = decoder.piece(None, rng=rng, temperature=0.7, max_tokens=budget)
+            return piece, time.perf_counter() - t0
+
+        piece, spent = await backend.with_decoder(free)
+        free_s += spent
         free_tokens += piece.stats.tokens
         print(
             f"{row['id']:8s} {len(hashes)} distinct; "
