@@ -19,12 +19,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 TASKS = Path(__file__).parent / "data" / "generate_tasks.jsonl"
+
+if TYPE_CHECKING:
+    from treadle.runtime.models.base import Message
+    from treadle.runtime.models.llama_constrained import Decoded, EmbeddedDecoder
+
+
+def _free_piece(
+    decoder: EmbeddedDecoder, *, messages: list[Message], max_tokens: int
+) -> tuple[Decoded, float]:
+    """The decoder loop without a grammar on a prompt, and the seconds its tokens took."""
+    import numpy as np
+
+    decoder.start(decoder.chat_prompt(messages))
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    piece = decoder.piece(None, rng=rng, temperature=0.7, max_tokens=max_tokens)
+    return piece, time.perf_counter() - t0
 
 
 async def main() -> dict[str, object]:
@@ -34,12 +53,9 @@ async def main() -> dict[str, object]:
     ap.add_argument("--repairs", type=int, default=1)
     args = ap.parse_args()
 
-    import numpy as np
-
     from treadle.compiler import check_source
     from treadle.generation import generate
     from treadle.runtime.models.llama import LlamaBackend
-    from treadle.runtime.models.llama_constrained import Decoded, EmbeddedDecoder
     from treadle.runtime.models.spec import load_model
 
     rows = [json.loads(line) for line in TASKS.read_text().splitlines() if line.strip()]
@@ -94,15 +110,9 @@ async def main() -> dict[str, object]:
         # as many tokens as candidate 1 took (so machine load hits both alike)
         msgs = build(row["task"], vocabulary(), [], select_examples(row["task"]))
         budget = max(16, result.candidates[0].tokens)
-
-        def free(decoder: EmbeddedDecoder) -> tuple[Decoded, float]:
-            decoder.start(decoder.chat_prompt(msgs))
-            t0 = time.perf_counter()
-            rng = np.random.default_rng(0)
-            piece = decoder.piece(None, rng=rng, temperature=0.7, max_tokens=budget)
-            return piece, time.perf_counter() - t0
-
-        piece, spent = await backend.with_decoder(free)
+        piece, spent = await backend.with_decoder(
+            functools.partial(_free_piece, messages=msgs, max_tokens=budget)
+        )
         free_s += spent
         free_tokens += piece.stats.tokens
         print(

@@ -23,4 +23,3 @@ async def test_server_grammar_path(gen_llama_server: str) -> None:
     codes = {d.code for d in check_source(cand.text) if d.is_error}
     assert not codes & {"E001", "E002", "E201", "E202", "E205"}, (cand.text, codes)
     assert cand.text.startswith("workflow ")
-

@@ -41,7 +41,9 @@ def test_a_spec_reads_into_kind_target_and_options() -> None:
     assert parse_spec("openai:#llama3").endpoint() == (None, "llama3")
     assert parse_spec("openai:http://h/v1").endpoint() == ("http://h/v1", None)
     assert parse_spec("default?grammar=none").options.grammar == "none"
-    assert parse_spec('scripted:["a"]') == ModelSpec("scripted", '["a"]', SpecOptions(), 'scripted:["a"]')
+    assert parse_spec('scripted:["a"]') == ModelSpec(
+        "scripted", '["a"]', SpecOptions(), 'scripted:["a"]'
+    )
 
 
 def test_unknown_grammar_option_is_a_clear_error() -> None:

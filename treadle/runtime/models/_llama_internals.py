@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
     from llama_cpp import Llama, LlamaGrammar
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    from llama_cpp.llama_cpp import llama_model_params, llama_vocab_p
 
 #: the llama-cpp-python versions these internals are known to hold for: from the first (major,
 #: minor) up to, not including, the second; pyproject.toml pins the same range
@@ -68,7 +70,7 @@ def no_extra_buffers() -> Iterator[None]:
         yield
         return
 
-    def params() -> Any:
+    def params() -> llama_model_params:
         p = original()
         if hasattr(p, "use_extra_bufts"):
             p.use_extra_bufts = False
@@ -84,7 +86,7 @@ def no_extra_buffers() -> Iterator[None]:
 # ------------------------------------------------------------ the vocabulary
 
 
-def vocab(llama: Llama) -> Any:
+def vocab(llama: Llama) -> llama_vocab_p:
     """The model's `llama_vocab` pointer (llguidance builds its tokenizer from it)."""
     return llama._model.vocab
 
@@ -94,7 +96,7 @@ def token_text(llama: Llama, token: int) -> str:
     return llama._model.token_get_text(token)
 
 
-def chat_formatter(template: str, *, eos_token: str, bos_token: str) -> Any:
+def chat_formatter(template: str, *, eos_token: str, bos_token: str) -> Jinja2ChatFormatter:
     """llama-cpp-python's Jinja2 chat-template renderer (the one `create_chat_completion` uses
     for a GGUF's template): called with `messages=[...]`, its result's `.prompt` is the text."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter

@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from treadle.errors import ModelError
 from treadle.runtime.models import _llama_internals as internals
@@ -29,6 +29,7 @@ from treadle.runtime.models.base import Completion, GenParams, Message, ModelBac
 
 if TYPE_CHECKING:
     from llama_cpp import Llama, LlamaGrammar
+    from llama_cpp.llama_types import CreateChatCompletionResponse
 
     from treadle.runtime.models.llama_constrained import EmbeddedDecoder
 
@@ -307,7 +308,10 @@ class LlamaBackend(ModelBackend):
                 # scores and the cache's keys depend on that.
                 loaded.llama.reset()
                 start = time.perf_counter()
-                reply = loaded.llama.create_chat_completion(**kwargs)
+                # not streamed: one response
+                reply = cast(
+                    "CreateChatCompletionResponse", loaded.llama.create_chat_completion(**kwargs)
+                )
                 self.model_seconds += time.perf_counter() - start
             except ValueError as e:
                 text = str(e)

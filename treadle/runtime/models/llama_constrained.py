@@ -17,8 +17,8 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, cast
 
 from treadle.errors import ModelError
 from treadle.runtime.models import _llama_internals as internals
@@ -28,13 +28,18 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
     from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    from llama_cpp.llama_types import ChatCompletionRequestMessage
+    from llguidance import LLTokenizer
 
-_TOKENIZERS: dict[str, Any] = {}
+_TOKENIZERS: dict[str, LLTokenizer] = {}
 _LOCK = threading.Lock()
 
 
 @dataclass
 class DecodeStats:
+    """Counts and timings of a decode, summed piece by piece (every field adds up)."""
+
     tokens: int = 0
     prompt_tokens: int = 0
     eval_seconds: float = 0.0
@@ -44,16 +49,8 @@ class DecodeStats:
     seconds: float = 0.0
 
     def add(self, other: DecodeStats) -> None:
-        for f in (
-            "tokens",
-            "prompt_tokens",
-            "eval_seconds",
-            "mask_seconds",
-            "grammar_seconds",
-            "grammars",
-            "seconds",
-        ):
-            setattr(self, f, getattr(self, f) + getattr(other, f))
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 @dataclass
@@ -74,7 +71,7 @@ class EmbeddedDecoder:
         self.n_vocab = int(llama.n_vocab())
         self.eos = int(llama.token_eos())
         self.tokenizer = _tokenizer(llama, identity)
-        self._template: Any = None
+        self._template: Jinja2ChatFormatter | None = None
         #: tokens sampled in the current program, for the repeat penalty
         self.recent: list[int] = []
         self.repeat_penalty = 1.15
@@ -95,7 +92,8 @@ class EmbeddedDecoder:
                 eos_token=internals.token_text(self.llama, self.eos),
                 bos_token=internals.token_text(self.llama, int(self.llama.token_bos())),
             )
-        result = self._template(messages=[{"role": m.role, "content": m.content} for m in messages])
+        turns = [{"role": m.role, "content": m.content} for m in messages]
+        result = self._template(messages=cast("list[ChatCompletionRequestMessage]", turns))
         return str(result.prompt)
 
     def start(self, prompt: str) -> DecodeStats:
@@ -209,9 +207,7 @@ class EmbeddedDecoder:
         return Decoded(decoded, True, stats)
 
 
-def _sample(
-    logits: npt.NDArray[np.float32], temperature: float, rng: np.random.Generator
-) -> int:
+def _sample(logits: npt.NDArray[np.float32], temperature: float, rng: np.random.Generator) -> int:
     import numpy as np
 
     if temperature <= 0:
@@ -223,7 +219,7 @@ def _sample(
     return int(rng.choice(len(p), p=p))
 
 
-def _tokenizer(llama: Llama, identity: str) -> Any:
+def _tokenizer(llama: Llama, identity: str) -> LLTokenizer:
     """llguidance's tokenizer from the model's vocab (~0.3 s), once per model file."""
     with _LOCK:
         tok = _TOKENIZERS.get(identity)
