@@ -19,12 +19,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 TASKS = Path(__file__).parent / "data" / "generate_tasks.jsonl"
+
+if TYPE_CHECKING:
+    from treadle.runtime.models.base import Message
+    from treadle.runtime.models.llama_constrained import Decoded, EmbeddedDecoder
+
+
+def _free_piece(
+    decoder: EmbeddedDecoder, *, messages: list[Message], max_tokens: int
+) -> tuple[Decoded, float]:
+    """The decoder loop without a grammar on a prompt, and the seconds its tokens took."""
+    import numpy as np
+
+    decoder.start(decoder.chat_prompt(messages))
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    piece = decoder.piece(None, rng=rng, temperature=0.7, max_tokens=max_tokens)
+    return piece, time.perf_counter() - t0
 
 
 async def main() -> dict[str, object]:
@@ -34,11 +53,9 @@ async def main() -> dict[str, object]:
     ap.add_argument("--repairs", type=int, default=1)
     args = ap.parse_args()
 
-    import numpy as np
-
     from treadle.compiler import check_source
     from treadle.generation import generate
-    from treadle.generation.decoding.constrained import EmbeddedDecoder
+    from treadle.runtime.models.llama import LlamaBackend
     from treadle.runtime.models.spec import load_model
 
     rows = [json.loads(line) for line in TASKS.read_text().splitlines() if line.strip()]
@@ -46,14 +63,14 @@ async def main() -> dict[str, object]:
         rows = rows[: args.tasks]
     # one thread: see GENERATION_THREADS in treadle/generation/generator.py
     backend = load_model(None, n_threads=1)
-    llama = await backend.load()  # type: ignore[attr-defined]
+    assert isinstance(backend, LlamaBackend)
+    await backend.load()
     load1 = os.getloadavg()[0]
 
     from treadle.generation.decoding.vocabulary import vocabulary
     from treadle.generation.prompt import messages as build
     from treadle.generation.selection import select_examples
 
-    decoder = EmbeddedDecoder(llama, backend.model)  # type: ignore[attr-defined]
     free_tokens = 0
     free_s = 0.0
 
@@ -92,15 +109,11 @@ async def main() -> dict[str, object]:
         # paired: the same decoder without a grammar, on this task's prompt, right after, for
         # as many tokens as candidate 1 took (so machine load hits both alike)
         msgs = build(row["task"], vocabulary(), [], select_examples(row["task"]))
-        decoder.start(decoder.chat_prompt(msgs))
-        t0 = time.perf_counter()
-        piece = decoder.piece(
-            None,
-            rng=np.random.default_rng(0),
-            temperature=0.7,
-            max_tokens=max(16, result.candidates[0].tokens),
+        budget = max(16, result.candidates[0].tokens)
+        piece, spent = await backend.with_decoder(
+            functools.partial(_free_piece, messages=msgs, max_tokens=budget)
         )
-        free_s += time.perf_counter() - t0
+        free_s += spent
         free_tokens += piece.stats.tokens
         print(
             f"{row['id']:8s} {len(hashes)} distinct; "

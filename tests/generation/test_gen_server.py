@@ -23,15 +23,3 @@ async def test_server_grammar_path(gen_llama_server: str) -> None:
     codes = {d.code for d in check_source(cand.text) if d.is_error}
     assert not codes & {"E001", "E002", "E201", "E202", "E205"}, (cand.text, codes)
     assert cand.text.startswith("workflow ")
-
-
-def test_unknown_grammar_option_is_a_clear_error() -> None:
-    from treadle.errors import ModelError
-    from treadle.generation.generator import split_grammar_option
-
-    assert split_grammar_option("openai:http://h/v1#m?grammar=vllm") == (
-        "openai:http://h/v1#m",
-        "vllm",
-    )
-    with pytest.raises(ModelError, match="Unknown grammar option 'xml'"):
-        split_grammar_option("openai:http://h/v1#m?grammar=xml")

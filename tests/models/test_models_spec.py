@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from treadle.errors import ModelError
-from treadle.runtime.models import default_model_path, load_model
+from treadle.runtime.models import (
+    ModelSpec,
+    SpecOptions,
+    default_model_path,
+    load_model,
+    parse_spec,
+)
 from treadle.runtime.models.llama import LlamaBackend
 from treadle.runtime.models.openai import OpenAIBackend
 
@@ -20,6 +26,36 @@ def test_unknown_spec_lists_the_accepted_forms() -> None:
     message = info.value.message
     assert "Unknown model spec 'gpt-9000'" in message
     assert "llama:PATH" in message and "openai:URL#MODEL" in message
+
+
+def test_a_spec_reads_into_kind_target_and_options() -> None:
+    assert parse_spec(None) == ModelSpec("llama", "", SpecOptions(), "")
+    assert parse_spec(" smollm2 ").kind == "llama" and parse_spec("llama:").target == ""
+    assert parse_spec("llama: /m/x.gguf").target == "/m/x.gguf"
+    assert parse_spec("/m/x.GGUF") == ModelSpec("llama", "/m/x.GGUF", SpecOptions(), "/m/x.GGUF")
+    served = parse_spec("openai:http://h/v1#m?grammar=vllm")
+    assert served == ModelSpec(
+        "openai", "http://h/v1#m", SpecOptions(grammar="vllm"), "openai:http://h/v1#m"
+    )
+    assert served.endpoint() == ("http://h/v1", "m")
+    assert parse_spec("openai:#llama3").endpoint() == (None, "llama3")
+    assert parse_spec("openai:http://h/v1").endpoint() == ("http://h/v1", None)
+    assert parse_spec("default?grammar=none").options.grammar == "none"
+    assert parse_spec('scripted:["a"]') == ModelSpec(
+        "scripted", '["a"]', SpecOptions(), 'scripted:["a"]'
+    )
+
+
+def test_unknown_grammar_option_is_a_clear_error() -> None:
+    with pytest.raises(ModelError, match="Unknown grammar option 'xml'"):
+        parse_spec("openai:http://h/v1#m?grammar=xml")
+
+
+def test_the_backend_ignores_the_specs_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    m = load_model("openai:http://127.0.0.1:8080/v1#qwen?grammar=gbnf")
+    assert isinstance(m, OpenAIBackend) and m.model_name == "qwen"
+    assert load_model(parse_spec("scripted:always")).backend == "scripted"
 
 
 def test_missing_gguf_is_a_clear_error(tmp_path: Path) -> None:

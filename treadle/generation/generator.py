@@ -4,7 +4,7 @@
    registry (`prompt.py`).
 2. Decode K candidates. The decoding path depends on the model:
    - embedded (llama.cpp): scope-aware, per-statement grammars masked by llguidance
-     (`constrained.py`, `writer.py`) — path `llguidance-scoped`;
+     (`writer.py`, run by `runtime/models/llama_constrained.py`) — path `llguidance-scoped`;
    - an OpenAI-compatible server with `?grammar=gbnf|llguidance|vllm` on its spec: the
      one-piece program grammar sent with the request — path `server-<mode>`;
    - anything else (a scripted model, a server without a grammar option): free decoding,
@@ -22,15 +22,20 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
 from treadle.generation.cost import Cost, cost_bound
 from treadle.generation.decoding.scope_grammar import program_grammar
-from treadle.generation.decoding.vocabulary import Capability, load_capabilities, vocabulary
+from treadle.generation.decoding.vocabulary import (
+    Callee,
+    Capability,
+    load_capabilities,
+    vocabulary,
+)
 from treadle.generation.decoding.writer import DEFAULT_MAX_STATEMENTS, ProgramWriter
 from treadle.generation.dry_run import DryRun, dry_run
 from treadle.generation.prompt import messages as build_messages
@@ -38,8 +43,12 @@ from treadle.generation.prompt import use_lines
 from treadle.generation.repair import extract_flow, repair_messages
 from treadle.generation.selection import select_capabilities, select_examples
 from treadle.runtime.models.base import GenParams, Message, ModelBackend
+from treadle.runtime.models.llama import LlamaBackend
+from treadle.runtime.models.spec import GrammarMode, ModelSpec, load_model, parse_spec
 
-GrammarMode = Literal["gbnf", "llguidance", "vllm", "none"]
+if TYPE_CHECKING:
+    from treadle.runtime.models.llama_constrained import EmbeddedDecoder
+
 #: tokens one statement may take (a long prompt string included)
 PIECE_TOKENS = 160
 #: times a statement that repeats an earlier one is sampled again
@@ -93,28 +102,11 @@ class GenerationResult(BaseModel):
     seconds: float
 
 
-def split_grammar_option(spec: str | None) -> tuple[str | None, GrammarMode | None]:
-    """`openai:URL#MODEL?grammar=gbnf` → (`openai:URL#MODEL`, "gbnf")."""
-    if spec is None or "?grammar=" not in spec:
-        return spec, None
-    base, _, mode = spec.rpartition("?grammar=")
-    if mode not in ("gbnf", "llguidance", "vllm", "none"):
-        from treadle.errors import ModelError
-
-        raise ModelError(
-            f"Unknown grammar option {mode!r} on the model spec; use ?grammar=gbnf "
-            "(llama.cpp / llama-cpp-python servers), ?grammar=llguidance (llama.cpp built with "
-            "llguidance), ?grammar=vllm (vLLM structured outputs) or ?grammar=none."
-        )
-    return base, mode  # type: ignore[return-value]
-
-
-def _server_backend(spec: str, mode: GrammarMode, grammar_text: str) -> ModelBackend:
+def _server_backend(spec: ModelSpec, mode: GrammarMode, grammar_text: str) -> ModelBackend:
     """An OpenAI-compatible backend whose requests carry the grammar where the server reads it."""
     from treadle.runtime.models.openai import OpenAIBackend
-    from treadle.runtime.models.spec import _split_openai
 
-    base_url, model = _split_openai(spec.partition(":")[2].strip())
+    base_url, model = spec.endpoint()
 
     class GrammarBackend(OpenAIBackend):
         def request_body(self, messages: list[Message], params: GenParams) -> dict[str, Any]:
@@ -170,30 +162,21 @@ async def generate(
     if isinstance(model, ModelBackend):
         backend, spec_name = model, repr(model)
     else:
-        spec, mode = split_grammar_option(model)
-        spec_name = spec or "default"
-        if mode not in (None, "none") and spec is not None and spec.lower().startswith("openai:"):
+        spec = parse_spec(model)
+        mode = spec.options.grammar
+        spec_name = spec.text or "default"
+        if mode not in (None, "none") and spec.kind == "openai":
             grammar = program_grammar(
                 vocab, [u[len('use "') : -1] for u in uses], max_statements=max_statements
             )
             text = grammar.gbnf() if mode == "gbnf" else grammar.lark()
             backend = _server_backend(spec, mode, text)
         else:
-            from treadle.runtime.models.spec import load_model
-
-            embedded_spec = (
-                (spec or "").lower() in ("", "default", "smollm2")
-                or (spec or "").lower().startswith("llama:")
-                or (spec or "").lower().endswith(".gguf")
-            )
-            options = {"n_threads": threads} if embedded_spec else {}
+            options = {"n_threads": threads} if spec.kind == "llama" else {}
             backend = load_model(spec, **options)
-    from treadle.runtime.models.llama import LlamaBackend
-
-    embedded = isinstance(backend, LlamaBackend)
     path = (
         "llguidance-scoped"
-        if embedded
+        if isinstance(backend, LlamaBackend)
         else (f"server-{mode}" if mode not in (None, "none") else "free")
     )
 
@@ -202,7 +185,7 @@ async def generate(
     try:
         for i in range(n):
             temp = 0.0 if i == 0 else temperature
-            if embedded:
+            if isinstance(backend, LlamaBackend):
                 cand = await _embedded_candidate(
                     backend, msgs, use_text, vocab, i, temp, seed + i, repairs, max_statements, base
                 )
@@ -286,10 +269,10 @@ async def _free_candidate(
 
 
 async def _embedded_candidate(
-    backend: Any,
+    backend: LlamaBackend,
     msgs: list[Message],
     use_text: str,
-    vocab: Any,
+    vocab: Mapping[str, Callee],
     index: int,
     temperature: float,
     seed: int,
@@ -297,19 +280,11 @@ async def _embedded_candidate(
     max_statements: int,
     base: Path,
 ) -> Candidate:
-    from treadle.generation.decoding.constrained import DecodeStats, EmbeddedDecoder
+    from treadle.runtime.models.llama_constrained import DecodeStats
 
-    llama = await backend.load()
-    loaded = backend._loaded  # the model's own lock: no other call may use it meanwhile
-
-    def run() -> Candidate:
-        with loaded.thread_lock:
-            return decode()
-
-    def decode() -> Candidate:
+    def decode(decoder: EmbeddedDecoder) -> Candidate:
         import numpy as np
 
-        decoder = EmbeddedDecoder(llama, backend.model)
         rng = np.random.default_rng(seed)
         cand = Candidate(index=index, text="", status="undecoded")
         turn = list(msgs)
@@ -322,10 +297,13 @@ async def _embedded_candidate(
             failed = None
             while (g := writer.grammar()) is not None:
                 mark = decoder.position
+                t_grammar = time.perf_counter()
+                lark = g.lark()  # counted as grammar construction, as the decoder counts its own
+                stats.grammar_seconds += time.perf_counter() - t_grammar
                 for retry in range(REPEAT_RETRIES + 1):
                     # a statement that repeats an earlier one is sampled again, warmer
                     temp = temperature if retry == 0 else max(temperature, 0.8)
-                    piece = decoder.piece(g, rng=rng, temperature=temp, max_tokens=PIECE_TOKENS)
+                    piece = decoder.piece(lark, rng=rng, temperature=temp, max_tokens=PIECE_TOKENS)
                     stats.add(piece.stats)
                     if not (piece.complete and writer.repeats(piece.text)):
                         break
@@ -361,7 +339,7 @@ async def _embedded_candidate(
             turn = repair_messages(msgs, text, errors) if errors else list(msgs)
         return cand
 
-    return await asyncio.to_thread(run)
+    return await backend.with_decoder(decode)
 
 
 async def _judge(

@@ -1,2 +1,3 @@
 """Constrained decoding: the grammar IR, the per-request scope grammar, the statement-by-statement
-writer, the operator vocabulary, and the token-level decoder over llama.cpp."""
+writer and the operator vocabulary; the token-level decoder that runs these grammars on llama.cpp
+is `treadle.runtime.models.llama_constrained`."""

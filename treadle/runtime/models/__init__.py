@@ -14,7 +14,15 @@ from treadle.runtime.models.base import (
     ModelBackend,
     Usage,
 )
-from treadle.runtime.models.spec import SPEC_HELP, default_model_path, load_model
+from treadle.runtime.models.spec import (
+    SPEC_HELP,
+    GrammarMode,
+    ModelSpec,
+    SpecOptions,
+    default_model_path,
+    load_model,
+    parse_spec,
+)
 
 if TYPE_CHECKING:
     from treadle.runtime.models.llama import LlamaBackend
@@ -25,14 +33,18 @@ __all__ = [
     "SPEC_HELP",
     "Completion",
     "GenParams",
+    "GrammarMode",
     "LlamaBackend",
     "Message",
     "ModelBackend",
+    "ModelSpec",
     "OpenAIBackend",
     "ScriptedBackend",
+    "SpecOptions",
     "Usage",
     "default_model_path",
     "load_model",
+    "parse_spec",
 ]
 
 _LAZY = {

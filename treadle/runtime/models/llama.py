@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import functools
 import hashlib
 import os
@@ -19,13 +18,22 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from treadle.errors import ModelError
+from treadle.runtime.models import _llama_internals as internals
 from treadle.runtime.models.base import Completion, GenParams, Message, ModelBackend, Usage
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama, LlamaGrammar
+    from llama_cpp.llama_types import CreateChatCompletionResponse
+
+    from treadle.runtime.models.llama_constrained import EmbeddedDecoder
+
+T = TypeVar("T")
 
 #: default context window: SmolLM2 is trained for 8k; 4k keeps the KV cache small
 DEFAULT_N_CTX = 4096
@@ -36,7 +44,7 @@ _CHUNK = 1 << 20
 class _LoadedModel:
     """One llama.cpp model in memory, with the locks that serialize its use."""
 
-    llama: Any
+    llama: Llama
     identity: str
     thread_lock: threading.Lock = field(default_factory=threading.Lock)
     loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = field(
@@ -109,7 +117,7 @@ def _default_threads() -> int:
 
 
 @functools.lru_cache(maxsize=32)
-def _grammar(gbnf: str) -> Any:
+def _grammar(gbnf: str) -> LlamaGrammar:
     """A GBNF grammar for llama-cpp-python (which only holds the text until it samples)."""
     from llama_cpp import LlamaGrammar
 
@@ -120,24 +128,17 @@ def _grammar(gbnf: str) -> Any:
 _PARSED: set[str] = set()
 
 
-def _check_grammar(llama: Any, grammar: Any) -> None:
-    """Parse a grammar with llama.cpp's own parser before a call uses it: given one that does
-    not parse, llama-cpp-python adds a null sampler to its chain and the process dies of a
-    segmentation fault on the first token. Runs under the model's thread lock."""
-    text = grammar._grammar
+def _check_grammar(llama: Llama, grammar: LlamaGrammar) -> None:
+    """Parse a grammar with llama.cpp's own parser before a call uses it (llama-cpp-python
+    would crash on one that does not parse). Runs under the model's thread lock."""
+    text, root = internals.grammar_source(grammar)
     if text in _PARSED:
         return
-    import llama_cpp
-
-    sampler = llama_cpp.llama_sampler_init_grammar(
-        llama._model.vocab, text.encode("utf-8"), grammar._root.encode("utf-8")
-    )
-    if not sampler:
+    if not internals.grammar_parses(llama, text, root):
         raise ModelError(
             "The grammar of a model call is not valid GBNF (llama.cpp could not parse it); "
             "see llama.cpp's grammars/README.md for the format."
         )
-    llama_cpp.llama_sampler_free(sampler)
     _PARSED.add(text)
 
 
@@ -179,7 +180,7 @@ def _load(path: Path, n_ctx: int, n_threads: int, n_gpu_layers: int) -> _LoadedM
                 "or use an OpenAI-compatible server with `--model openai:URL#MODEL`."
             ) from e
         try:
-            with _no_extra_buffers(llama_cpp):
+            with internals.no_extra_buffers():
                 llama = llama_cpp.Llama(
                     model_path=str(path),
                     n_ctx=n_ctx,
@@ -199,32 +200,6 @@ def _load(path: Path, n_ctx: int, n_threads: int, n_gpu_layers: int) -> _LoadedM
             atexit.register(_close_all)
         _LOADED[key] = loaded
         return loaded
-
-
-@contextlib.contextmanager
-def _no_extra_buffers(llama_cpp: Any) -> Iterator[None]:
-    """Load without llama.cpp's "extra" weight buffers (AMX tiles, CPU repacking) unless
-    TREADLE_LLAMA_EXTRA_BUFTS=1: where the CPU advertises AMX but the kernel or sandbox does not
-    enable it (seen here), the AMX kernel's first `tilezero` kills the process with SIGILL.
-    `Llama()` takes no such option, so its default-params function is wrapped while it loads
-    (under `_LOAD_LOCK`)."""
-    lib: Any = getattr(llama_cpp, "llama_cpp", None)
-    original = getattr(lib, "llama_model_default_params", None)
-    if os.environ.get("TREADLE_LLAMA_EXTRA_BUFTS") == "1" or original is None:
-        yield
-        return
-
-    def params() -> Any:
-        p = original()
-        if hasattr(p, "use_extra_bufts"):
-            p.use_extra_bufts = False
-        return p
-
-    lib.llama_model_default_params = params
-    try:
-        yield
-    finally:
-        lib.llama_model_default_params = original
 
 
 def _close_all() -> None:
@@ -275,20 +250,34 @@ class LlamaBackend(ModelBackend):
     def __repr__(self) -> str:
         return f"LlamaBackend({str(self.path)!r})"
 
-    async def load(self) -> Any:
+    async def load(self) -> Llama:
         """Load the model now (otherwise the first call does); returns the `llama_cpp.Llama`."""
+        return (await self._load()).llama
+
+    async def _load(self) -> _LoadedModel:
         if self._loaded is None:
             self._loaded = await asyncio.to_thread(
                 _load, self.path, self.n_ctx, self.n_threads, self.n_gpu_layers
             )
-        return self._loaded.llama
+        return self._loaded
+
+    async def with_decoder(self, work: Callable[[EmbeddedDecoder], T]) -> T:
+        """Run `work` in a worker thread with a token-level decoder over this model, which it
+        has to itself meanwhile: the decoder owns the KV cache, so no other call may run."""
+        from treadle.runtime.models.llama_constrained import EmbeddedDecoder
+
+        loaded = await self._load()
+
+        def run() -> T:
+            with loaded.thread_lock:
+                return work(EmbeddedDecoder(loaded.llama, self.model))
+
+        return await asyncio.to_thread(run)
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
         if not messages:
             raise ModelError("A model call needs at least one message; got none.")
-        await self.load()
-        loaded = self._loaded
-        assert loaded is not None
+        loaded = await self._load()
         kwargs = chat_kwargs(messages, params)
         if params.grammar is not None:
             kwargs["grammar"] = _grammar(params.grammar)
@@ -319,7 +308,10 @@ class LlamaBackend(ModelBackend):
                 # scores and the cache's keys depend on that.
                 loaded.llama.reset()
                 start = time.perf_counter()
-                reply = loaded.llama.create_chat_completion(**kwargs)
+                # not streamed: one response
+                reply = cast(
+                    "CreateChatCompletionResponse", loaded.llama.create_chat_completion(**kwargs)
+                )
                 self.model_seconds += time.perf_counter() - start
             except ValueError as e:
                 text = str(e)

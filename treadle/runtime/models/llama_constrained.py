@@ -1,11 +1,11 @@
 """Grammar-constrained decoding on the embedded model: llguidance masks llama.cpp's logits.
 
 The decoder drives llama-cpp-python token by token (`eval`, then the last logits), so it owns
-the KV cache: the chat prompt is evaluated once per candidate, and each piece of the program
-(header, outputs, each statement) continues from the tokens already in the context under its
-own grammar, built from the scope at that point (`writer.ProgramWriter`). Before sampling, the
-piece's llguidance matcher computes the allowed-token bitmask; disallowed logits become -inf.
-A piece ends when its matcher is stopped (the grammar can take no more text).
+the KV cache: a prompt is evaluated once, and each piece continues from the tokens already in
+the context under its own grammar (a Lark grammar in llguidance's dialect, which the caller
+builds; treadle's generator builds one per piece of a program, from the scope at that point).
+Before sampling, the piece's llguidance matcher computes the allowed-token bitmask; disallowed
+logits become -inf. A piece ends when its matcher is stopped (the grammar can take no more text).
 
 Timings are kept apart (model evaluation, mask computation, grammar construction) so the
 benchmark can state the mask cost per token and the decode rate with and without the mask.
@@ -15,20 +15,31 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, cast
 
 from treadle.errors import ModelError
-from treadle.generation.decoding.grammar_ir import Grammar
+from treadle.runtime.models import _llama_internals as internals
 from treadle.runtime.models.base import Message
 
-_TOKENIZERS: dict[str, Any] = {}
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    from llama_cpp.llama_types import ChatCompletionRequestMessage
+    from llguidance import LLTokenizer
+
+_TOKENIZERS: dict[str, LLTokenizer] = {}
 _LOCK = threading.Lock()
 
 
 @dataclass
 class DecodeStats:
+    """Counts and timings of a decode, summed piece by piece (every field adds up)."""
+
     tokens: int = 0
     prompt_tokens: int = 0
     eval_seconds: float = 0.0
@@ -38,16 +49,8 @@ class DecodeStats:
     seconds: float = 0.0
 
     def add(self, other: DecodeStats) -> None:
-        for f in (
-            "tokens",
-            "prompt_tokens",
-            "eval_seconds",
-            "mask_seconds",
-            "grammar_seconds",
-            "grammars",
-            "seconds",
-        ):
-            setattr(self, f, getattr(self, f) + getattr(other, f))
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 @dataclass
@@ -59,18 +62,16 @@ class Decoded:
 
 
 class EmbeddedDecoder:
-    """Token-level decoding with one loaded `llama_cpp.Llama` (not thread-safe: one user)."""
+    """Token-level decoding with one loaded `llama_cpp.Llama` (not thread-safe: one user;
+    `LlamaBackend.with_decoder` hands one out with the model to itself)."""
 
-    def __init__(self, llama: Any, identity: str) -> None:
-        import numpy as np
-
-        self.np = np
+    def __init__(self, llama: Llama, identity: str) -> None:
         self.llama = llama
         self.identity = identity
         self.n_vocab = int(llama.n_vocab())
         self.eos = int(llama.token_eos())
         self.tokenizer = _tokenizer(llama, identity)
-        self._template: Any = None
+        self._template: Jinja2ChatFormatter | None = None
         #: tokens sampled in the current program, for the repeat penalty
         self.recent: list[int] = []
         self.repeat_penalty = 1.15
@@ -81,32 +82,29 @@ class EmbeddedDecoder:
     def chat_prompt(self, messages: Sequence[Message]) -> str:
         """The model's chat template applied, ending where the assistant's turn starts."""
         if self._template is None:
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-            meta = self.llama.metadata
-            template = meta.get("tokenizer.chat_template")
+            template = self.llama.metadata.get("tokenizer.chat_template")
             if not template:
                 raise ModelError(
                     "The model file has no chat template; constrained generation needs one."
                 )
-            model = self.llama._model
-            self._template = Jinja2ChatFormatter(
-                template=template,
-                eos_token=model.token_get_text(self.eos),
-                bos_token=model.token_get_text(int(self.llama.token_bos())),
+            self._template = internals.chat_formatter(
+                template,
+                eos_token=internals.token_text(self.llama, self.eos),
+                bos_token=internals.token_text(self.llama, int(self.llama.token_bos())),
             )
-        result = self._template(messages=[{"role": m.role, "content": m.content} for m in messages])
+        turns = [{"role": m.role, "content": m.content} for m in messages]
+        result = self._template(messages=cast("list[ChatCompletionRequestMessage]", turns))
         return str(result.prompt)
 
     def start(self, prompt: str) -> DecodeStats:
-        """Evaluate the prompt (llama.cpp keeps the longest common prefix of the last one)."""
+        """Evaluate the prompt (the longest common prefix with the context is kept)."""
         stats = DecodeStats()
         tokens = self.llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         common = 0
-        current = list(self.llama.input_ids[: self.llama.n_tokens])
+        current = internals.context_tokens(self.llama)
         while common < min(len(current), len(tokens) - 1) and current[common] == tokens[common]:
             common += 1
-        self.llama.n_tokens = common
+        internals.truncate_context(self.llama, common)
         self.recent = []
         t0 = time.perf_counter()
         self.llama.eval(tokens[common:])
@@ -125,45 +123,40 @@ class EmbeddedDecoder:
             stats.prompt_tokens = len(tokens)
         return stats
 
-    def _logits(self) -> Any:
-        """A copy of the last evaluated token's logits (llama-cpp-python keeps no scores row
-        unless every position's logits are computed, which costs memory and time)."""
-        np = self.np
-        ptr = self.llama._ctx.get_logits()
-        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float32, copy=True)
-
     @property
     def position(self) -> int:
-        return int(self.llama.n_tokens)
+        return internals.context_length(self.llama)
 
     def rewind(self, position: int) -> None:
         """Forget the tokens after `position` (their KV entries go at the next eval); the last
         kept token is evaluated again so its logits are current."""
-        last = int(self.llama.input_ids[position - 1])
-        self.llama.n_tokens = position - 1
+        last = internals.context_tokens(self.llama)[position - 1]
+        internals.truncate_context(self.llama, position - 1)
         self.llama.eval([last])
 
     # ------------------------------------------------------------ one piece
 
     def piece(
         self,
-        grammar: Grammar | None,
+        lark: str | None,
         *,
-        rng: Any,
+        rng: np.random.Generator,
         temperature: float,
         max_tokens: int,
         stop: Callable[[str], bool] | None = None,
     ) -> Decoded:
-        """Sample one piece under `grammar` (None: free decoding until EOS or `stop`)."""
-        np = self.np
+        """Sample one piece under the grammar `lark` (llguidance's Lark dialect; None: free
+        decoding until EOS, `stop` or `max_tokens`)."""
+        import numpy as np
+
         stats = DecodeStats()
         matcher = None
-        if grammar is not None:
+        if lark is not None:
             import llguidance
 
             t0 = time.perf_counter()
             matcher = llguidance.LLMatcher(
-                self.tokenizer, llguidance.LLMatcher.grammar_from_lark(grammar.lark()), log_level=0
+                self.tokenizer, llguidance.LLMatcher.grammar_from_lark(lark), log_level=0
             )
             stats.grammar_seconds += time.perf_counter() - t0
             stats.grammars += 1
@@ -173,7 +166,7 @@ class EmbeddedDecoder:
         text = b""
         start = time.perf_counter()
         while len(out) < max_tokens:
-            logits = self._logits()
+            logits = internals.last_logits(self.llama, self.n_vocab)
             if matcher is not None:
                 if matcher.is_stopped():
                     break
@@ -189,7 +182,7 @@ class EmbeddedDecoder:
                 logits[ids] = np.where(
                     vals > 0, vals / self.repeat_penalty, vals * self.repeat_penalty
                 )
-            token = _sample(np, logits, temperature, rng)
+            token = _sample(logits, temperature, rng)
             if token == self.eos:
                 break
             if matcher is not None and not matcher.consume_token(token):
@@ -214,7 +207,9 @@ class EmbeddedDecoder:
         return Decoded(decoded, True, stats)
 
 
-def _sample(np: Any, logits: Any, temperature: float, rng: Any) -> int:
+def _sample(logits: npt.NDArray[np.float32], temperature: float, rng: np.random.Generator) -> int:
+    import numpy as np
+
     if temperature <= 0:
         return int(np.argmax(logits))
     z = logits / temperature
@@ -224,24 +219,20 @@ def _sample(np: Any, logits: Any, temperature: float, rng: Any) -> int:
     return int(rng.choice(len(p), p=p))
 
 
-def _tokenizer(llama: Any, identity: str) -> Any:
+def _tokenizer(llama: Llama, identity: str) -> LLTokenizer:
     """llguidance's tokenizer from the model's vocab (~0.3 s), once per model file."""
     with _LOCK:
         tok = _TOKENIZERS.get(identity)
         if tok is None:
             try:
-                import llama_cpp
                 from llguidance.llamacpp import lltokenizer_from_vocab
             except ImportError as e:
                 raise ModelError(
                     "Constrained generation on the embedded model needs llguidance "
                     "(`pip install llguidance`)."
                 ) from e
-            vocab = llama_cpp.llama_model_get_vocab(llama.model)
-            import warnings
-
             with warnings.catch_warnings():  # one deprecation warning per vocabulary entry
                 warnings.simplefilter("ignore", DeprecationWarning)
-                tok = lltokenizer_from_vocab(vocab, n_vocab=int(llama.n_vocab()))
+                tok = lltokenizer_from_vocab(internals.vocab(llama), n_vocab=int(llama.n_vocab()))
             _TOKENIZERS[identity] = tok
         return tok
