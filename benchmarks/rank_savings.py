@@ -30,11 +30,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from treadle.eval.runner import EvalResources
 from treadle.runtime.cache import ModelCache
 from treadle.runtime.models.base import Message
 from treadle.runtime.models.scripted import ScriptedBackend
-from treadle.studies.ranking import rank
+from treadle.runtime.session import Session
+from treadle.studies.ranking import RankSettings, rank
 
 ROOT = Path(__file__).resolve().parents[1]
 ARITHMETIC = ROOT / "examples" / "data" / "arithmetic.jsonl"
@@ -141,10 +141,11 @@ async def simulated(warmup: int, seed: int) -> dict[str, Any]:
     rows = [json.loads(line) for line in ARITHMETIC.read_text().splitlines() if line.strip()]
     model = Simulated(rows)
     paths = write_variants(tmp)
-    async with EvalResources(model=ScriptedBackend(model), cache=ModelCache(tmp / "c")) as res:
+    settings = RankSettings(warmup=warmup, verify=True)
+    async with Session(model=ScriptedBackend(model), cache=ModelCache(tmp / "c")) as session:
         rep = await rank(
-            paths, ARITHMETIC, scorers="numeric", warmup=warmup, verify=True, seed=seed,
-            resources=res, work_dir=tmp / "w",
+            paths, ARITHMETIC, settings=settings, scorer="numeric", seed=seed, session=session,
+            work_dir=tmp / "w",
         )  # fmt: skip
     print(f"SIMULATED model, known per-flow accuracy, {ARITHMETIC.name}:")
     out = _print("SIMULATED", rep)
@@ -162,10 +163,11 @@ async def embedded(rows: int, warmup: int, seed: int, threads: int) -> dict[str,
     # one llama.cpp thread: on a shared, oversubscribed machine its spinning threads otherwise
     # stall each other (the model is the same either way)
     backend = LlamaBackend(default_model_path(), n_threads=threads)
-    async with EvalResources(model=backend, cache=ModelCache(tmp / "c")) as res:
+    settings = RankSettings(warmup=warmup, verify=True)
+    async with Session(model=backend, cache=ModelCache(tmp / "c")) as session:
         rep = await rank(
-            paths, QA, scorers="contains", warmup=warmup, verify=True, seed=seed, limit=rows,
-            resources=res, work_dir=tmp / "w", log=lambda m: print("  ..", m, flush=True),
+            paths, QA, settings=settings, scorer="contains", seed=seed, limit=rows,
+            session=session, work_dir=tmp / "w", log=lambda m: print("  ..", m, flush=True),
         )  # fmt: skip
     print(f"EMBEDDED model (SmolLM2-135M), {QA.name}:")
     out = _print("EMBEDDED", rep)

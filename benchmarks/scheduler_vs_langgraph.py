@@ -48,6 +48,7 @@ from treadle.runtime import ir
 from treadle.runtime.context import OpContext
 from treadle.runtime.run_context import RunState
 from treadle.runtime.scheduler import RunOptions, Scheduler
+from treadle.runtime.session import Session
 from treadle.runtime.tracing import JsonlSink, Tracer
 from treadle.stdlib_ops import registry
 from treadle.stdlib_ops.registry import OpArgs, Operator, prep, subject
@@ -141,7 +142,7 @@ def treadle_runner(
             tracer = Tracer()
         else:
             tracer = Tracer(keep=False, record_values=False)
-        state = RunState(tracer, cache=False)
+        state = RunState(tracer, Session(cache=False))  # a private session, as Flow.run opens
         try:
             return await Scheduler(
                 prog, state=state, options=options, plans=plans, operators=registry.get

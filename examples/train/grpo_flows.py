@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
     from trl import GRPOConfig, GRPOTrainer
 
+    from treadle.eval.options import RunConfig
+    from treadle.runtime.session import SandboxConfig
     from treadle.train.hf_model import load_smollm2_for_training
     from treadle.train.rewards import FlowReward
 
@@ -117,12 +119,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     reward = FlowReward(
         dataset=str(DATA),
         scorer="numeric",
-        model=args.flow_model,
+        run=RunConfig(
+            model=args.flow_model, seed=args.seed, sandbox=SandboxConfig(args.sandbox), cache=False
+        ),
         instances=args.instances,
         compile_failure=-1.0,
-        seed=args.seed,
-        sandbox=args.sandbox,
-        cache=False,
         workdir=args.out / "flows",
     )
     config = GRPOConfig(

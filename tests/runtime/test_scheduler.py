@@ -13,6 +13,7 @@ from treadle.errors import InputError, RunError, StepTimeout
 from treadle.runtime import ir
 from treadle.runtime.run_context import RunState
 from treadle.runtime.scheduler import RunOptions, Scheduler, StepFailed
+from treadle.runtime.session import Session
 from treadle.runtime.tracing import Tracer
 from treadle.stdlib_ops.registry import get
 
@@ -25,14 +26,15 @@ async def run(
     *,
     options: RunOptions = FAST,
     tracer: Tracer | None = None,
-    **state: Any,
+    **resources: Any,
 ) -> tuple[dict[str, Any], Tracer]:
     tracer = tracer or Tracer()
-    st = RunState(tracer, **state)
+    session = Session(**resources)
+    st = RunState(tracer, session)
     try:
         out = await Scheduler(prog, state=st, options=options, operators=get).run(inputs or {})
     finally:
-        await st.aclose()
+        await session.aclose()
     return out, tracer
 
 
