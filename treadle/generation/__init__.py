@@ -11,8 +11,9 @@ from __future__ import annotations
 from treadle.generation.generator import (
     Candidate,
     GenerationResult,
+    GenerationSettings,
     generate,
     generate_sync,
 )
 
-__all__ = ["Candidate", "GenerationResult", "generate", "generate_sync"]
+__all__ = ["Candidate", "GenerationResult", "GenerationSettings", "generate", "generate_sync"]

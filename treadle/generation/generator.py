@@ -23,11 +23,13 @@ import os
 import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 from pydantic import BaseModel
 
+from treadle.errors import InputError
 from treadle.generation.cost import Cost, cost_bound
 from treadle.generation.decoding.scope_grammar import program_grammar
 from treadle.generation.decoding.vocabulary import (
@@ -122,36 +124,74 @@ def _server_backend(spec: ModelSpec, mode: GrammarMode, grammar_text: str) -> Mo
     return GrammarBackend(base_url=base_url, model=model)
 
 
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How `generate` writes candidates: `n` of them (candidate 0 greedy, the others sampled at
+    `temperature` with seeds `seed + i`), up to `repairs` repair turns each, at most
+    `max_capabilities` library workflows and `examples` examples in the prompt, at most
+    `max_statements` statements and `max_tokens` tokens a candidate; `dry_run_candidates` runs
+    each on a scripted model in `dry_run_sandbox`; `threads` for the embedded model."""
+
+    n: int = 1
+    repairs: int = 1
+    dry_run_candidates: bool = False
+    max_capabilities: int = 3
+    examples: int = 2
+    temperature: float = 0.7
+    seed: int = 0
+    max_statements: int = DEFAULT_MAX_STATEMENTS
+    max_tokens: int = 768
+    dry_run_sandbox: str = "process"
+    threads: int = GENERATION_THREADS
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise InputError(f"--n must be at least 1, got {self.n}.")
+        if self.repairs < 0:
+            raise InputError(f"--repairs must not be negative, got {self.repairs}.")
+
+
+class GenerationOverrides(TypedDict, total=False):
+    """Any `GenerationSettings` field as a keyword: `generate(task, n=4, seed=1)`."""
+
+    n: int
+    repairs: int
+    dry_run_candidates: bool
+    max_capabilities: int
+    examples: int
+    temperature: float
+    seed: int
+    max_statements: int
+    max_tokens: int
+    dry_run_sandbox: str
+    threads: int
+
+
 async def generate(
     task: str,
     *,
     model: str | ModelBackend | None = None,
     library: Sequence[str | Path] = (),
-    n: int = 1,
-    repairs: int = 1,
-    dry_run_candidates: bool = False,
-    max_capabilities: int = 3,
-    examples: int = 2,
-    temperature: float = 0.7,
-    seed: int = 0,
-    max_statements: int = DEFAULT_MAX_STATEMENTS,
-    max_tokens: int = 768,
+    settings: GenerationSettings | None = None,
     base_dir: str | Path | None = None,
-    dry_run_sandbox: str = "process",
-    threads: int = GENERATION_THREADS,
+    **overrides: Unpack[GenerationOverrides],
 ) -> GenerationResult:
-    """Generate `n` candidate workflows for `task` and choose one (see the module doc).
+    """Generate candidate workflows for `task` and choose one (see the module doc and
+    `GenerationSettings`; its fields may also be given as keywords).
 
     `base_dir`: where the output will live, so its `use` paths are relative to it (default:
-    the current directory). Candidate 0 decodes greedily, the others sample at `temperature`
-    with seeds `seed + i`.
+    the current directory).
     """
     started = time.perf_counter()
+    cfg = replace(settings or GenerationSettings(), **overrides)
+    n, repairs, temperature, seed = cfg.n, cfg.repairs, cfg.temperature, cfg.seed
+    max_statements, max_tokens, threads = cfg.max_statements, cfg.max_tokens, cfg.threads
+    dry_run_candidates, dry_run_sandbox = cfg.dry_run_candidates, cfg.dry_run_sandbox
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     caps_all: list[Capability] = load_capabilities(library) if library else []
-    caps = select_capabilities(task, caps_all, max_capabilities) if caps_all else []
+    caps = select_capabilities(task, caps_all, cfg.max_capabilities) if caps_all else []
     vocab = vocabulary(caps)
-    chosen_examples = select_examples(task, examples)
+    chosen_examples = select_examples(task, cfg.examples)
     msgs = build_messages(task, vocab, caps, chosen_examples)
     uses = use_lines(caps, str(base))
     use_text = "".join(u + "\n" for u in uses)
