@@ -88,20 +88,25 @@ def render(rep: Any) -> str:
         f"{rep.successes} successes (score >= {rep.success:g})",
         "",
     ]
-    header = ("rank", "unit", "by", "removed as", "effect", "95% CI", "sign", "share")
+    header = ("rank", "unit", "by", "removed as", "effect", "95% CI", "sign", "share", "failed",
+              "errors")  # fmt: skip
     table = [header]
-    for u in rep.units:
-        if u.effect is None:
-            continue
+    shown = [u for u in rep.units if u.effect is not None or u.sign == "breaks"]
+    for u in shown:
         table.append(
             (
-                str(u.rank), u.unit, u.target, _short(u.reason, 44), _num(u.effect),
+                str(u.rank or "-"), u.unit, u.target, _short(u.reason, 44), _num(u.effect),
                 f"[{_num(u.ci_low)}, {_num(u.ci_high)}]", u.sign or "-", _pct(u.share),
+                str(u.failed), str(u.errors),
             )
         )  # fmt: skip
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
-    skipped = [u for u in rep.units if u.effect is None]
+    breaking = [u for u in shown if u.sign == "breaks"]
+    if breaking:
+        lines += ["", "breaks the flow (without it rows fail or none can be scored):"]
+        lines += [f"  {u.unit}: {u.failed} failed, {u.errors} errors" for u in breaking]
+    skipped = [u for u in rep.units if u.effect is None and u.sign != "breaks"]
     if skipped:
         lines += ["", "not measured:"]
         lines += [f"  {u.unit} ({u.target}): {_short(u.reason, 120)}" for u in skipped]
@@ -129,6 +134,7 @@ def render(rep: Any) -> str:
             f"(original {p.tokens_baseline})"
         ]
         lines += [f"  kept {u}: {_short(why, 100)}" for u, why in p.kept_candidates.items()]
+        lines += [f"  backed off {u}: {_short(why, 100)}" for u, why in p.backed_off.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Unpack
 
@@ -36,7 +37,9 @@ from treadle.eval.report import EvalReport
 from treadle.eval.stats import paired_bootstrap
 from treadle.runtime.session import Session
 
-Sign = Literal["helps", "hurts", "none"]
+#: "breaks": without the unit rows fail (or none can be scored); no effect is computed from
+#: those zeros
+Sign = Literal["helps", "hurts", "none", "breaks"]
 
 
 class UnitReport(BaseModel):
@@ -59,6 +62,8 @@ class UnitReport(BaseModel):
     #: the ablated program's mean score, and how many rows were paired
     mean: float | None = None
     rows: int = 0
+    #: the ablated runs' rows that failed (the workflow's own failure) or ended in an error
+    failed: int = 0
     errors: int = 0
     model_calls: int = 0
     cached_calls: int = 0
@@ -79,6 +84,8 @@ class PruneReport(BaseModel):
     path: str
     removed: list[str]
     kept_candidates: dict[str, str] = Field(default_factory=dict)
+    #: removals undone (latest first) because the pruned flow scored below the original, why
+    backed_off: dict[str, str] = Field(default_factory=dict)
     score: float | None
     baseline: float | None
     model_calls: int
@@ -119,27 +126,66 @@ def _made(report: EvalReport) -> int:
     return report.model_calls - report.cached_calls
 
 
-def measure(
-    unit: UnitReport, base: dict[str, float], ablated: EvalReport, success: float, seed: int
-) -> None:
-    """Fill the unit's effect, interval, sign and share from paired per-row scores."""
+def _failed(report: EvalReport) -> set[str]:
+    return {r.id for r in report.rows if r.status == "failed"}
+
+
+@dataclass
+class Pairing:
+    """The rows a unit's effect is computed on, and the rows its removal broke."""
+
+    #: rows scored in both runs, none of them broken
+    ids: list[str]
+    #: rows that did not fail in the baseline and fail without the unit
+    broken: list[str]
+    #: without the unit, no row could be scored at all
+    nothing_scored: bool
+
+    @property
+    def breaks(self) -> bool:
+        return bool(self.broken) or self.nothing_scored
+
+
+def pair(base: Mapping[str, float], base_failed: set[str], ablated: EvalReport) -> Pairing:
+    """Pair the baseline's scored rows with the ablated run's; a row that fails only without
+    the unit is broken, not a 0 to average."""
     after = _scores(ablated)
-    ids = [i for i in base if i in after]
-    unit.rows = len(ids)
+    broken = sorted(i for i in _failed(ablated) - base_failed if i in base)
+    ids = [i for i in base if i in after and i not in broken]
+    return Pairing(ids, broken, nothing_scored=bool(ablated.rows) and not after)
+
+
+def measure(
+    unit: UnitReport,
+    base: dict[str, float],
+    ablated: EvalReport,
+    success: float,
+    seed: int,
+    base_failed: set[str] | None = None,
+) -> None:
+    """Fill the unit's effect, interval, sign and share from paired per-row scores; a unit
+    whose removal makes rows fail (or leaves none scored) breaks the flow and gets no effect."""
+    after = _scores(ablated)
+    p = pair(base, base_failed or set(), ablated)
+    unit.rows = len(p.ids)
+    unit.failed = ablated.failed
     unit.errors = ablated.errors
     unit.mean = ablated.mean
     unit.model_calls = ablated.model_calls
     unit.cached_calls = ablated.cached_calls
     unit.tokens = ablated.tokens_in + ablated.tokens_out
-    if not ids:
+    if p.breaks:
+        unit.sign = "breaks"
+        return
+    if not p.ids:
         unit.reason = unit.reason or "no row ran both with and without it"
         return
-    diffs = [base[i] - after[i] for i in ids]
+    diffs = [base[i] - after[i] for i in p.ids]
     unit.effect = sum(diffs) / len(diffs)
     low, high = paired_bootstrap(diffs, seed=seed)
     unit.ci_low, unit.ci_high = low, high
     unit.sign = "helps" if low > 0 else "hurts" if high < 0 else "none"
-    wins = [i for i in ids if base[i] >= success]
+    wins = [i for i in p.ids if base[i] >= success]
     lost = [i for i in wins if after[i] < success]
     unit.share = len(lost) / len(wins) if wins else 0.0
 
@@ -151,7 +197,8 @@ def _rank(units: list[UnitReport]) -> list[UnitReport]:
     )
     for i, u in enumerate(measured, 1):
         u.rank = i
-    return measured + [u for u in units if u.effect is None]
+    breaking = [u for u in units if u.sign == "breaks"]
+    return measured + breaking + [u for u in units if u.effect is None and u.sign != "breaks"]
 
 
 def cumulative_shares(
@@ -220,7 +267,9 @@ async def attribute(
         say(f"baseline: {path} on {len(ds.rows)} rows")
         baseline = await st.evaluate(path, "baseline")
         base = _scores(baseline)
-        reports, lost = await _ablations(program, text, path, units, st, base, success, seed, say)
+        reports, lost = await _ablations(
+            program, text, path, units, st, baseline, success, seed, say
+        )
         pruned = None
         if prune is not None:
             say(f"pruned flow: {prune}")
@@ -265,11 +314,12 @@ async def _ablations(
     path: Path,
     units: list[Unit],
     st: Study,
-    base: dict[str, float],
+    baseline: EvalReport,
     success: float,
     seed: int,
     say: Callable[[str], None],
 ) -> tuple[list[UnitReport], dict[str, set[str]]]:
+    base, base_failed = _scores(baseline), _failed(baseline)
     reports: list[UnitReport] = []
     lost: dict[str, set[str]] = {}
     for i, u in enumerate(units):
@@ -290,7 +340,7 @@ async def _ablations(
             continue
         say(f"[{i + 1}/{len(units)}] without {u.unit} ({u.target}: {u.reason})")
         rep = await st.evaluate(_ablated_flow(ablated.program), f"u{i:03d}")
-        measure(ur, base, rep, success, seed)
+        measure(ur, base, rep, success, seed, base_failed)
         after = _scores(rep)
         lost[u.unit] = {r for r, s in base.items() if s >= success and after.get(r, s) < success}
     return reports, lost
@@ -308,7 +358,8 @@ async def _prune(
 ) -> PruneReport:
     """Write the flow without the units whose removal does not lower the score (interval
     includes 0 or is below it), least useful first, each joint removal checked on the same
-    rows; check the result compiles, and score it on the same rows."""
+    rows; check the result compiles and score it on the same rows, backing off removals while
+    it scores below the original, so what is written never does."""
     candidates = [
         r for r in reports if r.removable and r.effect is not None and (r.ci_low or 0.0) <= 0.0
     ]
@@ -316,7 +367,8 @@ async def _prune(
     base = _scores(baseline)
     removed: list[str] = []
     kept: dict[str, str] = {}
-    current_text = text
+    #: the flow's text after each kept removal, the original first
+    texts = [text]
     for c in sorted(candidates, key=lambda r: r.effect or 0.0):
         nodes = [n for r in removed for n in units[r].nodes] + list(units[c.unit].nodes)
         try:
@@ -341,15 +393,28 @@ async def _prune(
                 )
                 continue
         removed.append(c.unit)
-        current_text = ab.text
+        texts.append(ab.text)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(current_text, encoding="utf-8")
-    compile_file(out)  # it compiles: a CompileError here is a bug worth surfacing
-    rep = await st.evaluate(out, "pruned")
+    backed_off: dict[str, str] = {}
+    while True:
+        out.write_text(texts[-1], encoding="utf-8")
+        if not removed:
+            rep = baseline  # the original itself: what it scores is the baseline
+            break
+        compile_file(out)  # it compiles: a CompileError here is a bug worth surfacing
+        rep = await st.evaluate(out, f"pruned{len(backed_off) or ''}")
+        why = _scores_lower(rep, baseline)
+        if why is None:
+            break
+        # the candidates' intervals allow a loss the joint removal may add up to: undo the
+        # latest removal and score again, down to the original
+        backed_off[removed.pop()] = why
+        texts.pop()
     return PruneReport(
         path=str(out),
         removed=removed,
         kept_candidates=kept,
+        backed_off=backed_off,
         score=rep.mean,
         baseline=baseline.mean,
         model_calls=rep.model_calls,
@@ -357,6 +422,20 @@ async def _prune(
         tokens=rep.tokens_in + rep.tokens_out,
         tokens_baseline=baseline.tokens_in + baseline.tokens_out,
     )
+
+
+def _scores_lower(rep: EvalReport, baseline: EvalReport) -> str | None:
+    """Why `rep` scores below `baseline` on the rows the baseline scored (None: it does not):
+    a row it leaves unscored counts against it."""
+    base, after = _scores(baseline), _scores(rep)
+    missing = [i for i in base if i not in after]
+    if missing:
+        return f"the pruned flow leaves {len(missing)} measured rows unscored ({missing[0]}, ...)"
+    old, new = sum(base.values()), sum(after[i] for i in base)
+    if new < old - 1e-9 or (rep.mean or 0.0) < (baseline.mean or 0.0) - 1e-9:
+        n = max(1, len(base))
+        return f"the pruned flow scored {new / n:.3f} against the original's {old / n:.3f}"
+    return None
 
 
 def _by(reports: list[UnitReport]) -> UnitKind:
@@ -436,7 +515,10 @@ async def attribute_library(
                     log(f"{path}: without {u.unit}")
                 rep = await st.evaluate(_ablated_flow(ab.program), f"f{fi}-u{ui}")
                 after = _scores(rep)
-                pairs = [i for i in base if i in after]
+                p = pair(base, _failed(baseline), rep)
+                if p.breaks:
+                    ur.sign = "breaks"
+                pairs = p.ids
                 diffs.setdefault(u.unit, []).extend(base[i] - after[i] for i in pairs)
                 w = [i for i in pairs if base[i] >= success]
                 counts = wins_lost.setdefault(u.unit, [0, 0])
@@ -448,11 +530,12 @@ async def attribute_library(
                 tokens += rep.tokens_in + rep.tokens_out
                 ur.model_calls += rep.model_calls
                 ur.cached_calls += rep.cached_calls
+                ur.failed += rep.failed
                 ur.errors += rep.errors
     for name, d in diffs.items():
         ur = pooled[name]
         ur.rows = len(d)
-        if d:
+        if d and ur.sign != "breaks":
             ur.effect = sum(d) / len(d)
             ur.ci_low, ur.ci_high = paired_bootstrap(d, seed=seed)
             ur.sign = "helps" if ur.ci_low > 0 else "hurts" if ur.ci_high < 0 else "none"

@@ -32,7 +32,7 @@ from typing import Any, Unpack
 import orjson
 from pydantic import BaseModel, Field
 
-from treadle.errors import InputError, TreadleError
+from treadle.errors import InputError, RunError, TreadleError
 from treadle.eval.datasets import Dataset
 from treadle.eval.evaluate import DataSource, Study, open_study
 from treadle.eval.options import Epochs, RowSelection, RunConfig, Scoring, Shortcuts, settle
@@ -269,7 +269,10 @@ async def predict(
     grammar = PROBABILITY_GBNF if backend.takes_grammar else None
     params = GenParams(temperature=0.0, max_tokens=12, seed=seed, stop=("\n",), grammar=grammar)
     messages = [Message(role="user", content=prompt)]
-    completion = await backend.complete(messages, params)
+    try:
+        completion = await backend.complete(messages, params)
+    except RunError as e:  # this flow's prediction is lost, not the ranking
+        return None, "", 0, f"the self-prediction failed: {e.message}"
     tokens = completion.usage.input_tokens + completion.usage.output_tokens
     try:
         return parse_probability(completion.text), completion.text, tokens, None
@@ -369,7 +372,10 @@ async def _rank_in(
     examples = []
     for i, p in enumerate(warm):
         say(f"warm-up {i + 1}/{len(warm)}: {p} on all {len(all_ids)} rows")
-        rep = await st.evaluate(p, f"warmup{i}")
+        rep, failure = await _evaluate(st, p, f"warmup{i}")
+        if rep is None:
+            results.append(FlowRank(path=str(p), warmup=True, error=failure))
+            continue
         scorer = rep.scorer
         full_reports[p] = rep
         warm_scores.append(_scores(rep))
@@ -378,6 +384,10 @@ async def _rank_in(
             FlowRank(path=str(p), warmup=True, score=rep.mean, tokens=_tokens(rep),
                      full=rep.mean, full_tokens=_tokens(rep))
         )  # fmt: skip
+    if not warm_scores:
+        errors = "; ".join(f"{r.path}: {r.error}" for r in results)
+        raise RunError(f"No warm-up flow could be evaluated, so there is nothing to calibrate "
+                       f"against: {errors}")  # fmt: skip
     row_strata = strata(difficulty(warm_scores, all_ids), cfg.n_strata)
     n_few = sample_size(len(all_ids), cfg.few_ratio, cfg.min_rows, len(set(row_strata.values())))
     few = stratified_sample(row_strata, n_few, seed=seed)
@@ -387,7 +397,11 @@ async def _rank_in(
         text = p.read_text(encoding="utf-8")
         entry = FlowRank(path=str(p))
         say(f"[{i + 1}/{len(others)}] {p}: few-shot on {len(few)} rows + self-prediction")
-        rep = await st.evaluate(p, f"few{i}", ids=few)
+        rep, failure = await _evaluate(st, p, f"few{i}", ids=few)
+        if rep is None:
+            entry.error = failure
+            results.append(entry)
+            continue
         scorer = scorer or rep.scorer
         entry.few_rows = rep.scored
         entry.s_few = stratified_mean(_scores(rep), row_strata)
@@ -406,9 +420,12 @@ async def _rank_in(
             entry.score = calibrated(s_pred, entry.s_few, entry.alpha)
         if verify:
             say(f"[{i + 1}/{len(others)}] {p}: full evaluation (--verify)")
-            full = await st.evaluate(p, f"full{i}")
-            full_reports[p] = full
-            entry.full, entry.full_tokens = full.mean, _tokens(full)
+            full, failure = await _evaluate(st, p, f"full{i}")
+            if full is None:
+                entry.error = entry.error or failure
+            else:
+                full_reports[p] = full
+                entry.full, entry.full_tokens = full.mean, _tokens(full)
         results.append(entry)
     ordered = sorted(
         (r for r in results if r.score is not None), key=lambda r: (-(r.score or 0), r.path)
@@ -423,7 +440,11 @@ async def _rank_in(
         total_full = sum(r.full_tokens or 0 for r in results)
     else:
         # a warm-up flow's tokens per row, times every row, for each flow not run in full
-        per_row = [(r.full_tokens or 0) / max(1, len(all_ids)) for r in results if r.warmup]
+        per_row = [
+            r.full_tokens / max(1, len(all_ids))
+            for r in results
+            if r.warmup and r.full_tokens is not None
+        ]
         est = sum(per_row) / len(per_row) * len(all_ids) if per_row else 0.0
         total_full = sum(r.full_tokens or 0 for r in results if r.warmup) + round(est * len(others))
     out = RankReport(
@@ -457,6 +478,20 @@ async def _rank_in(
         Path(report).parent.mkdir(parents=True, exist_ok=True)
         Path(report).write_text(out.to_json() + "\n", encoding="utf-8")
     return out
+
+
+async def _evaluate(
+    st: Study, path: Path, name: str, ids: Sequence[str] | None = None
+) -> tuple[EvalReport | None, str | None]:
+    """One flow's evaluation, or why it failed: a flow that cannot be run (it does not
+    compile, its runs fail) is an error of that flow, and the ranking goes on. Input errors
+    (the dataset, the options) concern every flow and propagate."""
+    try:
+        return await st.evaluate(path, name, ids=ids), None
+    except InputError:
+        raise
+    except TreadleError as e:
+        return None, f"the evaluation failed: {e.message}"
 
 
 def _counts(row_strata: Mapping[str, int]) -> dict[str, int]:
