@@ -6,9 +6,13 @@ Why an actor per worker and not a task per row: a row needs the compiled flow, m
 a bounded number of rows in flight per actor and yields each result as it arrives, so the
 caller appends it to the results file at once, exactly as the local executor does.
 
-A worker that dies (its node lost, its process killed) loses only its rows in flight: the driver
-sends them again to a live actor (starting new actors where nodes remain), and keeps the first
-result for each task key, so every row ends in the report exactly once.
+A worker that dies (its node lost, its process killed) or becomes unreachable loses only its
+rows in flight: the driver sends them again to a live actor, starts a new actor in its place on
+a node that is still alive (the least used first), and keeps the first result for each task
+key, so every row ends in the report exactly once. A worker that was only unreachable
+(`ActorUnavailableError`) may still be running: it is asked to close its session (its sandbox
+pool) and then killed, so it neither keeps containers nor goes on with rows sent elsewhere. A
+lost result (`ObjectLostError`: the worker is fine, the object is gone) is sent again.
 
 Network: `ray.init()` with no address starts a local cluster held on 127.0.0.1
 (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`; no dashboard). By default Ray
@@ -23,7 +27,7 @@ import logging
 import os
 from collections.abc import AsyncGenerator, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from treadle.errors import TreadleError
 
@@ -153,9 +157,11 @@ def _worker_class() -> Any:
     return _remote_worker
 
 
-@dataclass
-class _Slot(Generic[T]):
+@dataclass(eq=False)  # one slot per actor, compared by identity
+class _Slot:
     actor: Any
+    #: the node it was placed on
+    node: str
     inflight: int = 0
 
 
@@ -164,23 +170,33 @@ def _alive_nodes(ray: Any) -> list[str]:
 
 
 def _start_actors(
-    ray: Any, runner: Any, options: RayOptions, count: int | None = None
-) -> list[Any]:
+    ray: Any, runner: Any, options: RayOptions, count: int | None = None, used: Sequence[str] = ()
+) -> list[_Slot]:
+    """Start `count` actors (None: `options.workers`, else one per alive node) on the alive
+    nodes, those with the fewest of the `used` actors first."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    nodes = _alive_nodes(ray)
+    nodes = sorted(_alive_nodes(ray), key=lambda n: sum(1 for u in used if u == n))
     if not nodes:
         return []
     n = count if count is not None else (options.workers or len(nodes))
     ref = ray.put(runner)
     cls = _worker_class()
-    actors = []
+    slots = []
     for i in range(n):
-        strategy = NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=False)
-        actors.append(
-            cls.options(num_cpus=options.num_cpus, scheduling_strategy=strategy).remote(ref)
-        )
-    return actors
+        node = nodes[i % len(nodes)]
+        strategy = NodeAffinitySchedulingStrategy(node, soft=False)
+        actor = cls.options(num_cpus=options.num_cpus, scheduling_strategy=strategy).remote(ref)
+        slots.append(_Slot(actor, node))
+    return slots
+
+
+def _retire(ray: Any, actor: Any, timeout: float = 10.0) -> None:
+    """Close a lost actor's session (its sandbox pool) if it still runs, then kill it."""
+    with contextlib.suppress(Exception):  # dead, or unreachable past the timeout
+        ray.get(actor.close.remote(), timeout=timeout)
+    with contextlib.suppress(Exception):  # already gone
+        ray.kill(actor, no_restart=True)
 
 
 async def ray_map(
@@ -192,35 +208,59 @@ async def ray_map(
 ) -> AsyncGenerator[tuple[T, Any], None]:
     """Run every task on the cluster's actors; yield (task, result) as each finishes.
 
-    `key(task)` names a task (default: its index); a task whose worker died is sent again, and
-    a result for a key already yielded is dropped, so each task is yielded exactly once. An
-    exception the runner raises for a task (not a lost worker) propagates to the caller.
+    `key(task)` names a task (default: its index); a task whose worker was lost, or whose
+    result was, is sent again, and a result for a key already yielded is dropped, so each task
+    is yielded exactly once. An exception the runner raises for a task (not a lost worker or
+    object) propagates to the caller.
     """
     opts = options or RayOptions()
     ray = ensure_ray(opts.address, **opts.init_kwargs)
-    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+    from ray.exceptions import ObjectLostError, RayActorError
 
-    lost_errors: tuple[type[BaseException], ...] = (
-        RayActorError,
-        ActorDiedError,
-        ActorUnavailableError,
-    )
     keyof = key or (lambda t: None)
     pending: list[tuple[Hashable, T, int]] = []
     for i, t in enumerate(tasks):
         k = keyof(t)
         pending.append((i if k is None else k, t, 0))
     pending.reverse()  # pop() from the end keeps the given order
-    slots = [_Slot[T](a) for a in _start_actors(ray, runner, opts)]
+    slots = _start_actors(ray, runner, opts)
     if not slots:
         raise RayExecutorError("The Ray cluster has no alive node to run rows on.")
+    target = len(slots)
     nodes = await asyncio.to_thread(ray.get, [s.actor.node.remote() for s in slots])
     LAST_RUN.clear()
-    LAST_RUN.update(nodes=list(nodes), resent=0, workers=len(slots), settings=_settings(runner))
+    LAST_RUN.update(
+        nodes=list(nodes), resent=0, workers=len(slots), replaced=0, retired=0,
+        settings=_settings(runner),
+    )  # fmt: skip
     log.info("ray executor: %d workers on nodes %s", len(slots), nodes)
     done: set[Hashable] = set()
     # ObjectRef → (slot, key, task, attempt)
-    running: dict[Any, tuple[_Slot[T], Hashable, T, int]] = {}
+    running: dict[Any, tuple[_Slot, Hashable, T, int]] = {}
+    retiring: list[asyncio.Future[None]] = []
+
+    def send_again(k: Hashable, t: T, attempt: int, e: BaseException, what: str) -> None:
+        if attempt + 1 >= opts.max_attempts:
+            raise RayExecutorError(
+                f"Row {k!r} was lost ({what}) {attempt + 1} times; giving up ({e})."
+            ) from e
+        log.warning("ray: row %r lost (%s); sending it again: %s", k, what, e)
+        pending.append((k, t, attempt + 1))
+        LAST_RUN["resent"] += 1
+
+    def drop(slot: _Slot) -> None:
+        """Take a lost actor out of service: its other rows go to live actors (their results
+        from it are never read), and it is closed and killed in the background."""
+        slots.remove(slot)
+        for ref, (owner, k, t, attempt) in list(running.items()):
+            if owner is slot:
+                del running[ref]
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref)
+                pending.append((k, t, attempt))
+        retiring.append(asyncio.ensure_future(asyncio.to_thread(_retire, ray, slot.actor)))
+        LAST_RUN["retired"] += 1
+
     try:
         while pending or running:
             for slot in slots:
@@ -235,31 +275,32 @@ async def ray_map(
                 break
             ready, _ = await asyncio.to_thread(ray.wait, list(running), num_returns=1, timeout=1.0)
             for ref in ready:
+                if ref not in running:  # its actor was dropped while this batch was read
+                    continue
                 slot, k, t, attempt = running.pop(ref)
                 slot.inflight -= 1
                 try:
                     result = await asyncio.to_thread(ray.get, ref)
-                except lost_errors as e:
-                    if attempt + 1 >= opts.max_attempts:
-                        raise RayExecutorError(
-                            f"Row {k!r} was lost with its Ray worker {attempt + 1} times; "
-                            f"giving up ({e})."
-                        ) from e
-                    log.warning("ray worker lost with row %r; sending it again: %s", k, e)
+                except ObjectLostError as e:
+                    send_again(k, t, attempt, e, "its result object")
+                    continue
+                except RayActorError as e:  # died, or unavailable (and maybe still running)
+                    send_again(k, t, attempt, e, "with its worker")
                     if slot in slots:
-                        slots.remove(slot)
-                    pending.append((k, t, attempt + 1))
-                    LAST_RUN["resent"] = LAST_RUN.get("resent", 0) + 1
+                        drop(slot)
                     continue
                 if k in done:
                     continue
                 done.add(k)
                 yield t, result
-            if pending and not slots:
-                new = _start_actors(ray, runner, opts, count=1)
-                if not new:
+            if pending and len(slots) < target:
+                new = _start_actors(
+                    ray, runner, opts, count=target - len(slots), used=[s.node for s in slots]
+                )
+                LAST_RUN["replaced"] += len(new)
+                slots += new
+                if not slots:
                     raise RayExecutorError("Every Ray worker was lost and no node is left.")
-                slots = [_Slot[T](a) for a in new]
     finally:
         for ref in list(running):
             with contextlib.suppress(Exception):  # already finished or its worker is gone
@@ -271,6 +312,8 @@ async def ray_map(
         if closing:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(ray.wait, closing, num_returns=len(closing), timeout=10)
+        if retiring:
+            await asyncio.gather(*retiring, return_exceptions=True)
 
 
 __all__ = ["RayExecutorError", "RayOptions", "RowRunner", "ensure_ray", "ray_map"]
