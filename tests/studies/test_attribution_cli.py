@@ -35,11 +35,14 @@ def test_attribute_prints_ranked_units_and_writes_report_and_pruned_flow(tmp_pat
     assert not units["qa.draft"]["removable"]
     assert data["model_calls"] < data["model_calls_naive"]
     # one success in three rows is no detectable effect (its interval includes 0), so prune
-    # drops revise, and the report shows what that costs on the same rows
+    # tries dropping revise; the pruned flow scores 0 on the same rows, so it backs off to the
+    # original (a pruned flow never scores below it)
     assert units["qa.answer"]["ci_low"] == 0.0 and units["qa.answer"]["sign"] == "none"
-    assert "answer = draft" in (tmp_path / "pruned.flow").read_text()
-    assert data["prune"]["score"] == 0.0 and data["prune"]["baseline"] == 1 / 3
-    assert data["prune"]["model_calls"] == 3 < data["prune"]["model_calls_baseline"] == 6
+    assert (tmp_path / "pruned.flow").read_text() == flow.read_text()
+    assert data["prune"]["removed"] == [] and list(data["prune"]["backed_off"]) == ["qa.answer"]
+    assert data["prune"]["score"] == data["prune"]["baseline"] == 1 / 3
+    assert data["prune"]["model_calls"] == data["prune"]["model_calls_baseline"] == 6
+    assert "backed off qa.answer: the pruned flow scored 0.000" in out.stdout
 
 
 def test_attribute_bad_input_exits_2(tmp_path: Path) -> None:
