@@ -2,20 +2,18 @@
 
 The report equals the local executor's, and every TCP connection of the driver and of the
 cluster's processes (found by this run's own temp dir in their command lines) is between
-loopback addresses: nothing goes to the machine's interface addresses.
+loopback addresses (127.0.0.0/8, ::1; never a wildcard such as 0.0.0.0): nothing goes to, or
+listens on, the machine's interface addresses.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback import assert_cluster_on_loopback
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -26,47 +24,6 @@ FLOW = """workflow solve(problem: text) -> answer: number
   answer = extract number from reply
 end
 """
-
-
-@pytest.fixture
-def ray_temp() -> Iterator[Path]:
-    import ray
-
-    temp = Path(f"/tmp/trdrl{os.getpid() % 100000}")
-    try:
-        yield temp
-    finally:
-        ray.shutdown()
-        import shutil
-
-        shutil.rmtree(temp, ignore_errors=True)
-
-
-def _pids_with(text: str) -> set[int]:
-    found = set()
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if text.encode() in (d / "cmdline").read_bytes():
-                    found.add(int(d.name))
-            except OSError:
-                continue
-    return found
-
-
-def _connections(pids: set[int]) -> list[tuple[str, str]]:
-    out = subprocess.run(["ss", "-Htanp"], capture_output=True, text=True, check=True).stdout
-    conns = []
-    for line in out.splitlines():
-        if any(f"pid={p}," in line for p in pids):
-            parts = line.split()
-            conns.append((parts[3], parts[4]))
-    return conns
-
-
-def _loopback(addr: str) -> bool:
-    host = addr.rsplit(":", 1)[0].strip("[]").removeprefix("::ffff:")
-    return host.startswith("127.") or host in ("::1", "*", "0.0.0.0", "::")
 
 
 def test_local_ray_stays_on_loopback_and_matches_local(ray_temp: Path, tmp_path: Path) -> None:
@@ -111,10 +68,4 @@ def test_local_ray_stays_on_loopback_and_matches_local(ray_temp: Path, tmp_path:
         (r.id, r.output, r.score) for r in local.rows
     ]
     assert local.mean == 0.5
-    time.sleep(0.5)
-    pids = _pids_with(str(ray_temp)) | {os.getpid()}
-    assert len(pids) > 2, pids  # the GCS, the raylet and workers were found
-    conns = _connections(pids)
-    assert conns, "no TCP connection of the cluster was seen"
-    outside = [c for c in conns if not (_loopback(c[0]) and _loopback(c[1]))]
-    assert not outside, outside
+    assert_cluster_on_loopback(ray_temp)

@@ -7,18 +7,14 @@ fails how is given), the Docker run against a real local cluster.
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import os
-import shutil
-import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback import assert_cluster_on_loopback, loopback, off_loopback
 
 ROOT = Path(__file__).resolve().parents[2]
 CANONICAL = ROOT / "examples" / "humaneval_canonical.flow"
@@ -199,19 +195,6 @@ async def test_a_row_lost_too_often_ends_the_run(fake_ray: Callable[..., FakeRay
 # ---------------------------------------------------------------- loopback
 
 
-def loopback(addr: str) -> bool:
-    """Whether an `ss` address is a loopback one (127.0.0.0/8 or ::1, IPv4-mapped allowed);
-    a wildcard (`0.0.0.0`, `*`, `::`) is every interface, not loopback."""
-    host = addr.rsplit(":", 1)[0].strip("[]")
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
-
-
 @pytest.mark.parametrize(
     ("addr", "ok"),
     [("127.0.0.1:6379", True), ("127.3.2.1:1", True), ("[::1]:80", True),
@@ -223,51 +206,13 @@ def test_loopback_accepts_only_loopback(addr: str, ok: bool) -> None:
     assert loopback(addr) is ok
 
 
-def _pids_with(text: str) -> set[int]:
-    found = set()
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if text.encode() in (d / "cmdline").read_bytes():
-                    found.add(int(d.name))
-            except OSError:
-                continue
-    return found
-
-
-def _sockets(pids: set[int]) -> list[tuple[str, str, str]]:
-    """(state, local, peer) of every TCP socket of `pids`."""
-    out = subprocess.run(["ss", "-Htanp"], capture_output=True, text=True, check=True).stdout
-    found = []
-    for line in out.splitlines():
-        if any(f"pid={p}," in line for p in pids):
-            parts = line.split()
-            found.append((parts[0], parts[3], parts[4]))
-    return found
-
-
-def off_loopback(sockets: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
-    """Sockets that reach or accept beyond loopback: a listener's peer is a wildcard by
-    nature, so only its own address counts; every other socket needs both ends on loopback."""
-    return [
-        s for s in sockets
-        if not loopback(s[1]) or (s[0] != "LISTEN" and not loopback(s[2]))
-    ]  # fmt: skip
+def test_a_listener_counts_by_its_own_address_any_other_socket_by_both() -> None:
+    wild, local = ("LISTEN", "0.0.0.0:6379", "0.0.0.0:*"), ("LISTEN", "127.0.0.1:6379", "*:*")
+    out, inside = ("ESTAB", "127.0.0.1:4000", "10.0.0.2:6379"), ("ESTAB", "[::1]:1", "[::1]:2")
+    assert off_loopback([wild, local, out, inside]) == [wild, out]
 
 
 # ---------------------------------------------------------------- Docker through Ray
-
-
-@pytest.fixture
-def ray_temp() -> Iterator[Path]:
-    import ray
-
-    temp = Path(f"/tmp/trdrd{os.getpid() % 100000}")
-    try:
-        yield temp
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _humaneval_rows(path: Path) -> None:
@@ -311,9 +256,4 @@ def test_ray_with_the_docker_sandbox_matches_the_local_run(ray_temp: Path, tmp_p
     assert [(r.id, r.score, r.status) for r in remote.rows] == [
         (r.id, r.score, r.status) for r in local.rows
     ]
-    time.sleep(0.5)
-    pids = _pids_with(str(ray_temp)) | {os.getpid()}
-    assert len(pids) > 2, pids  # the GCS, the raylet and workers were found
-    sockets = _sockets(pids)
-    assert sockets, "no TCP socket of the cluster was seen"
-    assert not off_loopback(sockets), off_loopback(sockets)
+    assert_cluster_on_loopback(ray_temp)
