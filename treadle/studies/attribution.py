@@ -131,7 +131,7 @@ def _failed(report: EvalReport) -> set[str]:
 
 
 @dataclass
-class Pairing:
+class _Pairing:
     """The rows a unit's effect is computed on, and the rows its removal broke."""
 
     #: rows scored in both runs, none of them broken
@@ -146,13 +146,13 @@ class Pairing:
         return bool(self.broken) or self.nothing_scored
 
 
-def pair(base: Mapping[str, float], base_failed: set[str], ablated: EvalReport) -> Pairing:
+def _pair(base: Mapping[str, float], base_failed: set[str], ablated: EvalReport) -> _Pairing:
     """Pair the baseline's scored rows with the ablated run's; a row that fails only without
     the unit is broken, not a 0 to average."""
     after = _scores(ablated)
     broken = sorted(i for i in _failed(ablated) - base_failed if i in base)
     ids = [i for i in base if i in after and i not in broken]
-    return Pairing(ids, broken, nothing_scored=bool(ablated.rows) and not after)
+    return _Pairing(ids, broken, nothing_scored=bool(ablated.rows) and not after)
 
 
 def measure(
@@ -166,7 +166,7 @@ def measure(
     """Fill the unit's effect, interval, sign and share from paired per-row scores; a unit
     whose removal makes rows fail (or leaves none scored) breaks the flow and gets no effect."""
     after = _scores(ablated)
-    p = pair(base, base_failed or set(), ablated)
+    p = _pair(base, base_failed or set(), ablated)
     unit.rows = len(p.ids)
     unit.failed = ablated.failed
     unit.errors = ablated.errors
@@ -515,7 +515,7 @@ async def attribute_library(
                     log(f"{path}: without {u.unit}")
                 rep = await st.evaluate(_ablated_flow(ab.program), f"f{fi}-u{ui}")
                 after = _scores(rep)
-                p = pair(base, _failed(baseline), rep)
+                p = _pair(base, _failed(baseline), rep)
                 if p.breaks:
                     ur.sign = "breaks"
                 pairs = p.ids
