@@ -18,7 +18,8 @@ class FaultServer:
     """An HTTP/1.1 server on 127.0.0.1 that answers from a script.
 
     Each reply is `(status, headers, body)`, "hang" (accept, read, never answer) or "reset"
-    (read the request, then reset the connection: a TCP RST, no reply); the last reply repeats. `requests` records (monotonic time, parsed JSON body) of each request.
+    (read the request, then reset the connection: a TCP RST, no reply); the last reply
+    repeats. `requests` records (monotonic time, parsed JSON body) of each request.
     """
 
     def __init__(self, *replies: Reply) -> None:
