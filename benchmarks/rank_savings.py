@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from treadle.eval.progress import PlainProgress
 from treadle.runtime.cache import ModelCache
 from treadle.runtime.models.base import Message
 from treadle.runtime.models.scripted import ScriptedBackend
@@ -167,7 +168,7 @@ async def embedded(rows: int, warmup: int, seed: int, threads: int) -> dict[str,
     async with Session(model=backend, cache=ModelCache(tmp / "c")) as session:
         rep = await rank(
             paths, QA, settings=settings, scorer="contains", seed=seed, limit=rows,
-            session=session, work_dir=tmp / "w", log=lambda m: print("  ..", m, flush=True),
+            session=session, work_dir=tmp / "w", display=PlainProgress(every=10**6),
         )  # fmt: skip
     print(f"EMBEDDED model (SmolLM2-135M), {QA.name}:")
     out = _print("EMBEDDED", rep)

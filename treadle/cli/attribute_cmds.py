@@ -61,7 +61,7 @@ def attribute(
         opts = analysis()
         common: dict[str, Any] = dict(
             scoring=opts.scoring, rows=opts.rows, run=opts.run, success=success, report=report,
-            display=opts.progress(), log=opts.log,
+            display=opts.progress(),
         )  # fmt: skip
         if library is not None:
             return await attribute_library(library, flows, data, **common)

@@ -59,11 +59,6 @@ class AnalysisOptions:
             return PlainProgress(self.every)
         return None
 
-    def log(self, message: str) -> None:
-        """Where a study says what it is doing: stderr, unless progress is off."""
-        if self.display != "none":
-            typer.echo(message, err=True)
-
 
 def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,

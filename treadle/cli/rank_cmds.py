@@ -73,7 +73,7 @@ def rank(
         )  # fmt: skip
         return await run(
             flows, data, settings=settings, warmup_flows=warmup_flows, scoring=opts.scoring,
-            rows=opts.rows, run=opts.run, report=report, display=opts.progress(), log=opts.log,
+            rows=opts.rows, run=opts.run, report=report, display=opts.progress(),
         )  # fmt: skip
 
     rep = run_async(work())

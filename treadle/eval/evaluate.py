@@ -399,7 +399,12 @@ class Study:
     session: Session
     scoring: Scoring
     run: RunConfig
-    display: str | Progress | None = None
+    display: Progress | None = None
+
+    def say(self, message: str) -> None:
+        """Tell the person watching what the study does next (through its progress display)."""
+        if self.display is not None:
+            self.display.log(message)
 
     async def evaluate(
         self,
@@ -447,7 +452,8 @@ async def open_study(
     own = session is None
     the_session = session if session is not None else run.session()
     try:
-        yield Study(ds, work, the_session, scoring, run.without_resources(), display)
+        progress = make_progress(display)
+        yield Study(ds, work, the_session, scoring, run.without_resources(), progress)
     finally:
         if own:
             await the_session.aclose()

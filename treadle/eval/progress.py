@@ -17,6 +17,9 @@ class Progress(Protocol):
 
     def finish(self) -> None: ...
 
+    def log(self, message: str) -> None:
+        """A line about the work around the evaluations (a study's next step)."""
+
 
 class _Tally:
     def __init__(self) -> None:
@@ -69,6 +72,9 @@ class PlainProgress:
     def finish(self) -> None:
         if self.tally.done % self.every and self.tally.done != self.tally.total:
             self._status()
+
+    def log(self, message: str) -> None:
+        self._line(message)
 
     def _status(self) -> None:
         t = self.tally
@@ -136,6 +142,9 @@ class RichProgress:
 
     def finish(self) -> None:
         self.bar.stop()
+
+    def log(self, message: str) -> None:
+        self.bar.console.print(message, markup=False, highlight=False)
 
 
 def make_progress(display: str | Progress | None, *, every: int = 10) -> Progress | None:

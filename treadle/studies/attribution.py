@@ -239,7 +239,6 @@ async def attribute(
     report: str | Path | None = None,
     work_dir: str | Path | None = None,
     display: str | Progress | None = None,
-    log: Callable[[str], None] | None = None,
     **shortcuts: Unpack[Shortcuts],
 ) -> AttributionReport:
     """Attribute the score of `flow` on `data` to its units (`by` step, operator or call);
@@ -258,12 +257,11 @@ async def attribute(
         raise InputError(f"{path} has no {by} to attribute.")
     scoring, rows, run = settle(scoring, rows, run, shortcuts)
     seed = run.seed
-    say = log or (lambda _msg: None)
     async with open_study(
         "attribution", data, scoring=scoring, rows=rows, run=run, session=session,
         work_dir=work_dir, display=display,
     ) as st:  # fmt: skip
-        ds = st.dataset
+        ds, say = st.dataset, st.say
         say(f"baseline: {path} on {len(ds.rows)} rows")
         baseline = await st.evaluate(path, "baseline")
         base = _scores(baseline)
@@ -456,7 +454,6 @@ async def attribute_library(
     report: str | Path | None = None,
     work_dir: str | Path | None = None,
     display: str | Progress | None = None,
-    log: Callable[[str], None] | None = None,
     **shortcuts: Unpack[Shortcuts],
 ) -> AttributionReport:
     """Credit each capability of `library` across every flow that calls it: per flow, remove
@@ -487,8 +484,7 @@ async def attribute_library(
             ]  # fmt: skip
             if not units:
                 continue
-            if log:
-                log(f"baseline: {path} ({len(units)} calls of the library)")
+            st.say(f"baseline: {path} ({len(units)} calls of the library)")
             baseline = await st.evaluate(path, f"f{fi}-baseline")
             scorer = baseline.scorer
             base = _scores(baseline)
@@ -511,8 +507,7 @@ async def attribute_library(
                 except AblationError as e:
                     ur.reason = e.message
                     continue
-                if log:
-                    log(f"{path}: without {u.unit}")
+                st.say(f"{path}: without {u.unit}")
                 rep = await st.evaluate(_ablated_flow(ab.program), f"f{fi}-u{ui}")
                 after = _scores(rep)
                 p = _pair(base, _failed(baseline), rep)

@@ -24,7 +24,7 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Unpack
@@ -325,7 +325,6 @@ async def rank(
     report: str | Path | None = None,
     work_dir: str | Path | None = None,
     display: str | Progress | None = None,
-    log: Callable[[str], None] | None = None,
     **shortcuts: Unpack[Shortcuts],
 ) -> RankReport:
     """Rank `flows` on `data` by calibrated score; see the module docstring and `RankSettings`
@@ -347,7 +346,7 @@ async def rank(
         "rank", data, scoring=scoring, rows=rows, run=run, session=session, work_dir=work_dir,
         display=display,
     ) as st:  # fmt: skip
-        return await _rank_in(st, cfg, warm, others, seed, report, log, started)
+        return await _rank_in(st, cfg, warm, others, seed, report, started)
 
 
 async def _rank_in(
@@ -357,14 +356,13 @@ async def _rank_in(
     others: list[Path],
     seed: int,
     report: str | Path | None,
-    log: Callable[[str], None] | None,
     started: float,
 ) -> RankReport:
     ds = st.dataset
     tau, alpha, alpha_max, verify = cfg.tau, cfg.alpha, cfg.alpha_max, cfg.verify
     all_ids = [r.id for r in ds.rows]
     description = cfg.task or _describe(ds)
-    say = log or (lambda _msg: None)
+    say = st.say
     results: list[FlowRank] = []
     full_reports: dict[Path, EvalReport] = {}
     scorer = ""
