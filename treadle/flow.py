@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 from treadle.errors import TreadleError
 from treadle.runtime.ir import Program, Workflow
 from treadle.runtime.models.base import ModelBackend
-from treadle.runtime.run_context import RunState
 from treadle.runtime.scheduler import RunOptions, Scheduler, check_inputs, find_workflow
 from treadle.runtime.session import SandboxConfig, SandboxSource, Session
+from treadle.runtime.step_context import RunState
 from treadle.runtime.tracing import JsonlSink, Sink, Span, Tracer, default_trace_path
 
 if TYPE_CHECKING:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from treadle.runtime.context import OpContext
 from treadle.runtime.models.base import Completion, GenParams, Message
 from treadle.runtime.models.scripted import ScriptedBackend
+from treadle.runtime.op_context import OpContext
 from treadle.runtime.sandbox.base import Sandbox
 from treadle.stdlib_ops import registry
 

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from treadle.cli import main
-from treadle.runtime.context import OpContext
+from treadle.runtime.op_context import OpContext
 from treadle.stdlib_ops import registry
 from treadle.stdlib_ops.registry import OpArgs, Operator, prep, subject
 

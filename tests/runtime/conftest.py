@@ -16,8 +16,8 @@ from pydantic import Field
 from rt_helpers import Recorder
 
 from treadle.errors import StepError
-from treadle.runtime.context import OpContext
 from treadle.runtime.models.base import GenParams, Message
+from treadle.runtime.op_context import OpContext
 from treadle.stdlib_ops import registry
 from treadle.stdlib_ops.registry import OpArgs, Operator, OpOptions, prep, subject
 

@@ -11,9 +11,9 @@ from rt_helpers import Recorder, c, program, r, step
 
 from treadle.errors import InputError, RunError, StepTimeout
 from treadle.runtime import ir
-from treadle.runtime.run_context import RunState
 from treadle.runtime.scheduler import RunOptions, Scheduler, StepFailed
 from treadle.runtime.session import Session
+from treadle.runtime.step_context import RunState
 from treadle.runtime.tracing import Tracer
 from treadle.stdlib_ops.registry import get
 

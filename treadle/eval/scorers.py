@@ -31,8 +31,8 @@ from pydantic import BaseModel, Field
 from treadle.errors import InputError, ModelError, TreadleError
 from treadle.eval.datasets import Row
 from treadle.flow import Flow
-from treadle.runtime.context import OpContext
 from treadle.runtime.models.base import GenParams, Message, ModelBackend
+from treadle.runtime.op_context import OpContext
 from treadle.runtime.sandbox.base import Sandbox
 
 

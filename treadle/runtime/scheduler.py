@@ -26,10 +26,10 @@ from pydantic import BaseModel, ValidationError
 
 from treadle.errors import InputError, RunError, StepError, StepTimeout, TreadleError
 from treadle.runtime import ir
-from treadle.runtime.context import OperatorLookup, RunnableOperator
 from treadle.runtime.expr import Compiled, ExprError, compile_expr, ref_names, truthy
-from treadle.runtime.run_context import RunState
+from treadle.runtime.op_context import OperatorLookup, RunnableOperator
 from treadle.runtime.session import Session
+from treadle.runtime.step_context import RunState
 from treadle.runtime.tracing import Span, Tracer
 from treadle.runtime.types import check_value, parse_type
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from treadle.runtime.context import OpContext
 from treadle.runtime.models.base import GenParams, Message
+from treadle.runtime.op_context import OpContext
 from treadle.stdlib_ops.registry import OpOptions
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from treadle.runtime.context import OpContext
+from treadle.runtime.op_context import OpContext
 from treadle.runtime.types import Code
 from treadle.stdlib_ops import _text
 from treadle.stdlib_ops.registry import NoOptions, OpArgs, Operator, passes, prep, register

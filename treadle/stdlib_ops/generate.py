@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from treadle.runtime.context import OpContext
+from treadle.runtime.op_context import OpContext
 from treadle.stdlib_ops._model_options import ModelOptions, ask
 from treadle.stdlib_ops.registry import OpArgs, Operator, not_removable, prep, register
 

@@ -12,7 +12,7 @@ import json
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from treadle.runtime.context import OpContext
+from treadle.runtime.op_context import OpContext
 from treadle.runtime.sandbox.base import Limits
 from treadle.runtime.sandbox.guest_code import HARNESS_COMMAND, HARNESS_SOURCE
 from treadle.runtime.types import Code

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from treadle.runtime.context import OpContext
+from treadle.runtime.op_context import OpContext
 from treadle.runtime.types import NUMBER, Type, from_annotation
 
 #: The prepositions the grammar knows. An operator binds a parameter to one of these.

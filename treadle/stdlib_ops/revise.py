@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from treadle.runtime.context import OpContext
+from treadle.runtime.op_context import OpContext
 from treadle.stdlib_ops import _code, _text
 from treadle.stdlib_ops._model_options import ModelOptions, ask
 from treadle.stdlib_ops._prompts import prompt

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from treadle.runtime.context import OpContext
+from treadle.runtime.op_context import OpContext
 from treadle.runtime.sandbox.base import Limits
 from treadle.runtime.types import Code
 from treadle.stdlib_ops.registry import OpArgs, Operator, OpOptions, constant, register, subject
@@ -28,7 +28,7 @@ class RunArgs(OpArgs):
     code: CodeArg = subject("the Python code (or a `#!` script) to run")
 
 
-class RunOptions(OpOptions):
+class RunCodeOptions(OpOptions):
     stdin: str | None = Field(None, description="text fed to the program's standard input")
     files: dict[str, str] | None = Field(None, description="extra files for the work dir")
     language: Literal["python", "shell"] = Field("python", description="how to run the code")
@@ -48,7 +48,7 @@ class RunOutput(BaseModel):
     duration: float
 
 
-async def run(ctx: OpContext, args: RunArgs, options: RunOptions) -> RunOutput:
+async def run(ctx: OpContext, args: RunArgs, options: RunCodeOptions) -> RunOutput:
     sandbox = await ctx.sandbox()
     code = str(args.code)
     script = "main.py" if options.language == "python" else "main.sh"
@@ -79,7 +79,7 @@ register(
         name="run",
         summary="Run code in the sandbox (stdin and files optional); stdout, stderr, exit code.",
         args=RunArgs,
-        options=RunOptions,
+        options=RunCodeOptions,
         output=RunOutput,
         run=run,
         ablation=constant(

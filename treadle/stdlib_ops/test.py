@@ -20,7 +20,7 @@ import marshal
 from pydantic import BaseModel, Field
 
 from treadle.errors import SandboxError
-from treadle.runtime.context import OpContext
+from treadle.runtime.op_context import OpContext
 from treadle.runtime.sandbox.base import ExecResult, Limits, Sandbox
 from treadle.runtime.sandbox.guest_code import HARNESS_COMMAND, HARNESS_SOURCE, MARKER
 from treadle.stdlib_ops.registry import (

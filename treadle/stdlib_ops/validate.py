@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from treadle.errors import StepError
-from treadle.runtime.context import OpContext
+from treadle.runtime.op_context import OpContext
 from treadle.stdlib_ops import _text
 from treadle.stdlib_ops.registry import (
     OpArgs,

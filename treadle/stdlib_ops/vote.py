@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from treadle.runtime.context import OpContext
+from treadle.runtime.op_context import OpContext
 from treadle.stdlib_ops._text import normalize
 from treadle.stdlib_ops.registry import OpArgs, Operator, OpOptions, first_of, register, subject
 

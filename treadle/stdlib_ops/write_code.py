@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from treadle.runtime.context import OpContext
+from treadle.runtime.op_context import OpContext
 from treadle.runtime.types import Code
 from treadle.stdlib_ops import _code, _text
 from treadle.stdlib_ops._model_options import ModelOptions, ask

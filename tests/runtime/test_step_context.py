@@ -13,14 +13,14 @@ from rt_helpers import Recorder, c, program, r, step
 from treadle.errors import ModelError
 from treadle.runtime import ir
 from treadle.runtime.cache import ModelCache
-from treadle.runtime.context import OpContext
 from treadle.runtime.models.base import Completion, GenParams, Message, ModelBackend
 from treadle.runtime.models.openai import OpenAIBackend
 from treadle.runtime.models.scripted import ScriptedBackend
-from treadle.runtime.run_context import RunState
+from treadle.runtime.op_context import OpContext
 from treadle.runtime.sandbox.base import ExecResult, Limits, Sandbox
 from treadle.runtime.scheduler import RunOptions, Scheduler, StepFailed
 from treadle.runtime.session import Session
+from treadle.runtime.step_context import RunState
 from treadle.runtime.tracing import Tracer
 from treadle.stdlib_ops import registry
 from treadle.stdlib_ops.registry import OpArgs, Operator, subject

@@ -12,8 +12,8 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from treadle.errors import ModelError
-from treadle.runtime.context import OpContext
 from treadle.runtime.models.base import Completion, GenParams, Message, ModelBackend
+from treadle.runtime.op_context import OpContext
 from treadle.runtime.sandbox.base import ExecResult, Limits, Sandbox
 from treadle.runtime.session import Session
 from treadle.runtime.tracing import BLOB_MIN, Span, Tracer
