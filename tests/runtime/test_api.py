@@ -14,7 +14,7 @@ import treadle
 from treadle.api import Flow, RunResult
 from treadle.errors import InputError, RunError, TreadleError
 from treadle.runtime.models.scripted import ScriptedBackend
-from treadle.runtime.trace_view import ProgressSink, render_trace
+from treadle.cli.trace_view import ProgressSink, render_trace
 from treadle.runtime.tracing import read_trace
 
 SOURCE = """\
