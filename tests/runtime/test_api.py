@@ -12,9 +12,9 @@ from rt_helpers import Recorder, program, r, step
 
 import treadle
 from treadle.api import Flow, RunResult
+from treadle.cli.trace_view import ProgressSink, render_trace
 from treadle.errors import InputError, RunError, TreadleError
 from treadle.runtime.models.scripted import ScriptedBackend
-from treadle.runtime.trace_view import ProgressSink, render_trace
 from treadle.runtime.tracing import read_trace
 
 SOURCE = """\

@@ -15,15 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from treadle.runtime import tracing
-from treadle.runtime.tracing import (
-    MAX_TEXT,
-    JsonlSink,
-    Tracer,
-    read_trace,
-    summarize,
-    value_sha256,
-)
+from treadle.runtime.tracing import JsonlSink, Tracer, jsonl, read_trace
+from treadle.runtime.tracing.previews import MAX_TEXT, summarize, value_sha256
 
 
 def lines(path: Path) -> list[dict[str, object]]:
@@ -194,12 +187,11 @@ def test_an_end_read_before_its_start_is_kept(tmp_path: Path) -> None:
 
 SCRIPT = """
 import sys, time
-from treadle.runtime import tracing
-from treadle.runtime.tracing import JsonlSink, Tracer
+from treadle.runtime.tracing import JsonlSink, Tracer, jsonl
 
 mode = sys.argv[2]
 if mode != "kill":
-    tracing.FLUSH_INTERVAL = 3600  # only the exit hook or the signal handler can write
+    jsonl.FLUSH_INTERVAL = 3600  # only the exit hook or the signal handler can write
 tracer = Tracer([JsonlSink(sys.argv[1], header={"workflow": "w"})])
 root = tracer.start("workflow", "w", None)
 done = tracer.start("step", "done", root, step="done", op="noop")
@@ -262,10 +254,10 @@ def test_sigkill_leaves_everything_up_to_the_last_flush(tmp_path: Path) -> None:
 
 def test_flusher_restarts_after_idling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The flusher thread ends when no trace is open for a while; the next trace starts it."""
-    flusher = tracing._Flusher()  # a private one: other tests' traces cannot keep it busy
+    flusher = jsonl._Flusher()  # a private one: other tests' traces cannot keep it busy
     flusher.hooked = True
-    monkeypatch.setattr(tracing, "_FLUSHER", flusher)
-    monkeypatch.setattr(tracing, "_IDLE_EXIT", 0.1)
+    monkeypatch.setattr(jsonl, "_FLUSHER", flusher)
+    monkeypatch.setattr(jsonl, "_IDLE_EXIT", 0.1)
     first = Tracer([JsonlSink(tmp_path / "1.jsonl")])
     first.start("workflow", "w", None)
     wait_for(tmp_path / "1.jsonl", lambda t: len(t.spans) == 1)

@@ -155,7 +155,7 @@ async def _execute(
     if sys.stderr.isatty():
         from rich.console import Console
 
-        from treadle.runtime.trace_view import ProgressSink
+        from treadle.cli.trace_view import ProgressSink
 
         sinks.append(ProgressSink(Console(stderr=True)))
     if options["otel"]:
@@ -260,7 +260,7 @@ def show(
     """Render a trace as a tree with timings (works on traces of interrupted runs too)."""
     from rich.console import Console
 
-    from treadle.runtime.trace_view import render_trace
+    from treadle.cli.trace_view import render_trace
     from treadle.runtime.tracing import read_trace
 
     if not file.is_file():
