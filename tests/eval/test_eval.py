@@ -180,21 +180,24 @@ async def test_epochs_use_different_seeds_and_reduce(tmp_path: Path) -> None:
 
 
 async def test_resume_runs_only_the_missing_rows_and_reports_the_same(tmp_path: Path) -> None:
+    # one model object for both runs: a function script is known by its object, and a resume
+    # refuses another model
+    model = arithmetic_model({"arith-004"})
+    run = RunConfig(model=model, cache=False, traces=tmp_path / "t")
     full = await evaluate(
-        EXAMPLES / "gsm8k_self_consistency.flow", ARITH, scorer="numeric", limit=8,
-        run=RunConfig(model=arithmetic_model({"arith-004"}), cache=False, traces=tmp_path / "t"),
+        EXAMPLES / "gsm8k_self_consistency.flow", ARITH, scorer="numeric", limit=8, run=run,
         results=tmp_path / "full.jsonl",
     )  # fmt: skip
+    assert len(model.calls) == 8 * 4
     # an interrupted run: a header, three rows, and a torn line (killed mid-write)
     lines = (tmp_path / "full.jsonl").read_bytes().splitlines(keepends=True)
     part = tmp_path / "part.jsonl"
     part.write_bytes(b"".join(lines[:4]) + lines[4][:25])
-    model = arithmetic_model({"arith-004"})
     resumed = await evaluate(
-        EXAMPLES / "gsm8k_self_consistency.flow", ARITH, scorer="numeric", limit=8,
-        run=RunConfig(model=model, cache=False, traces=tmp_path / "t"), resume=part,
+        EXAMPLES / "gsm8k_self_consistency.flow", ARITH, scorer="numeric", limit=8, run=run,
+        resume=part,
     )  # fmt: skip
-    assert len(model.calls) == 5 * 4  # only the five missing rows ran
+    assert len(model.calls) == 8 * 4 + 5 * 4  # only the five missing rows ran
 
     def view(report: Any) -> Any:
         return (
@@ -214,7 +217,7 @@ async def test_resume_refuses_another_flow(tmp_path: Path) -> None:
         run=RunConfig(model=ScriptedBackend({"": "x"}), cache=False, traces=tmp_path / "t"),
         results=tmp_path / "r.jsonl",
     )  # fmt: skip
-    with pytest.raises(InputError, match="different program_hash"):
+    with pytest.raises(InputError, match="different flow"):
         await evaluate(
             EXAMPLES / "gsm8k_self_consistency.flow", ARITH, model=arithmetic_model(), limit=2,
             cache=False, resume=tmp_path / "r.jsonl",

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from treadle.errors import ModelError
 from treadle.eval.datasets import Row
 from treadle.eval.options import RunConfig
 from treadle.eval.report import mean_interval, wilson_interval
@@ -184,7 +185,8 @@ def test_judge_reads_the_grade() -> None:
     assert asyncio.run(go("grade: p")) == 0.5
     assert asyncio.run(go("GRADE: I")) == 0.0
     assert asyncio.run(go("SCORE: 7")) == 0.7
-    assert asyncio.run(go("no idea")) == 0.0
+    with pytest.raises(ModelError, match="no grade"):  # no verdict: an error, never a 0
+        asyncio.run(go("no idea"))
 
 
 def test_unknown_scorer_suggests_a_name() -> None:
