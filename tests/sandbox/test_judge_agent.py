@@ -35,7 +35,7 @@ def _stand_in_agent(harness: types.ModuleType, sock: socket.socket, late_s: floa
             fds.frombytes(raw[: len(raw) - len(raw) % fds.itemsize])
         words = data.split()
         if words[0] == b"w" and len(fds) == 3:
-            out, _req, rep = fds
+            _out, _req, rep = fds
             harness._send(rep, ("ok", None))
         for fd in fds:
             socket.close(fd)

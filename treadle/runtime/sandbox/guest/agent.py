@@ -3,8 +3,9 @@
 Its source is passed to the container as `python3 -I -S -c SOURCE`, so it needs nothing from
 the host and only the image's Python (3.11 or newer). It must never import treadle, and it
 imports only modules built into the interpreter (os, sys, time, select, _signal, _socket) plus
-ctypes (for prctl, seccomp and the SysV IPC calls the standard library lacks): every module
-read from the image's disk costs a fresh container CPU.
+ctypes (for prctl, seccomp and the SysV IPC calls the standard library lacks), and ast and _json
+for the judges it forks: every module read from the image's disk costs a fresh container CPU
+(and, imported by a judge instead, costs it on every run).
 
 Privileges: the agent is uid 0 in the container with the 7 capabilities the reset needs
 (SETUID, SETGID, SETPCAP, KILL, CHOWN, DAC_OVERRIDE, FOWNER; no-new-privileges on everything),
@@ -986,8 +987,8 @@ def main():
         _deny_syscalls()
     except Exception as exc:  # every request is refused: the host sees why
         _filter_error = f"{type(exc).__name__}: {exc}"
-    import ast  # noqa: F401 - for the harness, which forks from here
     import _json  # noqa: F401 - the judge's verdict encoder (read from the image's disk)
+    import ast  # noqa: F401 - for the harness, which forks from here
     import gc
     import marshal  # noqa: F401
 
