@@ -3,8 +3,9 @@
 Its source is passed to the container as `python3 -I -S -c SOURCE`, so it needs nothing from
 the host and only the image's Python (3.11 or newer). It must never import treadle, and it
 imports only modules built into the interpreter (os, sys, time, select, _signal, _socket) plus
-ctypes (for prctl, seccomp and the SysV IPC calls the standard library lacks): every module
-read from the image's disk costs a fresh container CPU.
+ctypes (for prctl, seccomp and the SysV IPC calls the standard library lacks), and ast and _json
+for the judges it forks: every module read from the image's disk costs a fresh container CPU
+(and, imported by a judge instead, costs it on every run).
 
 Privileges: the agent is uid 0 in the container with the 7 capabilities the reset needs
 (SETUID, SETGID, SETPCAP, KILL, CHOWN, DAC_OVERRIDE, FOWNER; no-new-privileges on everything),
@@ -40,10 +41,11 @@ numbers are ASCII decimals, strings UTF-8:
   agent -> host: one JSON line {exit_code, timed_out, oom, stdout_len, stderr_len,
                  stdout_total, stderr_total, duration, error, clean, reset_error, runs}, then
                  stdout_len bytes of the code's stdout and stderr_len bytes of its stderr.
-  judge -> agent (JUDGE_FD, a unix socket): `w ARGS` with 3 descriptors (the code's stdout,
-                 its request pipe, its reply pipe): kill the code's processes and start
-                 `SCRIPT worker ARGS` as the code uid; `k`: kill the code's processes. The
-                 agent answers `w` or `k` (`e` when it could not).
+  judge -> agent (JUDGE_FD, a unix socket): `w N ARGS` with 3 descriptors (the code's
+                 stdout, its request pipe, its reply pipe): kill the code's processes and start
+                 `SCRIPT worker ARGS` as the code uid; `k N`: kill the code's processes. The
+                 agent answers `w N` or `k N` (`e N` when it could not), N the message's
+                 number.
 The agent enforces the time limit itself (SIGKILL to every process of the run at the deadline);
 output is capped here, inside the container, while draining the pipes, so a flood never
 reaches the host's memory.
@@ -447,29 +449,32 @@ def _start_code(script, source, args, fds, uid):
 
 
 def _serve_judge(sock, script, source, code_uid, forbidden, started):
-    """One message of the judge: start the code's process, or kill its processes (`started`:
-    whether one was started before in this run). False when the judge has closed its
-    socket."""
+    """One message of the judge (`KIND NUMBER [MODE]`): start the code's process (`w`), or kill
+    its processes (`k`; `started`: whether one was started before in this run). The answer is
+    the kind (`e` when it failed) and the message's number. False when the judge has closed
+    its socket."""
     try:
         data, fds = _recv_fds(sock, 512, 3)
     except OSError:
         return False
     if not data:
         return False
+    words = data.split()
+    kind = words[0] if words else b""
     answer = b"e"
     try:
-        if data == b"k":
+        if kind == b"k":
             _kill_uid(code_uid)
             answer = b"k"
         # never the run's own stdin/stdout/stderr pipes: those carry the verdict
         elif (
-            data.startswith(b"w")
+            kind == b"w"
             and len(fds) == 3
             and not any(os.fstat(fd).st_ino in forbidden for fd in fds)
         ):
             if started:
                 _kill_uid(code_uid)
-            args = data[1:].decode("utf-8", "replace").split()[:8]
+            args = [w.decode("utf-8", "replace") for w in words[2:10]]
             if _start_code(script, source, args, fds, code_uid) > 0:
                 answer = b"w"
     except Exception:
@@ -478,7 +483,7 @@ def _serve_judge(sock, script, source, code_uid, forbidden, started):
         for fd in fds:
             os.close(fd)
     try:
-        sock.send(answer)
+        sock.send(b" ".join((answer, words[1][:20] if len(words) > 1 else b"0")))
     except OSError:
         return False
     return True
@@ -724,24 +729,40 @@ def _unix_sockets():
     return len([i for i in inodes if i not in _own_sockets])
 
 
-#: what the network namespace keeps of a run's traffic: counters and socket tables
-NET_FILES = (
-    "/proc/net/dev", "/proc/net/snmp", "/proc/net/snmp6", "/proc/net/netstat",
-    "/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp", "/proc/net/udp6",
-    "/proc/net/raw", "/proc/net/raw6",
-)  # fmt: skip
+#: what the network namespace keeps of a run's traffic: its counters, and its socket counts.
+#: The counts (/proc/net/sockstat*) stand for the socket tables (/proc/net/tcp, udp, raw, v4
+#: and v6): every entry of those is a hashed socket (`inuse`) or a TIME_WAIT one (`tw`), and
+#: reading a table walks the whole host's hash table (~5 ms of CPU per run here)
+NET_COUNTERS = ("/proc/net/dev", "/proc/net/snmp", "/proc/net/snmp6", "/proc/net/netstat")
+NET_SOCKETS = ("/proc/net/sockstat", "/proc/net/sockstat6")
+#: fields of sockstat counted for the whole host, not the namespace: never a run's trace alone
+HOST_WIDE = {(b"TCP:", b"orphan"), (b"TCP:", b"alloc"), (b"TCP:", b"mem"), (b"UDP:", b"mem")}
 _net_clean = None
 
 
+def _read_or_empty(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _socket_counts(text):
+    """The namespace's own socket counts of a sockstat file: (protocol, field, value)."""
+    counts = []
+    for line in text.splitlines():
+        words = line.split()
+        for i in range(1, len(words) - 1, 2):
+            if (words[0], words[i]) not in HOST_WIDE:
+                counts.append((words[0], words[i], words[i + 1]))
+    return counts
+
+
 def _net_state():
-    parts = []
-    for path in NET_FILES:
-        try:
-            with open(path, "rb") as f:
-                parts.append(f.read())
-        except OSError:
-            parts.append(b"")
-    return parts
+    return [_read_or_empty(p) for p in NET_COUNTERS] + [
+        _socket_counts(_read_or_empty(p)) for p in NET_SOCKETS
+    ]
 
 
 def _reset_roots():
@@ -966,6 +987,7 @@ def main():
         _deny_syscalls()
     except Exception as exc:  # every request is refused: the host sees why
         _filter_error = f"{type(exc).__name__}: {exc}"
+    import _json  # noqa: F401 - the judge's verdict encoder (read from the image's disk)
     import ast  # noqa: F401 - for the harness, which forks from here
     import gc
     import marshal  # noqa: F401

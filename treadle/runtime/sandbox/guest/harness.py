@@ -377,6 +377,7 @@ class _Solution:
         self.gen = 0  # bumped at each start: references die with their process
         self.printed = _Capped()
         self.load_error = None
+        self.asked = 0  # the number of the last message to the agent (its answer echoes it)
 
     def start(self):
         self.gen += 1
@@ -385,7 +386,7 @@ class _Solution:
         out_r, out_w = os.pipe()
         try:
             if _AGENT is not None:
-                self._ask_agent(b"w " + self.mode.encode(), [out_w, req_r, rep_w])
+                self._ask_agent(b"w", self.mode.encode(), [out_w, req_r, rep_w])
                 self.pid = -1  # the agent's: only the agent can signal it
             else:
                 self.pid = self._fork(req_r, rep_w, out_w)
@@ -399,15 +400,25 @@ class _Solution:
             self.load_detail = reply[4]
         return reply
 
-    def _ask_agent(self, message, fds=()):
-        """The agent starts (`w`) or kills (`k`) the solution's processes, as their uid."""
+    def _ask_agent(self, kind, args=b"", fds=()):
+        """The agent starts (`w`) or kills (`k`) the solution's processes, as their uid. Each
+        message is numbered and the agent's answer echoes the number: a per-test timeout that
+        interrupts the wait leaves its answer behind, and the next exchange skips it instead
+        of taking it for its own."""
         agent = _AGENT
         if agent is None:
             raise _Died("no agent to start the solution's process")
+        self.asked += 1
+        number = b"%d" % self.asked
         anc = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _fd_bytes(fds))] if fds else []
-        agent.sendmsg([message], anc)
-        answer = agent.recv(16)
-        if answer != message[:1]:
+        agent.sendmsg([b" ".join((kind, number, args))], anc)
+        while True:
+            answer = agent.recv(64).split()
+            if not answer:
+                raise _Died("the sandbox's agent closed its socket")
+            if answer[1:] == [number]:
+                break
+        if answer[0] != kind:
             raise _Died("the sandbox could not start the solution's process")
 
     def _fork(self, req_r, rep_w, out_w):
