@@ -356,7 +356,13 @@ def _remote_error(type_name, message, where, detail):
 
     cls = getattr(builtins, str(type_name), None)
     exc = None
-    if isinstance(cls, type) and issubclass(cls, Exception):
+    # never StopIteration: raised through the tests' map() or for, it would end the iteration
+    # as if every item had been checked
+    if (
+        isinstance(cls, type)
+        and issubclass(cls, Exception)
+        and not issubclass(cls, (StopIteration, StopAsyncIteration))
+    ):
         try:
             exc = cls(str(message))
         except BaseException:
@@ -575,8 +581,10 @@ class _Proxy:
 
 
 def _bind(solution, names, ns):
-    """Put the solution's names that the tests use into the tests' namespace. Never over a
-    builtin: a solution's own `abs` or `isinstance` must not answer for the tests' checks."""
+    """Put the solution's names that the tests use into the tests' namespace. Only the names
+    asked for (the solution's process writes the reply: an extra name could replace the
+    preamble's helper), and never over a builtin: a solution's own `abs` or `isinstance` must
+    not answer for the tests' checks."""
     import builtins
 
     if not names:
@@ -586,7 +594,7 @@ def _bind(solution, names, ns):
     for name, info in found.items():
         if type(name) is not str or type(info) is not tuple or not info:
             continue
-        if name in builtins.__dict__:
+        if name not in names or name in builtins.__dict__:
             continue
         if info[0] == "callable":
             ns[name] = _Proxy(solution, name)
