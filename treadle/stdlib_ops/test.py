@@ -68,9 +68,23 @@ def harness_result(result: ExecResult) -> dict[str, object] | None:
     if not sep or result.timed_out or result.exit_code != 0:
         return None
     try:
-        return dict(json.loads(tail.splitlines()[0]))
+        data = _valid_text(json.loads(tail.splitlines()[0]))
     except (ValueError, IndexError):
         return None
+    return data if isinstance(data, dict) else None
+
+
+def _valid_text(value: object) -> object:
+    """`value` with every lone surrogate written out as `\\udXXX`: a solution's error
+    message or its object's text crosses as a Python string, and a string that does not encode
+    as UTF-8 breaks whatever records the verdict (orjson refuses it)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_valid_text(v) for v in value]
+    if isinstance(value, dict):
+        return {_valid_text(k): _valid_text(v) for k, v in value.items()}
+    return value
 
 
 def _crash_note(result: ExecResult) -> str:

@@ -356,7 +356,13 @@ def _remote_error(type_name, message, where, detail):
 
     cls = getattr(builtins, str(type_name), None)
     exc = None
-    if isinstance(cls, type) and issubclass(cls, Exception):
+    # never StopIteration: raised through the tests' map() or for, it would end the iteration
+    # as if every item had been checked
+    if (
+        isinstance(cls, type)
+        and issubclass(cls, Exception)
+        and not issubclass(cls, (StopIteration, StopAsyncIteration))
+    ):
         try:
             exc = cls(str(message))
         except BaseException:
@@ -586,8 +592,10 @@ class _Proxy:
 
 
 def _bind(solution, names, ns):
-    """Put the solution's names that the tests use into the tests' namespace. Never over a
-    builtin: a solution's own `abs` or `isinstance` must not answer for the tests' checks."""
+    """Put the solution's names that the tests use into the tests' namespace. Only the names
+    asked for (the solution's process writes the reply: an extra name could replace the
+    preamble's helper), and never over a builtin: a solution's own `abs` or `isinstance` must
+    not answer for the tests' checks."""
     import builtins
 
     if not names:
@@ -597,7 +605,7 @@ def _bind(solution, names, ns):
     for name, info in found.items():
         if type(name) is not str or type(info) is not tuple or not info:
             continue
-        if name in builtins.__dict__:
+        if name not in names or name in builtins.__dict__:
             continue
         if info[0] == "callable":
             ns[name] = _Proxy(solution, name)
@@ -690,12 +698,23 @@ def _loaded(solution, per_test):
 
 
 def _used_names(*trees):
-    names = set()
+    """The names the tests read and never bind themselves: the ones they may take from the
+    solution. The request for them reaches the solution, so it never lists the tests' own
+    variables (`expected_42 = 42` would tell it the answer)."""
+    read, bound = set(), set()
     for tree in trees:
         for node in ast.walk(tree):
             if isinstance(node, ast.Name):
-                names.add(node.id)
-    return names
+                (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                bound.add(node.name)
+            elif isinstance(node, ast.alias):
+                bound.add((node.asname or node.name).split(".")[0])
+            elif isinstance(node, ast.arg):
+                bound.add(node.arg)
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                bound.add(node.name)
+    return read - bound
 
 
 def _stub(node):
