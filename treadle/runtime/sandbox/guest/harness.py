@@ -701,7 +701,8 @@ def _used_names(*trees):
     """The names the tests read and never bind themselves: the ones they may take from the
     solution. The request for them reaches the solution, so it never lists the tests' own
     variables (`expected_42 = 42` would tell it the answer)."""
-    read, bound = set(), set()
+    read: set[str] = set()
+    bound: set[str] = set()
     for tree in trees:
         for node in ast.walk(tree):
             if isinstance(node, ast.Name):
