@@ -193,7 +193,7 @@ class CachedModel(WrappedBackend):
         self, inner: ModelBackend, cache: ModelCache | None = None, *, enabled: bool = True
     ) -> None:
         self.inner = inner
-        self.cache = cache if cache is not None else ModelCache()
+        self._cache = cache
         self.enabled = enabled
         #: calls that reached the inner backend
         self.model_calls = 0
@@ -203,6 +203,14 @@ class CachedModel(WrappedBackend):
 
     def __repr__(self) -> str:
         return f"CachedModel({self.inner!r})"
+
+    @property
+    def cache(self) -> ModelCache:
+        """The store (the default on-disk cache when none was given, opened on first use: a
+        disabled cache never touches the disk)."""
+        if self._cache is None:
+            self._cache = ModelCache()
+        return self._cache
 
     def key(self, messages: list[Message], params: GenParams, sample: int = 0) -> str:
         # at temperature 0 every sample is the same answer, so samples share one entry
