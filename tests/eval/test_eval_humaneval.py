@@ -14,7 +14,8 @@ from cli_runner import treadle as run_treadle
 ROOT = Path(__file__).resolve().parents[2]
 CANONICAL = ROOT / "examples" / "humaneval_canonical.flow"
 
-pytestmark = [pytest.mark.slow, pytest.mark.docker]
+#: the subprocesses get their own budgets; the global pytest timeout must not cut them
+pytestmark = [pytest.mark.timeout(1000), pytest.mark.slow, pytest.mark.docker]
 
 
 #: `treadle ARGS` in a fresh process, with this file's time budget

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from cli_runner import treadle as run_treadle
 
-pytestmark = [pytest.mark.slow, pytest.mark.model]
+#: the subprocesses get their own budgets; the global pytest timeout must not cut them
+pytestmark = [pytest.mark.timeout(1300), pytest.mark.slow, pytest.mark.model]
 
 ROOT = Path(__file__).resolve().parents[2]
 QA = ROOT / "examples" / "data" / "qa.jsonl"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.train, pytest.mark.model]
+#: the subprocesses get their own budgets; the global pytest timeout must not cut them
+pytestmark = [pytest.mark.timeout(1000), pytest.mark.slow, pytest.mark.train, pytest.mark.model]
 
 ROOT = Path(__file__).resolve().parents[2]
 
