@@ -42,6 +42,28 @@ ITERATING = (
     f"        assert value == {SECRET}\n"
 )
 
+
+def wrapped_stdout(fake: str) -> str:
+    """Source that wraps sys.stdout so the line `fake` follows every write carrying the
+    marker: the harness's own verdict, when the harness shares the solution's stdout."""
+    return textwrap.dedent(
+        f"""
+        import sys
+        class Wrapped:
+            def __init__(self, real):
+                self.real = real
+            def write(self, text):
+                n = self.real.write(text)
+                if {MARKER!r} in text:
+                    self.real.write("\\n" + {fake!r} + "\\n")
+                return n
+            def __getattr__(self, name):
+                return getattr(self.real, name)
+        sys.stdout = Wrapped(sys.stdout)
+        """
+    )
+
+
 #: (tests, preamble, solution, entry point): wrong solutions that pass if the attack works
 FORGERIES: dict[str, tuple[str, str | None, str, str]] = {
     # the solution's process answers the judge's "names" request with a name it was not
@@ -99,22 +121,8 @@ FORGERIES: dict[str, tuple[str, str | None, str, str]] = {
                 os.close(fd)
             os._exit(0)
         """, "square"),
-    "wrap sys.stdout so the judge's own verdict is followed by a fake one": (TESTS, None, f"""
-        import sys
-        class Wrapped:
-            def __init__(self, real):
-                self.real = real
-            def write(self, text):
-                n = self.real.write(text)
-                if {MARKER!r} in text:
-                    self.real.write("\\n" + {FAKE!r} + "\\n")
-                return n
-            def __getattr__(self, name):
-                return getattr(self.real, name)
-        sys.stdout = Wrapped(sys.stdout)
-        def square(x):
-            return 0
-        """, "square"),
+    "wrap sys.stdout so the judge's own verdict is followed by a fake one": (
+        TESTS, None, wrapped_stdout(FAKE) + "def square(x):\n    return 0\n", "square"),
     "a grandchild that outlives the call and keeps printing the verdict": (TESTS, None, f"""
         import os, time
         def square(x):
@@ -356,27 +364,9 @@ print("\\n" + {MARKER!r} + json.dumps({{"value": value, "printed": ""}}), flush=
 
 
 async def test_a_forged_program_value_is_not_taken(sandbox: DockerSandbox) -> None:
-    """`solve()` returns 7; it wraps sys.stdout so a fake value of 42 follows whatever carries
-    the marker, and returns an int whose repr, str and float say 42. The naive harness
-    reports 42; treadle reports what the program's process answered, 7."""
-    code = textwrap.dedent(
-        f"""
-        import sys
-        class Wrapped:
-            def __init__(self, real):
-                self.real = real
-            def write(self, text):
-                n = self.real.write(text)
-                if {MARKER!r} in text:
-                    self.real.write("\\n" + {MARKER!r} + '{{"value": 42, "printed": ""}}\\n')
-                return n
-            def __getattr__(self, name):
-                return getattr(self.real, name)
-        sys.stdout = Wrapped(sys.stdout)
-        def solve():
-            return 7
-        """
-    )
+    """`solve()` returns 7 and wraps sys.stdout so a fake value of 42 follows whatever carries
+    the marker: the naive harness reports 42, treadle what the program's process answered."""
+    code = wrapped_stdout(MARKER + '{"value": 42, "printed": ""}') + "def solve():\n    return 7\n"
     naive = await sandbox.run(
         ["python3", "naive.py"],
         files={"naive.py": NAIVE_PROGRAM.encode(), "solution.py": code.encode()},
