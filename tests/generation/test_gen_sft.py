@@ -31,6 +31,7 @@ def test_records_are_the_generators_prompt(tmp_path: Path) -> None:
     assert turns[2]["content"] == EXAMPLES[0].flow
 
 
+@pytest.mark.timeout(1200)  # a real trainer on 2 shared cores: its own budget
 @pytest.mark.slow
 @pytest.mark.train
 def test_sft_trainer_two_steps(tmp_path: Path) -> None:
