@@ -116,15 +116,13 @@ def _check_resumable(path: Path, before: Mapping[str, Any], now: Mapping[str, An
 
 def _rewrite(path: Path, header: Mapping[str, Any], rows: list[RowReport]) -> None:
     """Replace the results file with `header` and `rows`, atomically (a kill midway leaves
-    the old file)."""
+    the old file); the lines are written as a run writes them."""
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(orjson.dumps({**header, "kind": "header"}, default=str) + b"\n")
-        for row in rows:
-            f.write(orjson.dumps({"kind": "row", **row.model_dump(mode="json")}, default=str))
-            f.write(b"\n")
-        f.flush()
-        os.fsync(f.fileno())
+    writer = _ResultsFile(tmp, dict(header))
+    for row in rows:
+        writer.add(row)
+    os.fsync(writer.f.fileno())
+    writer.close()
     os.replace(tmp, path)
 
 
