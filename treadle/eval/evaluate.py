@@ -172,7 +172,14 @@ def read_results(path: Path) -> tuple[dict[str, Any] | None, list[RowReport]]:
         cut = data.rfind(b"\n") + 1
         with path.open("r+b") as f:
             f.truncate(cut)
-        data = data[:cut]
+    return parse_results(data, path)
+
+
+def parse_results(data: bytes, path: Path) -> tuple[dict[str, Any] | None, list[RowReport]]:
+    """The header and rows of a results file's bytes, without touching the file: a line still
+    being written (no newline yet) is left out, so a run in progress reads as far as it got."""
+    if data and not data.endswith(b"\n"):
+        data = data[: data.rfind(b"\n") + 1]
     header: dict[str, Any] | None = None
     rows: dict[tuple[str, int], RowReport] = {}
     for n, line in enumerate(data.splitlines(), 1):
