@@ -97,7 +97,7 @@ def _title(path: Path, kind: Kind) -> str:
     if kind == "eval" and path.suffix == ".jsonl":
         head = _first_line(path) or {}
         flow = Path(str(head.get("flow") or path.stem)).name
-        return f"{flow} on {Path(str(head.get('dataset') or '?')).name} ({path.name})"
+        return f"{flow} on {Path(str(head.get('dataset') or '?')).name} ({path.parent.name}/{path.name})"
     return path.name if kind != "optimize" else f"{path.name}/"
 
 

@@ -20,7 +20,7 @@ function h(tag, attrs, ...children) {
     else if (k === "class") el.className = v;
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -35,7 +35,7 @@ function s(tag, attrs, ...children) {
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -52,6 +52,7 @@ function secs(x) {
   if (x === null || x === undefined) return "–";
   return x < 1 ? (x * 1000).toFixed(1) + " ms" : x.toFixed(2) + " s";
 }
+function short(text, n) { return text.length <= n ? text : text.slice(0, n - 1) + "…"; }
 function pct(x) { return x === null || x === undefined ? "–" : (100 * x).toFixed(1) + "%"; }
 function show(value) {
   if (value === null || value === undefined) return "null";
@@ -78,6 +79,11 @@ function crumbs(...links) {
   el.replaceChildren(...links.flatMap(([text, href]) => [" / ", href ? h("a", { href }, text) : h("span", {}, text)]));
 }
 
+// the page's content: nested lists flattened, empty parts dropped
+function mount(...parts) {
+  app.replaceChildren(...parts.flat(3).filter((x) => x !== null && x !== undefined && x !== ""));
+}
+
 function setLive(text) { document.getElementById("live").textContent = text; }
 
 // Re-draw when the source's file changes (a running evaluation appends rows).
@@ -86,7 +92,8 @@ function watch(id, stamp, redraw) {
   let last = JSON.stringify(stamp);
   setLive("live");
   pollTimer = setInterval(async () => {
-    const now = await get("/api/source/" + id + "/stamp");
+    let now;
+    try { now = await get("/api/source/" + id + "/stamp"); } catch (err) { setLive("the server is not answering"); return; }
     if (now.stamp && JSON.stringify(now.stamp) !== last) {
       last = JSON.stringify(now.stamp);
       setLive("updated " + new Date().toLocaleTimeString());
@@ -142,7 +149,7 @@ const KIND_LABEL = { eval: "Evaluations", trace: "Traces", attribution: "Attribu
 async function homePage() {
   crumbs();
   const cat = await get("/api/catalog");
-  if (cat.error) return app.replaceChildren(h("p", { class: "error" }, cat.error));
+  if (cat.error) return mount(h("p", { class: "error" }, cat.error));
   if (cat.single && !location.hash.startsWith("#/")) {
     const only = cat.sources.find((x) => x.id === cat.single);
     location.hash = "#/" + only.kind + "/" + only.id;
@@ -164,11 +171,12 @@ async function homePage() {
       h("div", { class: "filters" }, "A ", a, " B ", b,
         h("button", { id: "cmp-go", onclick: () => { location.hash = "#/compare/" + a.value + "/" + b.value; } }, "compare")));
   }
-  app.replaceChildren(...parts);
+  mount(...parts);
   if (!EXPORTED) {
     let last = JSON.stringify(cat.sources.map((x) => x.id));
     pollTimer = setInterval(async () => {
-      const now = await get("/api/catalog");
+      let now;
+      try { now = await get("/api/catalog"); } catch (err) { setLive("the server is not answering"); return; }
       if (now.sources && JSON.stringify(now.sources.map((x) => x.id)) !== last) { last = ""; clearInterval(pollTimer); homePage(); }
     }, POLL_MS);
   }
@@ -229,7 +237,7 @@ async function evalPage(id) {
   const summaryBox = h("div", {});
   const stepsBox = h("div", {});
   let p = await get("/api/source/" + id);
-  if (p.error) return app.replaceChildren(h("p", { class: "error" }, p.error));
+  if (p.error) return mount(h("p", { class: "error" }, p.error));
   crumbs([KIND_LABEL.eval], [p.title]);
   const filter = rowFilter("rows", () => drawRows());
   function drawRows() {
@@ -252,14 +260,14 @@ async function evalPage(id) {
     const started = performance.now();
     const s = p.summary;
     summaryBox.replaceChildren(
-      h("div", { class: "muted" }, `flow ${s.flow} · dataset ${s.dataset} · model ${s.model || "default"}` + (s.epochs > 1 ? ` · epochs ${s.epochs} (${s.reducer})` : "")),
+      h("div", { class: "muted" }, `flow ${s.flow} · dataset ${s.dataset} · model ${short(s.model || "default", 90)}` + (s.epochs > 1 ? ` · epochs ${s.epochs} (${s.reducer})` : "")),
       s.stopped ? h("div", { class: "banner" }, "Stopped: " + s.stopped) : "",
       evalSummary(p));
     stepsBox.replaceChildren(...[stepsTable(s.steps)].flat());
     drawRows();
     window.treadleRendered = { rows: p.rows.length, ms: performance.now() - started };
   }
-  app.replaceChildren(h("h1", {}, p.title), summaryBox, h("h2", {}, "Rows"), filter.ui, rowsBox, stepsBox);
+  mount(h("h1", {}, p.title), summaryBox, h("h2", {}, "Rows"), filter.ui, rowsBox, stepsBox);
   drawAll();
   watch(id, p.stamp, async () => {
     const now = await get("/api/source/" + id);
@@ -269,7 +277,7 @@ async function evalPage(id) {
 
 async function rowPage(id, rowId) {
   const p = await get("/api/source/" + id + "/row/" + enc(rowId));
-  if (p.error) return app.replaceChildren(h("p", { class: "error" }, p.error));
+  if (p.error) return mount(h("p", { class: "error" }, p.error));
   const run = await get("/api/source/" + id);
   crumbs([KIND_LABEL.eval], [run.title || id, "#/eval/" + id], ["row " + rowId]);
   const r = p.row;
@@ -295,7 +303,7 @@ async function rowPage(id, rowId) {
     else if (e.trace.missing) parts.push(h("p", { class: "muted" }, "The trace file " + e.trace.missing + " is not there."));
     else parts.push(traceView(e.trace));
   }
-  app.replaceChildren(...parts);
+  mount(...parts);
 }
 
 // ------------------------------------------------------------------ traces
@@ -322,10 +330,13 @@ function traceView(t) {
     const cls = ["bar", sp.cached ? "cached" : "k-" + sp.kind, sp.status === "error" ? "s-error" : "", sp.duration === null ? "unfinished" : ""].join(" ");
     const pick = () => { if (selected) selected.classList.remove("sel"); selected = bar; bar.classList.add("sel"); detail.replaceChildren(spanDetail(sp)); };
     const label = (sp.op && sp.kind === "step" && sp.op !== sp.name ? `${sp.name} (${sp.op})` : sp.name);
-    svg.append(s("text", { class: "label", x: 4 + sp.depth * 12, y: y + 13, onclick: pick }, label.length > 40 ? label.slice(0, 39) + "…" : label));
-    const bar = s("rect", { class: cls, x: x(sp.start), y: y + 3, width: Math.max(1.5, (dur / total) * barW), height: rowH - 6, rx: 2, "data-kind": sp.kind, onclick: pick },
+    // one group per span, clickable across its whole row (a 1 ms bar is too thin to hit)
+    const bar = s("rect", { class: cls, x: x(sp.start), y: y + 3, width: Math.max(3, (dur / total) * barW), height: rowH - 6, rx: 2 },
       s("title", {}, `${sp.name} · ${sp.status || "unfinished"} · +${secs(sp.start)} · ${secs(sp.duration)}`));
-    svg.append(bar);
+    svg.append(s("g", { class: "span", "data-kind": sp.kind, "data-id": sp.id, onclick: pick },
+      s("rect", { class: "band", x: 0, y, width: labelW + barW + 20, height: rowH }),
+      s("text", { class: "label", x: 4 + sp.depth * 12, y: y + 13 }, label.length > 40 ? label.slice(0, 39) + "…" : label),
+      bar));
   });
   const head = h("div", { class: "cards trace-head" },
     card("duration", secs(t.total_s)), card("spans", String(spans.length), t.unfinished ? `${t.unfinished} unfinished` : ""),
@@ -356,10 +367,10 @@ function spanDetail(sp) {
 
 async function tracePage(id) {
   const p = await get("/api/source/" + id);
-  if (p.error) return app.replaceChildren(h("p", { class: "error" }, p.error));
+  if (p.error) return mount(h("p", { class: "error" }, p.error));
   crumbs([KIND_LABEL.trace], [p.title]);
   const wf = (p.trace.header && p.trace.header.workflow) || "";
-  app.replaceChildren(h("h1", {}, "Trace " + wf), traceView(p.trace));
+  mount(h("h1", {}, "Trace " + wf), traceView(p.trace));
   watch(id, p.stamp, () => tracePage(id));
 }
 
@@ -375,7 +386,7 @@ function attributionChart(units) {
   const x = (v) => labelW + ((v - lo) / span) * W;
   const svg = s("svg", { id: "attr-chart", width: labelW + W + 80, height: top + measured.length * rowH + 10 });
   svg.append(s("line", { class: "axis", x1: x(0), x2: x(0), y1: top - 6, y2: top + measured.length * rowH }),
-    s("text", { x: x(lo), y: 12 }, num(lo, 2)), s("text", { x: x(hi), y: 12, "text-anchor": "end" }, num(hi, 2)), s("text", { x: x(0), y: 12, "text-anchor": "middle" }, "0"));
+    lo < 0 ? s("text", { x: x(lo), y: 12 }, num(lo, 2)) : null, s("text", { x: x(hi), y: 12, "text-anchor": "end" }, num(hi, 2)), s("text", { x: x(0), y: 12, "text-anchor": "middle" }, "0"));
   measured.forEach((u, i) => {
     const y = top + i * rowH;
     const a = x(Math.min(0, u.effect)), b = x(Math.max(0, u.effect));
@@ -410,11 +421,11 @@ function lineChart(id, points, xLabel, yLabel) {
 
 async function attributionPage(id) {
   const p = await get("/api/source/" + id);
-  if (p.error) return app.replaceChildren(h("p", { class: "error" }, p.error));
+  if (p.error) return mount(h("p", { class: "error" }, p.error));
   crumbs([KIND_LABEL.attribution], [p.title]);
   const r = p.report;
   const cumulative = [[0, 0], ...r.cumulative.map((c) => [c.units, c.share])];
-  app.replaceChildren(
+  mount(
     h("h1", {}, "Attribution by " + r.by),
     h("div", { class: "muted" }, `${r.flows.join(", ")} · dataset ${r.dataset} · scorer ${r.scorer}`),
     h("div", { class: "cards", id: "summary" },
@@ -459,11 +470,11 @@ const base = (path) => String(path).split("/").pop();
 
 async function rankingPage(id) {
   const p = await get("/api/source/" + id);
-  if (p.error) return app.replaceChildren(h("p", { class: "error" }, p.error));
+  if (p.error) return mount(h("p", { class: "error" }, p.error));
   crumbs([KIND_LABEL.ranking], [p.title]);
   const r = p.report;
   const verified = r.flows.filter((f) => f.full !== null && f.score !== null);
-  app.replaceChildren(
+  mount(
     h("h1", {}, "Ranking of " + r.flows.length + " flows"),
     h("div", { class: "muted" }, `dataset ${r.dataset} · scorer ${r.scorer} · ${r.n} rows · few-shot rows ${r.few_ids.length}`),
     h("div", { class: "cards", id: "summary" },
@@ -492,7 +503,7 @@ async function rankingPage(id) {
 
 async function comparePage(a, b) {
   const p = await get("/api/compare/" + a + "/" + b);
-  if (p.error) return app.replaceChildren(h("p", { class: "error" }, p.error));
+  if (p.error) return mount(h("p", { class: "error" }, p.error));
   crumbs([KIND_LABEL.eval], ["compare"]);
   const c = p.result;
   const st = tableState["cmp-filter"] || (tableState["cmp-filter"] = { changed: false });
@@ -503,7 +514,7 @@ async function comparePage(a, b) {
     { key: "diff", label: "B − A", num: true, fmt: (r) => num(r.diff) },
     { key: "output_a", label: "output A" }, { key: "output_b", label: "output B" },
   ], p.rows.filter((r) => !st.changed || (r.diff !== null && r.diff !== 0)), (r) => { location.hash = "#/eval/" + a + "/row/" + enc(r.id); }));
-  app.replaceChildren(
+  mount(
     h("h1", {}, "B against A"),
     h("div", { class: "kv" }, h("div", {}, "A"), h("div", {}, h("a", { href: "#/eval/" + a }, c.a)), h("div", {}, "B"), h("div", {}, h("a", { href: "#/eval/" + b }, c.b))),
     h("div", { class: "cards", id: "compare-result" },
@@ -519,13 +530,13 @@ async function comparePage(a, b) {
 
 async function optimizePage(id) {
   const p = await get("/api/source/" + id);
-  if (p.error) return app.replaceChildren(h("p", { class: "error" }, p.error));
+  if (p.error) return mount(h("p", { class: "error" }, p.error));
   crumbs([KIND_LABEL.optimize], [p.title]);
   const rounds = p.rounds.map((r) => ({ id: r.name, name: r.name, flows: Object.keys(r.flows).length,
     best: Math.max(...r.evals.map((e) => e.mean ?? -1), -1), tokens: r.evals.reduce((t, e) => t + e.tokens, 0) }));
   const frontier = p.lineage.filter((e) => typeof e.score === "number" && typeof e.tokens === "number");
   const maxTok = Math.max(1, ...frontier.map((e) => e.tokens));
-  app.replaceChildren(
+  mount(
     h("h1", {}, "Optimize run " + p.title),
     rounds.length ? [h("h2", {}, "Best score per round"), lineChart("opt-rounds", rounds.map((r, i) => [i + 1, Math.max(0, r.best)]), "round", "best"),
       table("rounds", [{ key: "name", label: "round" }, { key: "flows", label: "flows", num: true },
@@ -554,9 +565,9 @@ async function route() {
     else if (kind === "ranking") await rankingPage(id);
     else if (kind === "optimize") await optimizePage(id);
     else if (kind === "compare") await comparePage(id, parts[2]);
-    else app.replaceChildren(h("p", { class: "error" }, "No page " + location.hash));
+    else mount(h("p", { class: "error" }, "No page " + location.hash));
   } catch (err) {
-    app.replaceChildren(h("p", { class: "error" }, "This page could not be drawn: " + err));
+    mount(h("p", { class: "error" }, "This page could not be drawn: " + err));
     throw err;
   }
   window.scrollTo(0, 0);
