@@ -13,10 +13,11 @@ install:
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -e ".[run]"
 
 # Everything the test suite needs: Debian packages (mmdebstrap for the sandbox image, iproute2
-# for the two-node Ray test's network namespaces) and the dev extras (which include the analysis,
-# ray, train and phoenix extras: the suite runs a real Ray cluster, TRL and Arize Phoenix).
+# for the two-node Ray test's network namespaces, chromium and chromium-driver for the viewer's
+# browser tests) and the dev extras (which include the analysis, ray, train and phoenix extras:
+# the suite runs a real Ray cluster, TRL and Arize Phoenix).
 install-test:
-	@{ command -v mmdebstrap && command -v ip; } >/dev/null || { apt-get update -qq && apt-get install -y -qq mmdebstrap iproute2; }
+	@{ command -v mmdebstrap && command -v ip && command -v chromium && command -v chromedriver; } >/dev/null || { apt-get update -qq && apt-get install -y -qq mmdebstrap iproute2 chromium chromium-driver; }
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -e ".[dev]"
 
 # The sandbox image, built from Debian packages (no registry needed); skipped when it exists.
