@@ -86,7 +86,10 @@ def texts(driver: WebDriver, css: str) -> list[str]:
 
 
 def row_ids(driver: WebDriver) -> list[str]:
-    return [e.get_attribute("data-id") or "" for e in driver.find_elements(By.CSS_SELECTOR, "#rows tbody tr")]
+    return [
+        e.get_attribute("data-id") or ""
+        for e in driver.find_elements(By.CSS_SELECTOR, "#rows tbody tr")
+    ]
 
 
 def type_into(driver: WebDriver, element_id: str, text: str) -> None:
@@ -249,7 +252,7 @@ def test_export_renders_offline(work: Path, browser: WebDriver, tmp_path: Path) 
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     html = out.read_text()
-    assert "<script src" not in html and "<link rel=\"stylesheet\"" not in html
+    assert "<script src" not in html and '<link rel="stylesheet"' not in html
     open_page(browser, out.as_uri(), "ul.sources")
     browser.find_element(By.PARTIAL_LINK_TEXT, "qa-half.jsonl").click()
     wait_for(lambda: len(row_ids(browser)) == 20)

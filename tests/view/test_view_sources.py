@@ -29,8 +29,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
                   "--scorer", "exact", "--display", "none", "--results", ".treadle/evals/a.jsonl",
                   "--report", ".treadle/a.json", cwd=work)  # fmt: skip
     assert out.returncode == 0, out.stderr
-    out = treadle("run", str(EXAMPLES / "answer.flow"), "--input", "question=What is 12 times 12?", "--model",
-                  ALL_RIGHT, "--trace", ".treadle/t.jsonl", cwd=work)  # fmt: skip
+    out = treadle("run", str(EXAMPLES / "answer.flow"), "--input",
+                  "question=What is 12 times 12?", "--model", ALL_RIGHT, "--trace",
+                  ".treadle/t.jsonl", cwd=work)  # fmt: skip
     assert out.returncode == 0, out.stderr
     return work
 
@@ -138,5 +139,5 @@ def test_an_optimize_folder_shows_rounds_and_lineage(runs: Path, tmp_path: Path)
     assert [r["name"] for r in page["rounds"]] == ["round-0", "round-1"]
     assert [e["mean"] for r in page["rounds"] for e in r["evals"]] == [0.75, 0.75]
     (edge,) = page["lineage"]
-    assert "-  answer = generate from \"Answer the question concisely." in edge["diff"]
+    assert '-  answer = generate from "Answer the question concisely.' in edge["diff"]
     assert page["state"] == {"round": 1, "best": "round-1/child.flow"}

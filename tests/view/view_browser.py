@@ -49,4 +49,6 @@ def wait_for(check: Callable[[], Any], timeout: float = 10.0, what: str = "the p
         except Exception as e:  # the element is not there yet
             last = e
         time.sleep(0.05)
-    raise AssertionError(f"{what} did not appear in {timeout:.0f} s" + (f": {last}" if last else ""))
+    raise AssertionError(
+        f"{what} did not appear in {timeout:.0f} s" + (f": {last}" if last else "")
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cli_runner import treadle  # noqa: E402
+from cli_runner import treadle
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -59,7 +59,8 @@ def make_runs(work: Path) -> dict[str, Path]:
         ".treadle/evals/math.jsonl", *common, cwd=work)  # fmt: skip
     run("attribute", str(EXAMPLES / "variants" / "qa_revise.flow"), str(QA), "--model",
         'scripted:{"State its":"Paris","Improve":"Paris","":"I am not sure"}', "--scorer",
-        "contains", "--limit", "3", "--report", ".treadle/attribution.json", "--display", "none", cwd=work)  # fmt: skip
+        "contains", "--limit", "3", "--report", ".treadle/attribution.json", "--display", "none",
+        cwd=work)  # fmt: skip
     flows = [str(EXAMPLES / "variants" / n) for n in ("qa_short.flow", "qa_quiz.flow",
                                                       "qa_direct.flow")]  # fmt: skip
     run("rank", *flows, str(QA), "--model", 'scripted:{"You predict":"0.4","":"Paris"}',

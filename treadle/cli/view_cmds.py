@@ -30,9 +30,12 @@ def view(
     port: Annotated[int, typer.Option("--port", help="the port (default: a free one)")] = 0,
     host: Annotated[
         str,
-        typer.Option("--host", help="listen on this address instead of 127.0.0.1 (anyone who "
-                     "reaches it reads the runs)"),
-    ] = "127.0.0.1",  # fmt: skip
+        typer.Option(
+            "--host",
+            help="listen on this address instead of 127.0.0.1 (anyone who "
+            "reaches it reads the runs)",
+        ),
+    ] = "127.0.0.1",
     no_open: Annotated[bool, typer.Option("--no-open", help="do not open a browser")] = False,
     export: Annotated[
         Path | None,
@@ -41,7 +44,7 @@ def view(
 ) -> None:
     """Look at evaluations, traces, attribution and ranking reports and optimize runs."""
     from treadle.errors import InputError
-    from treadle.view import Catalog, ViewServer, Views, export_html, open_browser
+    from treadle.view import Catalog, Views, ViewServer, export_html, open_browser
 
     catalog = Catalog.of(paths or [])
     views = Views(catalog)

@@ -165,9 +165,15 @@ def reduce_epochs(epochs: Sequence[RowReport], reducer: str = "mean") -> RowRepo
     """One row's epochs → one row: scores reduced over the epochs that were not errors.
 
     The row is an error only when every epoch was; its counters are sums over all epochs.
+    One epoch is the row itself, copied shallowly with its own step counters (deep copies of
+    10,000 rows were most of the time a report of them took to build).
     """
     ordered = sorted(epochs, key=lambda r: r.epoch)
     name, k = parse_reducer(reducer, len(ordered))
+    if len(ordered) == 1:
+        only = ordered[0]
+        own = {step: st.model_copy() for step, st in only.steps.items()}
+        return only.model_copy(update={"epochs": 1, "steps": own})
     good = [r for r in ordered if r.status != "error"]
     first = good[0] if good else ordered[0]
     row = first.model_copy(deep=True)
@@ -183,8 +189,6 @@ def reduce_epochs(epochs: Sequence[RowReport], reducer: str = "mean") -> RowRepo
         for step, st in r.steps.items():
             steps.setdefault(step, StepStats()).add(st)
     row.steps = steps
-    if len(ordered) == 1:
-        return row
     if not good:
         return row
     names = list(good[0].scores)

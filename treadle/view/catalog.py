@@ -97,7 +97,8 @@ def _title(path: Path, kind: Kind) -> str:
     if kind == "eval" and path.suffix == ".jsonl":
         head = _first_line(path) or {}
         flow = Path(str(head.get("flow") or path.stem)).name
-        return f"{flow} on {Path(str(head.get('dataset') or '?')).name} ({path.parent.name}/{path.name})"
+        dataset = Path(str(head.get("dataset") or "?")).name
+        return f"{flow} on {dataset} ({path.parent.name}/{path.name})"
     return path.name if kind != "optimize" else f"{path.name}/"
 
 
@@ -110,7 +111,9 @@ def _walk(folder: Path) -> Iterable[Path]:
             yield here
         names = set(files)
         dirs[:] = sorted(
-            d for d in dirs if not (d.endswith("-traces") and f"{d[: -len('-traces')]}.jsonl" in names)
+            d
+            for d in dirs
+            if not (d.endswith("-traces") and f"{d[: -len('-traces')]}.jsonl" in names)
         )
         for name in sorted(files):
             if name.endswith((".json", ".jsonl")) and name != OPTIMIZE_MARKER:
@@ -188,8 +191,12 @@ def _linked(path: Path, kind: Kind) -> Path | None:
 def _without_shadowed_reports(found: dict[str, Source]) -> dict[str, Source]:
     """A report whose results file is also listed is the same run: keep the results file,
     which grows while the run goes on."""
-    results = {s.path.resolve() for s in found.values() if s.kind == "eval" and s.results_of is None}
-    return {sid: s for sid, s in found.items() if s.results_of is None or s.results_of not in results}
+    results = {
+        s.path.resolve() for s in found.values() if s.kind == "eval" and s.results_of is None
+    }
+    return {
+        sid: s for sid, s in found.items() if s.results_of is None or s.results_of not in results
+    }
 
 
 def resolve_beside(path: Path, beside: Path) -> Path:

@@ -34,7 +34,10 @@ def _json_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def _round(folder: Path, root: Path) -> dict[str, Any]:
-    flows = {str(p.relative_to(root)): p.read_text(errors="replace") for p in sorted(folder.glob("*.flow"))}
+    flows = {
+        str(p.relative_to(root)): p.read_text(errors="replace")
+        for p in sorted(folder.glob("*.flow"))
+    }
     evals = []
     for path in sorted(folder.glob("*.jsonl")):
         try:
@@ -51,7 +54,9 @@ def optimize_payload(sid: str, title: str, root: Path) -> dict[str, Any]:
         state = orjson.loads((root / "state.json").read_bytes())
     except (OSError, orjson.JSONDecodeError):
         state = None  # being rewritten right now: the next poll reads it
-    rounds = [_round(d, root) for d in sorted(root.iterdir()) if d.is_dir() and any(d.glob("*.flow"))]
+    rounds = [
+        _round(d, root) for d in sorted(root.iterdir()) if d.is_dir() and any(d.glob("*.flow"))
+    ]
     experience = _json_lines(root / "experience.jsonl")
     texts = {name: text for r in rounds for name, text in r["flows"].items()}
     lineage = []

@@ -10,6 +10,7 @@ of the results file's rows, exactly what `treadle eval` reports); a trace throug
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,6 @@ from urllib.parse import unquote
 
 import orjson
 
-from treadle.errors import InputError
 from treadle.eval.compare import compare
 from treadle.eval.report import EvalReport, RowReport
 from treadle.studies.attribution import AttributionReport
@@ -44,7 +44,15 @@ def _text(value: Any, limit: int = CELL) -> str:
 
 
 def load_eval(src: Source) -> tuple[EvalReport, list[RowReport], dict[str, Any]]:
-    return read_eval(src.path)
+    """The run as its file is now: read once per change, shared by its page and its rows."""
+    return _read_eval(src.path, src.stamp())
+
+
+@functools.lru_cache(maxsize=8)
+def _read_eval(
+    path: Path, stamp: tuple[int, int]
+) -> tuple[EvalReport, list[RowReport], dict[str, Any]]:
+    return read_eval(path)
 
 
 def _row_cells(row: RowReport) -> dict[str, Any]:
