@@ -3,6 +3,7 @@
     errors → grammar → runtime → stdlib_ops → compiler → flow → eval → {studies, generation}
     → train → cli / api
 
+(`view` reads what eval, studies and tracing wrote, and only `cli` imports it.)
 (`train` may use `generation`'s prompts: an SFT pair is a generation prompt and its flow.)
 A layer imports only the ones below it, in module bodies and inside functions alike; every
 module under `treadle/` belongs to exactly one layer.
