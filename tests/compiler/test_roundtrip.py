@@ -52,9 +52,10 @@ leaves = (
     | strings()
     | numbers
     | st.booleans().map(lambda b: A.Bool(value=b))
+    | st.just(A.Null())
 )
 
-BIN_OPS = ["and", "or", "==", "!=", "<", "<=", ">", ">=", "is", "is not", "+", "-", "*", "/"]
+BIN_OPS = ["and", "or", "or else", "==", "!=", "<", "<=", ">", ">=", "is", "is not", "+", "-", "*", "/"]
 
 
 def _extend(children: st.SearchStrategy[A.Expr]) -> st.SearchStrategy[A.Expr]:

@@ -64,6 +64,12 @@ class Bool(Node):
     value: bool
 
 
+class Null(Node):
+    """The `null` literal: no value (what an operator gives when it finds nothing)."""
+
+    kind: Literal["null"] = "null"
+
+
 class ListLit(Node):
     kind: Literal["list"] = "list"
     items: tuple[Expr, ...] = ()
@@ -76,7 +82,7 @@ class UnaryOp(Node):
 
 
 BinOp = Literal[
-    "and", "or", "==", "!=", "<", "<=", ">", ">=", "is", "is not", "+", "-", "*", "/"
+    "and", "or", "or else", "==", "!=", "<", "<=", ">", ">=", "is", "is not", "+", "-", "*", "/"
 ]  # fmt: skip
 
 
@@ -87,7 +93,7 @@ class BinaryOp(Node):
     right: Expr
 
 
-Expr = Name | Str | Num | Bool | ListLit | UnaryOp | BinaryOp
+Expr = Name | Str | Num | Bool | Null | ListLit | UnaryOp | BinaryOp
 
 
 # ---------------------------------------------------------------- steps

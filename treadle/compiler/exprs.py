@@ -17,9 +17,11 @@ from treadle.compiler.parsing.transformer import INVALID
 from treadle.compiler.scope import Binding, Env
 from treadle.runtime import ir
 from treadle.runtime.ir import SourceSpan
-from treadle.runtime.types import ANY, BOOLEAN, NUMBER, TEXT, Type, list_of
+from treadle.runtime.types import ANY, BOOLEAN, NULL, NUMBER, TEXT, Type, list_of
 
 _PLACEHOLDER = ir_node(ir.Const, value=None)
+#: how other languages spell `null`, for the hint of an undefined name
+_NULL_SPELLINGS = {"None", "none", "nil", "NULL", "Null", "undefined", "nothing"}
 
 
 def join_types(types: Iterable[Type]) -> Type:
@@ -119,6 +121,8 @@ class ExprLowerer:
             else f"undefined name `{head}`"
         )
         hint = did_you_mean(head, env)
+        if hint is None and head in _NULL_SPELLINGS:
+            hint = "write `null` for no value (and `x is null` to test for it)"
         if hint is None and head in set(self.callables()):
             hint = f"`{head}` is an operator: call it in a step, `x = {head} ...`"
         if hint is None and code == "E401":
@@ -136,6 +140,8 @@ class ExprLowerer:
             return ir_node(ir.Const, value=e.value), NUMBER
         if isinstance(e, A.Bool):
             return ir_node(ir.Const, value=e.value), BOOLEAN
+        if isinstance(e, A.Null):
+            return ir_node(ir.Const, value=None), NULL
         if isinstance(e, A.ListLit):
             items = [self.lower(i, env) for i in e.items]
             return ir_node(ir.ListExpr, items=tuple(x for x, _ in items)), list_of(
@@ -165,9 +171,13 @@ class ExprLowerer:
     def binary(self, e: A.BinaryOp, env: Env) -> tuple[ir.Expr, Type]:
         left, lt = self.lower(e.left, env)
         right, rt = self.lower(e.right, env)
-        op = {"is": "==", "is not": "!="}.get(e.op, e.op)
+        op = {"is": "==", "is not": "!=", "or else": "default"}.get(e.op, e.op)
         out: Type = BOOLEAN
-        if op in ("and", "or"):
+        if op == "default":
+            # any value may be null at run time (an operator that finds nothing), so any
+            # left side is allowed; the value is the left one's type or the fallback's
+            out = rt if lt.kind == "null" else join_types([lt, rt]) if rt.kind != "null" else lt
+        elif op in ("and", "or"):
             self._want(_is_bool, lt, f"`{op}`", "boolean", e.left.span)
             self._want(_is_bool, rt, f"`{op}`", "boolean", e.right.span)
         elif op in ("<", "<=", ">", ">="):
@@ -211,6 +221,8 @@ def _a(t: Type) -> str:
         return f"a `{t}` record"
     if t.kind == "choice":
         return f"one of {t}"
+    if t.kind == "null":
+        return "null"
     return _a_word(str(t))
 
 

@@ -16,7 +16,7 @@ INDENT = "  "
 
 # precedence: higher binds tighter
 _PREC = {
-    "or": 1, "and": 2, "not": 3,
+    "or": 1, "or else": 1, "and": 2, "not": 3,
     "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4, "is": 4, "is not": 4,
     "+": 5, "-": 5, "*": 6, "/": 6,
 }  # fmt: skip
@@ -150,6 +150,8 @@ def expr(e: A.Expr) -> str:
         return format_number(e.value)
     if isinstance(e, A.Bool):
         return "true" if e.value else "false"
+    if isinstance(e, A.Null):
+        return "null"
     if isinstance(e, A.ListLit):
         return "[" + ", ".join(expr(i) for i in e.items) + "]"
     if isinstance(e, A.UnaryOp):

@@ -7,7 +7,8 @@ JSON-compatible; the rules a user can see are here:
 - a template renders text as is, integral numbers without `.0`, booleans as `true`/`false`,
   lists and records as JSON;
 - `==` / `!=` compare numbers numerically (`2 == 2.0`) and never equate a boolean with a number;
-- `and` / `or` short-circuit;
+- `and` / `or` short-circuit, and so does `or else` (`default`): its right side is evaluated
+  only when the left value is null;
 - indexing a record with a field it lacks is an `ExprError` that names the field and the fields
   it has (the scheduler adds the step's name).
 """
@@ -111,6 +112,13 @@ def _compile_binary(expr: Binary) -> Compiled:
         return lambda lookup: truthy(left(lookup)) and truthy(right(lookup))
     if op == "or":
         return lambda lookup: truthy(left(lookup)) or truthy(right(lookup))
+    if op == "default":
+
+        def default(lookup: Lookup) -> Any:
+            value = left(lookup)
+            return right(lookup) if value is None else value
+
+        return default
     if op == "==":
         return lambda lookup: equal(left(lookup), right(lookup))
     if op == "!=":

@@ -64,7 +64,8 @@ class Unary(_Model):
     operand: Expr
 
 
-BinaryOp = Literal["and", "or", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/"]
+#: `default` is the source's `or else`: the left value unless it is null, else the right one
+BinaryOp = Literal["and", "or", "default", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/"]
 
 
 class Binary(_Model):

@@ -13,7 +13,9 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict
 
-Kind = Literal["text", "number", "boolean", "code", "json", "list", "record", "choice", "any"]
+Kind = Literal[
+    "text", "number", "boolean", "code", "json", "list", "record", "choice", "null", "any"
+]
 
 
 class Type(BaseModel):
@@ -50,6 +52,8 @@ class Type(BaseModel):
         """
         if self.kind in ("any", "json") or other.kind in ("any", "json"):
             return True
+        if other.kind == "null":  # the `null` literal: only where any value may go
+            return self.kind == "null"
         if self.kind == "text":
             # code is text; numbers and booleans read as text in prompts
             return other.kind in ("text", "code", "number", "boolean", "choice")
@@ -75,6 +79,8 @@ BOOLEAN = Type.model_construct(kind="boolean")
 CODE = Type.model_construct(kind="code")
 JSON = Type.model_construct(kind="json")
 ANY = Type.model_construct(kind="any")
+#: the type of the `null` literal (a value an operator's result may also be at run time)
+NULL = Type.model_construct(kind="null")
 
 
 def list_of(item: Type) -> Type:
@@ -164,4 +170,6 @@ def check_value(t: Type, value: Any) -> bool:
         return isinstance(value, dict)
     if t.kind == "choice":
         return value in t.choices
+    if t.kind == "null":
+        return value is None
     return False

@@ -255,6 +255,11 @@ class ToAst(Transformer[Token, A.Module]):
             A.BinaryOp, op="and", left=children[0], right=children[-1], span=_cover(children)
         )
 
+    def default_expr(self, children: list[Any]) -> A.BinaryOp:
+        return A.new(
+            A.BinaryOp, op="or else", left=children[0], right=children[-1], span=_cover(children)
+        )
+
     def not_expr(self, children: list[Any]) -> A.UnaryOp:
         return A.new(A.UnaryOp, op="not", operand=children[-1], span=_cover(children))
 
@@ -292,6 +297,9 @@ class ToAst(Transformer[Token, A.Module]):
 
     def false(self, children: list[Any]) -> A.Bool:
         return A.new(A.Bool, value=False, span=_cover(children))
+
+    def null(self, children: list[Any]) -> A.Null:
+        return A.new(A.Null, span=_cover(children))
 
     def list(self, children: list[Any]) -> A.ListLit:
         return A.new(A.ListLit, items=tuple(_nodes(children)), span=_cover(children))

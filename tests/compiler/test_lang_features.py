@@ -1,0 +1,45 @@
+"""The language's data features end to end: each parses, checks, formats back to itself and
+runs (on a scripted model) with the meaning docs/language.md gives it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from treadle.api import Flow
+from treadle.compiler import check_source
+from treadle.compiler.formatter import format_source
+from treadle.runtime.models.scripted import ScriptedBackend
+
+
+def run(source: str, inputs: dict[str, Any], replies: Any = ("",)) -> dict[str, Any]:
+    """Check the source is clean and formatted, then run it on scripted replies."""
+    assert [d.render() for d in check_source(source)] == []
+    assert format_source(source) == source
+    model = ScriptedBackend(list(replies) if not isinstance(replies, dict) else replies)
+    return Flow.from_source(source).run_sync(inputs, model=model, cache=False).outputs
+
+
+# ---------------------------------------------------------------- null
+
+
+def test_null_tests_and_the_default() -> None:
+    source = """\
+workflow f(q: text) -> found: boolean, missing: boolean, n: number
+  m = extract number from q
+  n = m or else 0
+  found = m is not null
+  missing = m is null
+end
+"""
+    assert run(source, {"q": "about 42 apples"}) == {"found": True, "missing": False, "n": 42}
+    assert run(source, {"q": "no digits"}) == {"found": False, "missing": True, "n": 0}
+
+
+def test_or_else_is_lazy_and_keeps_a_present_value() -> None:
+    source = """\
+workflow f() -> a: number, b: number
+  a = 1 or else 1 / 0
+  b = null or else 2
+end
+"""
+    assert run(source, {}) == {"a": 1, "b": 2}
