@@ -43,3 +43,40 @@ workflow f() -> a: number, b: number
 end
 """
     assert run(source, {}) == {"a": 1, "b": 2}
+
+
+# ---------------------------------------------------------------- JSON literals
+
+
+def test_json_objects_and_arrays_are_data_with_names_in_them() -> None:
+    source = """\
+workflow f(q: text) -> out: json
+  schema = {
+    "type": "object",
+    "properties": {"answer": {"type": "string"}, "score": {"type": "number"}},
+    "required": ["answer"]
+  }
+  out = {"schema": schema, "q": q, "none": null, "items": [1, 2.5, true, "{q}!"]}
+end
+"""
+    out = run(source, {"q": "hi"})["out"]
+    assert out["schema"]["required"] == ["answer"]
+    assert out["schema"]["properties"]["score"] == {"type": "number"}
+    assert {k: out[k] for k in ("q", "none", "items")} == {
+        "q": "hi",
+        "none": None,
+        "items": [1, 2.5, True, "hi!"],
+    }
+
+
+def test_a_schema_literal_validates_a_reply() -> None:
+    source = """\
+workflow f(q: text) -> ok: boolean
+  reply = generate from q
+  schema = {"type": "object", "required": ["answer"]}
+  v = validate reply against schema
+  ok = v.valid
+end
+"""
+    assert run(source, {"q": "hi"}, ['{"answer": 4}']) == {"ok": True}
+    assert run(source, {"q": "hi"}, ['{"other": 4}']) == {"ok": False}

@@ -55,12 +55,17 @@ leaves = (
     | st.just(A.Null())
 )
 
+keys = st.sampled_from(["type", "a b", 'say "hi"', "{x}", "é", "", "line\nbreak"])
+
 BIN_OPS = ["and", "or", "or else", "==", "!=", "<", "<=", ">", ">=", "is", "is not", "+", "-", "*", "/"]
 
 
 def _extend(children: st.SearchStrategy[A.Expr]) -> st.SearchStrategy[A.Expr]:
     return (
         st.lists(children, max_size=3).map(lambda xs: A.ListLit(items=tuple(xs)))
+        | st.lists(st.tuples(keys, children), max_size=3).map(
+            lambda kv: A.ObjectLit(pairs=tuple(A.Pair(key=k, value=v) for k, v in kv))
+        )
         | st.tuples(st.sampled_from(["not", "-"]), children).map(
             lambda t: A.UnaryOp(op=t[0], operand=t[1])
         )

@@ -75,6 +75,20 @@ class ListLit(Node):
     items: tuple[Expr, ...] = ()
 
 
+class Pair(Node):
+    """`"KEY": VALUE` in a JSON object literal."""
+
+    key: str
+    value: Expr
+
+
+class ObjectLit(Node):
+    """A JSON object literal: `{"type": "object", "required": ["answer"]}`; keys in order."""
+
+    kind: Literal["object"] = "object"
+    pairs: tuple[Pair, ...] = ()
+
+
 class UnaryOp(Node):
     kind: Literal["unary"] = "unary"
     op: Literal["not", "-"]
@@ -93,7 +107,7 @@ class BinaryOp(Node):
     right: Expr
 
 
-Expr = Name | Str | Num | Bool | Null | ListLit | UnaryOp | BinaryOp
+Expr = Name | Str | Num | Bool | Null | ListLit | ObjectLit | UnaryOp | BinaryOp
 
 
 # ---------------------------------------------------------------- steps

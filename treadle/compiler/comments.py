@@ -51,6 +51,9 @@ def _anchors(module: A.Module) -> list[_Anchor]:
     def block(stmts: tuple[A.Statement, ...]) -> None:
         for s in stmts:
             out.append(_Anchor(s.span.line, "stmt", s))
+            end = _header_end(s)
+            if end > s.span.line:  # a header spread over lines: its comment ends the last one
+                out.append(_Anchor(end, "stmt", s))
             if (
                 isinstance(s, A.Step)
                 and isinstance(s.value, A.ForEach)
@@ -62,6 +65,10 @@ def _anchors(module: A.Module) -> list[_Anchor]:
                 for i, arm in enumerate(s.arms):
                     if i:
                         out.append(_Anchor(arm.span.line, "arm", (s.arms[i - 1], arm)))
+                        if arm.cond is not None and arm.cond.span.end_line > arm.span.line:
+                            out.append(
+                                _Anchor(arm.cond.span.end_line, "arm", (s.arms[i - 1], arm))
+                            )
                     block(arm.body)
                 out.append(_Anchor(s.span.end_line, "close", s.arms[-1]))
             elif isinstance(s, A.Repeat):
@@ -75,6 +82,19 @@ def _anchors(module: A.Module) -> list[_Anchor]:
             out.append(_Anchor(item.span.end_line, "close", item))
     out.sort(key=lambda a: a.line)
     return out
+
+
+def _header_end(s: A.Statement) -> int:
+    """The last line of a statement's header (a JSON literal or a multi-line string may
+    spread a step, a condition or a return over several lines)."""
+    if isinstance(s, A.Step) and isinstance(s.value, A.ForEach) and s.value.body is not None:
+        return s.value.over.span.end_line
+    if isinstance(s, A.If):
+        cond = s.arms[0].cond
+        return cond.span.end_line if cond is not None else s.span.line
+    if isinstance(s, A.Repeat):
+        return s.bound.span.end_line if s.bound is not None else s.span.line
+    return s.span.end_line
 
 
 def attach_comments(module: A.Module, text: str) -> None:

@@ -17,7 +17,7 @@ from treadle.compiler.parsing.transformer import INVALID
 from treadle.compiler.scope import Binding, Env
 from treadle.runtime import ir
 from treadle.runtime.ir import SourceSpan
-from treadle.runtime.types import ANY, BOOLEAN, NULL, NUMBER, TEXT, Type, list_of
+from treadle.runtime.types import ANY, BOOLEAN, JSON, NULL, NUMBER, TEXT, Type, list_of
 
 _PLACEHOLDER = ir_node(ir.Const, value=None)
 #: how other languages spell `null`, for the hint of an undefined name
@@ -147,6 +147,8 @@ class ExprLowerer:
             return ir_node(ir.ListExpr, items=tuple(x for x, _ in items)), list_of(
                 join_types(t for _, t in items)
             )
+        if isinstance(e, A.ObjectLit):
+            return self.object(e, env)
         if isinstance(e, A.UnaryOp):
             x, t = self.lower(e.operand, env)
             if e.op == "not":
@@ -155,6 +157,15 @@ class ExprLowerer:
             self._want(_is_num, t, "`-`", "number", e.operand.span)
             return ir_node(ir.Unary, op="neg", operand=x), NUMBER
         return self.binary(e, env)
+
+    def object(self, e: A.ObjectLit, env: Env) -> tuple[ir.Expr, Type]:
+        """A JSON object: the dynamic type (it is data for schemas, options and prompts)."""
+        fields: dict[str, ir.Expr] = {}
+        for p in e.pairs:
+            if p.key in fields:
+                self.error("E103", f"key `{p.key}` is given twice in this object", p.span)
+            fields[p.key] = self.lower(p.value, env)[0]
+        return ir_node(ir.ObjectExpr, fields=fields), JSON
 
     def string(self, e: A.Str, env: Env) -> tuple[ir.Expr, Type]:
         if all(isinstance(p, str) for p in e.parts):

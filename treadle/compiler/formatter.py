@@ -21,6 +21,8 @@ _PREC = {
     "+": 5, "-": 5, "*": 6, "/": 6,
 }  # fmt: skip
 _ATOM = 8
+#: a list or object longer than this (or holding a multi-line string) prints an item a line
+WIDTH = 80
 _ESCAPE = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "{": "{{", "}": "}}"}
 
 
@@ -62,6 +64,12 @@ def _trail(line: str, comment: str | None) -> str:
     return f"{line}  {comment}" if comment else line
 
 
+def _trail_at(pad: str, text: str, comment: str | None) -> str:
+    """A statement's header at `pad`: lines a multi-line value adds are indented under it,
+    and the trailing comment ends its last line (`comments` anchors it there)."""
+    return _trail(_indent(text, pad), comment)
+
+
 def _workflow(wf: A.Workflow) -> list[str]:
     head = f"workflow {wf.name}({_params(wf.inputs)})"
     if wf.outputs:
@@ -99,35 +107,35 @@ def _stmt(s: A.Statement, depth: int) -> list[str]:
             fe = s.value
             head = f"{pad}{s.name} = for each {fe.var} in {expr(fe.over)}"
             if fe.command is not None:
-                return [_trail(f"{head}: {command(fe.command)}", s.trailing)]
-            lines = [_trail(head, s.trailing)]
+                return [_trail_at(pad, f"{head}: {command(fe.command)}", s.trailing)]
+            lines = [_trail_at(pad, head, s.trailing)]
             lines += _block(fe.body or (), depth + 1, fe.end_comments)
             lines.append(pad + "end")
             return lines
-        return [_trail(f"{pad}{s.name} = {command(s.value)}", s.trailing)]
+        return [_trail_at(pad, f"{pad}{s.name} = {command(s.value)}", s.trailing)]
     if isinstance(s, A.If):
         lines = []
         for i, arm in enumerate(s.arms):
             if i == 0:
                 head = f"{pad}if {expr(arm.cond)} then" if arm.cond else f"{pad}if true then"
-                head = _trail(head, s.trailing)
+                head = _trail_at(pad, head, s.trailing)
             elif arm.cond is None:
-                head = _trail(f"{pad}else", arm.trailing)
+                head = _trail_at(pad, f"{pad}else", arm.trailing)
             else:
-                head = _trail(f"{pad}else if {expr(arm.cond)} then", arm.trailing)
+                head = _trail_at(pad, f"{pad}else if {expr(arm.cond)} then", arm.trailing)
             lines.append(head)
             lines += _block(arm.body, depth + 1, arm.end_comments)
         lines.append(pad + "end")
         return lines
     if isinstance(s, A.Repeat):
         head = f"{pad}repeat" if s.bound is None else f"{pad}repeat up to {expr(s.bound)} times"
-        lines = [_trail(head, s.trailing)]
+        lines = [_trail_at(pad, head, s.trailing)]
         lines += _block(s.body, depth + 1, s.end_comments)
-        lines.append(f"{pad}until {expr(s.until)}")
+        lines.append(_indent(f"{pad}until {expr(s.until)}", pad))
         return lines
     if isinstance(s, A.Return):
         text = f"{pad}return" if s.value is None else f"{pad}return {expr(s.value)}"
-        return [_trail(text, s.trailing)]
+        return [_trail_at(pad, text, s.trailing)]
     raise ValueError("cannot format a file with syntax errors")
 
 
@@ -153,7 +161,9 @@ def expr(e: A.Expr) -> str:
     if isinstance(e, A.Null):
         return "null"
     if isinstance(e, A.ListLit):
-        return "[" + ", ".join(expr(i) for i in e.items) + "]"
+        return _items("[", [expr(i) for i in e.items], "]")
+    if isinstance(e, A.ObjectLit):
+        return _items("{", [f"{format_string_text(p.key)}: {expr(p.value)}" for p in e.pairs], "}")
     if isinstance(e, A.UnaryOp):
         if e.op == "not":
             return f"not {_wrap(e.operand, _PREC['not'])}"
@@ -162,6 +172,20 @@ def expr(e: A.Expr) -> str:
     if p == 4:  # comparisons do not chain: both sides are sums
         return f"{_wrap(e.left, 5)} {e.op} {_wrap(e.right, 5)}"
     return f"{_wrap(e.left, p)} {e.op} {_wrap(e.right, p + 1)}"
+
+
+def _items(open_: str, items: list[str], close: str) -> str:
+    """`[a, b]` on one line when it fits, else one item a line, indented (a schema is long).
+    Lines after the first are relative to the statement: `_stmt` indents them."""
+    one = open_ + ", ".join(items) + close
+    if len(one) <= WIDTH and "\n" not in one:
+        return one
+    return open_ + "\n" + ",\n".join(_indent(INDENT + i) for i in items) + "\n" + close
+
+
+def _indent(text: str, pad: str = INDENT) -> str:
+    """Indent the lines after the first (blank lines stay empty: no trailing spaces)."""
+    return "\n".join([(pad + ln if ln else ln) if i else ln for i, ln in enumerate(text.split("\n"))])
 
 
 def _prec(e: A.Expr) -> int:

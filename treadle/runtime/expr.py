@@ -20,7 +20,17 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from treadle.runtime.ir import Binary, Const, Expr, ListExpr, Ref, Template, Unary, refs
+from treadle.runtime.ir import (
+    Binary,
+    Const,
+    Expr,
+    ListExpr,
+    ObjectExpr,
+    Ref,
+    Template,
+    Unary,
+    refs,
+)
 
 #: resolves a name (node id or graph parameter) to its ready value
 Lookup = Callable[[str], Any]
@@ -57,6 +67,9 @@ def compile_expr(expr: Expr) -> Compiled:
     if isinstance(expr, ListExpr):
         items = [compile_expr(i) for i in expr.items]
         return lambda lookup: [i(lookup) for i in items]
+    if isinstance(expr, ObjectExpr):
+        fields = [(k, compile_expr(v)) for k, v in expr.fields.items()]
+        return lambda lookup: {k: v(lookup) for k, v in fields}
     if isinstance(expr, Unary):
         return _compile_unary(expr)
     if isinstance(expr, Binary):

@@ -58,6 +58,13 @@ class ListExpr(_Model):
     items: tuple[Expr, ...]
 
 
+class ObjectExpr(_Model):
+    """A JSON object literal's value: a dict with these keys, in order."""
+
+    kind: Literal["object"] = "object"
+    fields: dict[str, Expr]
+
+
 class Unary(_Model):
     kind: Literal["unary"] = "unary"
     op: Literal["not", "neg"]
@@ -75,7 +82,9 @@ class Binary(_Model):
     right: Expr
 
 
-Expr = Annotated[Const | Ref | Template | ListExpr | Unary | Binary, Field(discriminator="kind")]
+Expr = Annotated[
+    Const | Ref | Template | ListExpr | ObjectExpr | Unary | Binary, Field(discriminator="kind")
+]
 
 
 def refs(expr: Expr) -> list[Ref]:
@@ -86,6 +95,8 @@ def refs(expr: Expr) -> list[Ref]:
         return [r for p in expr.parts if not isinstance(p, str) for r in refs(p)]
     if isinstance(expr, ListExpr):
         return [r for i in expr.items for r in refs(i)]
+    if isinstance(expr, ObjectExpr):
+        return [r for v in expr.fields.values() for r in refs(v)]
     if isinstance(expr, Unary):
         return refs(expr.operand)
     if isinstance(expr, Binary):

@@ -304,6 +304,13 @@ class ToAst(Transformer[Token, A.Module]):
     def list(self, children: list[Any]) -> A.ListLit:
         return A.new(A.ListLit, items=tuple(_nodes(children)), span=_cover(children))
 
+    def object(self, children: list[Any]) -> A.ObjectLit:
+        return A.new(A.ObjectLit, pairs=tuple(_nodes(children)), span=_cover(children))
+
+    def pair(self, children: list[Any]) -> A.Pair:
+        key = parse_string(children[0]).as_text()
+        return A.new(A.Pair, key=key, value=children[-1], span=_cover(children))
+
 
 class _Bound:
     """Wraps the `up to N times` expression so `repeat` can tell it from the `until` one."""
