@@ -3,7 +3,10 @@ runs (on a scripted model) with the meaning docs/language.md gives it."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from cli_runner import treadle
 
 from treadle.api import Flow
 from treadle.compiler import check_source
@@ -80,3 +83,49 @@ end
 """
     assert run(source, {"q": "hi"}, ['{"answer": 4}']) == {"ok": True}
     assert run(source, {"q": "hi"}, ['{"other": 4}']) == {"ok": False}
+
+
+# ---------------------------------------------------------------- input defaults
+
+
+DEFAULTS = """\
+workflow f(q: text, k: number = 3, style: text = "short", tags: list of text = []) -> a: text
+  a = "{q} {k} {style} {tags}"
+end
+"""
+
+
+def test_a_run_may_leave_out_inputs_with_defaults() -> None:
+    assert run(DEFAULTS, {"q": "x"}) == {"a": "x 3 short []"}
+    assert run(DEFAULTS, {"q": "x", "k": 5, "tags": ["t"]}) == {"a": 'x 5 short ["t"]'}
+
+
+def test_an_input_without_a_default_is_still_required() -> None:
+    import pytest
+
+    from treadle.errors import InputError
+
+    with pytest.raises(InputError, match=r"missing input q.*k: number = 3"):
+        Flow.from_source(DEFAULTS).check_inputs({"k": 1})
+
+
+def test_a_call_may_leave_out_inputs_with_defaults() -> None:
+    source = DEFAULTS.replace("workflow f(", "workflow g(") + "\n" + (
+        """\
+workflow main(q: text) -> a: text, b: text
+  a = g q
+  b = g q with k 9
+end
+"""
+    )
+    flow = Flow.from_source(source)
+    model = ScriptedBackend([""])
+    out = flow.run_sync({"q": "y"}, workflow="main", model=model, cache=False).outputs
+    assert out == {"a": "y 3 short []", "b": "y 9 short []"}
+
+
+def test_the_cli_runs_with_fewer_inputs(tmp_path: Path) -> None:
+    (tmp_path / "d.flow").write_text(DEFAULTS)
+    done = treadle("run", "d.flow", "-i", "q=z", "--model", 'scripted:"r"', cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "z 3 short []" in done.stdout

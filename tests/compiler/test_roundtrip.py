@@ -152,10 +152,13 @@ def statements(depth: int) -> st.SearchStrategy[A.Statement]:
 scalar_types = st.sampled_from(["text", "number", "code", "x1"]).map(lambda n: A.TypeRef(name=n))
 types = scalar_types | scalar_types.map(lambda t: A.TypeRef(name="list", item=t))
 params = st.lists(st.builds(A.Param, name=names, type=types), max_size=3).map(tuple)
+inputs = st.lists(
+    st.builds(A.Param, name=names, type=types, default=st.none() | exprs), max_size=3
+).map(tuple)
 workflows = st.builds(
     A.Workflow,
     name=names,
-    inputs=params,
+    inputs=inputs,
     outputs=params,
     body=st.lists(statements(2), max_size=3).map(tuple),
     comments=comments,

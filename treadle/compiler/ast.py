@@ -216,6 +216,8 @@ class TypeRef(Node):
 class Param(Node):
     name: str
     type: TypeRef
+    #: an input's default (`k: number = 3`): a constant, used when a run leaves it out
+    default: Expr | None = None
 
 
 class Workflow(Node):

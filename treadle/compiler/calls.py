@@ -37,6 +37,8 @@ class WorkflowSig:
     key: str
     inputs: tuple[tuple[str, Type], ...]
     outputs: tuple[tuple[str, Type], ...]
+    #: the inputs a call may leave out, with the constant each then gets
+    defaults: Mapping[str, ir.Const] = dataclasses.field(default_factory=dict)
 
     @property
     def output_type(self) -> Type:
@@ -321,6 +323,8 @@ class CallLowerer:
         for n, t in sig.inputs:
             if n in given:
                 args[n] = self._value(given[n], t, env, f"input `{n}` of `{wf_name}`")
+            elif n in sig.defaults:
+                args[n] = sig.defaults[n]
             else:
                 self.exprs.error(
                     "E203",

@@ -78,6 +78,9 @@ def _anchors(module: A.Module) -> list[_Anchor]:
     for item in module.items:
         out.append(_Anchor(item.span.line, "stmt", item))
         if isinstance(item, A.Workflow):
+            end = max((p.span.end_line for p in (*item.inputs, *item.outputs)), default=0)
+            if end > item.span.line:  # a default spread over lines
+                out.append(_Anchor(end, "stmt", item))
             block(item.body)
             out.append(_Anchor(item.span.end_line, "close", item))
     out.sort(key=lambda a: a.line)

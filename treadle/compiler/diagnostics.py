@@ -52,6 +52,7 @@ CODES: dict[str, tuple[str, Severity, str]] = {
         "error",
         "an operator of an expression gets a value of the wrong type",
     ),
+    "E305": ("input-default", "error", "an input's default is not a constant"),
     "E401": ("template-name", "error", "a string template interpolates an unknown name"),
     "E501": ("unbounded-loop", "error", "a `repeat` has no `up to N times` bound"),
     "E502": ("loop-bound", "error", "a loop bound is not a whole-number constant in range"),

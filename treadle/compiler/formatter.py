@@ -81,7 +81,10 @@ def _workflow(wf: A.Workflow) -> list[str]:
 
 
 def _params(ps: tuple[A.Param, ...]) -> str:
-    return ", ".join(f"{p.name}: {p.type}" for p in ps)
+    return ", ".join(
+        f"{p.name}: {p.type}" + (f" = {expr(p.default)}" if p.default is not None else "")
+        for p in ps
+    )
 
 
 def _block(body: tuple[A.Statement, ...], depth: int, end_comments: tuple[str, ...]) -> list[str]:

@@ -22,6 +22,7 @@ from treadle.compiler.ir_nodes import ir_node
 from treadle.compiler.returns import check_returns, normalize
 from treadle.compiler.scope import Binding, Definition, Env
 from treadle.runtime import ir
+from treadle.runtime.expr import ExprError, evaluate
 from treadle.runtime.ir import SourceSpan
 from treadle.runtime.types import ANY, BOOLEAN, Type, list_of, parse_type
 
@@ -58,12 +59,79 @@ def signature(wf: A.Workflow, key: str, diags: list[Diagnostic], file: str | Non
             if p.name in seen:
                 diags.append(make("E103", f"duplicate {what} `{p.name}`", p.span, file=file))
             seen.add(p.name)
+    inputs = tuple((p.name, resolve_type(p.type, diags, file)) for p in wf.inputs)
+    defaults: dict[str, ir.Const] = {}
+    for p, (_, t) in zip(wf.inputs, inputs, strict=True):
+        if p.default is not None:
+            default = _default(p, p.default, t, diags, file)
+            if default is not None:
+                defaults[p.name] = default
     return WorkflowSig(
         name=wf.name,
         key=key,
-        inputs=tuple((p.name, resolve_type(p.type, diags, file)) for p in wf.inputs),
+        inputs=inputs,
         outputs=tuple((p.name, resolve_type(p.type, [], file)) for p in wf.outputs),
+        defaults=defaults,
     )
+
+
+def _is_constant(e: A.Expr) -> bool:
+    """Whether an expression reads nothing (a literal, or lists and objects of literals)."""
+    if isinstance(e, A.Name):
+        return False
+    if isinstance(e, A.Str):
+        return all(isinstance(p, str) for p in e.parts)
+    if isinstance(e, A.ListLit):
+        return all(_is_constant(i) for i in e.items)
+    if isinstance(e, A.ObjectLit):
+        return all(_is_constant(p.value) for p in e.pairs)
+    if isinstance(e, A.UnaryOp):
+        return _is_constant(e.operand)
+    if isinstance(e, A.BinaryOp):
+        return _is_constant(e.left) and _is_constant(e.right)
+    return True
+
+
+def _default(
+    p: A.Param, e: A.Expr, t: Type, diags: list[Diagnostic], file: str | None
+) -> ir.Const | None:
+    """An input's default as the constant a run gets, checked against the input's type."""
+    if not _is_constant(e):
+        diags.append(
+            make(
+                "E305",
+                f"the default of input `{p.name}` must be a constant",
+                e.span,
+                hint="write a literal (`3`, `\"text\"`, `true`, `null`, `[...]`, `{...}`); "
+                "an input cannot read another",
+                file=file,
+            )
+        )
+        return None
+    errors = len(diags)
+    lowerer = ExprLowerer(diags, file, on_read=lambda _b: None, callables=lambda: ())
+    value, vt = lowerer.lower(e, {})
+    if len(diags) > errors:
+        return None
+    if not t.accepts(vt):
+        diags.append(
+            make(
+                "E301",
+                f"input `{p.name}` is declared {t} but its default is {describe_type(vt)}",
+                e.span,
+                file=file,
+            )
+        )
+        return None
+    try:
+        return ir_node(ir.Const, value=evaluate(value, _no_names))
+    except ExprError as err:
+        diags.append(make("E305", f"the default of input `{p.name}`: {err}", e.span, file=file))
+        return None
+
+
+def _no_names(name: str) -> Any:
+    raise ExprError(f"a default reads no names (`{name}`)")
 
 
 @dataclasses.dataclass
@@ -225,7 +293,10 @@ class WorkflowLowerer:
         return ir_node(
             ir.Workflow,
             name=sig.key,
-            inputs=tuple(ir_node(ir.Field_, name=p.name, type=str(p.type)) for p in wf.inputs),
+            inputs=tuple(
+                ir_node(ir.Field_, name=p.name, type=str(p.type), default=sig.defaults.get(p.name))
+                for p in wf.inputs
+            ),
             outputs=tuple(ir_node(ir.Field_, name=p.name, type=str(p.type)) for p in wf.outputs),
             graph=ir_node(
                 ir.Graph,

@@ -274,7 +274,11 @@ async def evaluate(
     if resume is not None:
         header_prev, done = read_results(Path(resume))
     ds = select_rows(data, scoring, rows)
-    ds = ds.bind([f.name for f in wf.inputs] or list(wf.graph.params), scoring.input_map)
+    ds = ds.bind(
+        [f.name for f in wf.inputs] or list(wf.graph.params),
+        scoring.input_map,
+        optional=[f.name for f in wf.inputs if f.default is not None],
+    )
     _coerce_inputs(the_flow, wf.name, ds)
     specs, built = scorer_specs(scoring)
     model_name = session.model_name if session is not None else run.model_name

@@ -210,10 +210,12 @@ class Graph(_Model):
 
 
 class Field_(_Model):
-    """A declared workflow input or output: its name and type as written (`list of text`)."""
+    """A declared workflow input or output: its name and type as written (`list of text`).
+    An input with a `default` may be left out of a run (its value is then the default's)."""
 
     name: str
     type: str
+    default: Const | None = None
 
 
 class Workflow(_Model):

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import json
 import os
 import random
 from collections.abc import Callable, Coroutine
@@ -621,7 +623,7 @@ def check_inputs(wf: ir.Workflow, inputs: dict[str, Any]) -> dict[str, Any]:
     unknown = [k for k in inputs if k not in declared]
     if unknown:
         problems.append("unknown input" + ("s " if len(unknown) > 1 else " ") + ", ".join(unknown))
-    missing = [k for k in declared if k not in inputs]
+    missing = [k for k, f in declared.items() if k not in inputs and f.default is None]
     if missing:
         problems.append("missing input" + ("s " if len(missing) > 1 else " ") + ", ".join(missing))
     for name, f in declared.items():
@@ -636,11 +638,24 @@ def check_inputs(wf: ir.Workflow, inputs: dict[str, Any]) -> dict[str, Any]:
                     f"{_preview(inputs[name])}"
                 )
     if problems:
-        expected = ", ".join(f"{f.name}: {f.type}" for f in declared.values()) or "no inputs"
+        expected = ", ".join(map(_declared, declared.values())) or "no inputs"
         raise InputError(
             f"Wrong inputs for workflow {wf.name}: {'; '.join(problems)}. It takes: {expected}."
         )
-    return {k: inputs[k] for k in declared}
+    values: dict[str, Any] = {}
+    for k, f in declared.items():
+        if k in inputs:
+            values[k] = inputs[k]
+        elif f.default is not None:  # a fresh copy: a run never changes the next one's default
+            values[k] = copy.deepcopy(f.default.value)
+    return values
+
+
+def _declared(f: ir.Field_) -> str:
+    """`k: number` or, for an input that may be left out, `k: number = 3`."""
+    if f.default is None:
+        return f"{f.name}: {f.type}"
+    return f"{f.name}: {f.type} = {json.dumps(f.default.value, ensure_ascii=False)}"
 
 
 def to_json(value: Any) -> Any:

@@ -143,6 +143,18 @@ class ToAst(Transformer[Token, A.Module]):
     def field(self, children: list[Any]) -> A.Param:
         return A.new(A.Param, name=str(children[0]), type=children[1], span=_cover(children))
 
+    params = fields
+
+    def param(self, children: list[Any]) -> A.Param:
+        default = children[2] if len(children) > 2 else None
+        return A.new(
+            A.Param,
+            name=str(children[0]),
+            type=children[1],
+            default=default,
+            span=_cover(children),
+        )
+
     def type_name(self, children: list[Any]) -> A.TypeRef:
         return A.new(A.TypeRef, name=str(children[0]), span=_cover(children))
 
