@@ -129,3 +129,40 @@ def test_the_cli_runs_with_fewer_inputs(tmp_path: Path) -> None:
     done = treadle("run", "d.flow", "-i", "q=z", "--model", 'scripted:"r"', cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "z 3 short []" in done.stdout
+
+
+# ---------------------------------------------------------------- multi-line strings
+
+
+BLOCK = '''\
+workflow f(q: text) -> a: text
+  a = generate from """
+    You are a careful solver.
+      This line keeps two spaces.
+    # a hash is text here; "quotes" and {{braces}} too
+
+    Question: {q}
+    """ with temperature 0.5  # a comment after the string
+end
+'''
+
+
+def test_a_multi_line_string_loses_the_closing_quotes_indentation() -> None:
+    prompt = (
+        "You are a careful solver.\n  This line keeps two spaces.\n"
+        '# a hash is text here; "quotes" and {braces} too\n\nQuestion: why'
+    )
+    assert run(BLOCK, {"q": "why"}, {prompt: "ok"}) == {"a": "ok"}
+
+
+def test_block_strings_dedent_by_their_least_indented_line() -> None:
+    from treadle.compiler import parse
+
+    text = 'workflow f() -> a: text\n  a = """\n      x\n    y\n  z"""\nend\n'
+    module, _ = parse(text)
+    step = module.workflows[0].body[0]
+    assert step.value.terms[0].parts == ("    x\n  y\nz",)  # type: ignore[union-attr]
+    one, _ = parse('workflow f() -> a: text\n  a = """say "hi" \\""""\nend\n')
+    assert one.workflows[0].body[0].value.terms[0].parts == ('say "hi" "',)  # type: ignore[union-attr]
+    empty, diags = parse('workflow f() -> a: text\n  a = ""\nend\n')
+    assert diags == [] and empty.workflows[0].body[0].value.terms[0].parts == ()  # type: ignore[union-attr]

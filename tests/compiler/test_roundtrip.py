@@ -25,7 +25,7 @@ comment = st.sampled_from(["#", "# note", "#x  y", '# "quoted" # twice', "# end"
 comments = st.lists(comment, max_size=2).map(tuple)
 trailing = st.none() | comment
 
-text_chunk = st.text(alphabet=st.sampled_from(list('ab {}"\\\n\t#é')), min_size=1, max_size=6)
+text_chunk = st.text(alphabet=st.sampled_from(list('ab {}"\\\n\t#é\r')), min_size=1, max_size=6)
 
 
 @st.composite
@@ -40,7 +40,7 @@ def strings(draw: st.DrawFn) -> A.Str:
                 parts.append(chunk)
         else:
             parts.append(A.Interp(path=draw(paths)))
-    return A.Str(parts=tuple(parts))
+    return A.Str(parts=tuple(parts), block=draw(st.booleans()))
 
 
 numbers = st.integers(0, 10**6).map(lambda v: A.Num(value=v)) | st.floats(

@@ -46,6 +46,8 @@ class Str(Node):
 
     kind: Literal["str"] = "str"
     parts: tuple[str | Interp, ...] = ()
+    #: written `"""`-quoted over lines (the formatter keeps it so)
+    block: bool = False
 
     def as_text(self) -> str:
         """The string with interpolations written back as `{name}` (for `use` paths)."""

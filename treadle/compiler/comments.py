@@ -7,33 +7,45 @@ precedes, the line it ends, or the block it closes.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from treadle.compiler import ast as A
 
 
 def scan_comments(text: str) -> list[tuple[int, bool, str]]:
-    """Every comment as (line, on_its_own_line, text from `#`, right-stripped)."""
+    """Every comment as (line, on_its_own_line, text from `#`, right-stripped); a `#` inside a
+    string, a multi-line one included, is text."""
     found = []
-    for no, line in enumerate(text.splitlines(), start=1):
-        if "#" not in line:
+    i, no, line_start, n = 0, 1, 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\n":
+            no, line_start = no + 1, i + 1
+        elif text.startswith('"""', i):
+            close = _BLOCK_END.search(text, i + 3)
+            stop = close.end() if close else n
+            no += text.count("\n", i, stop)
+            line_start = text.rfind("\n", 0, stop) + 1 or line_start
+            i = stop
             continue
-        in_str = False
-        i = 0
-        while i < len(line):
-            ch = line[i]
-            if in_str:
-                if ch == "\\":
-                    i += 1
-                elif ch == '"':
-                    in_str = False
-            elif ch == '"':
-                in_str = True
-            elif ch == "#":
-                found.append((no, not line[:i].strip(), line[i:].rstrip()))
-                break
+        elif ch == '"':
             i += 1
+            while i < n and text[i] not in '"\n':
+                i += 2 if text[i] == "\\" else 1
+        elif ch == "#":
+            eol = text.find("\n", i)
+            eol = n if eol < 0 else eol
+            own = not text[line_start:i].strip()
+            found.append((no, own, text[i:eol].rstrip()))
+            i = eol
+            continue
+        i += 1
     return found
+
+
+#: the end of a multi-line string: three quotes not escaped (as the grammar's BLOCK_STRING)
+_BLOCK_END = re.compile(r'(?:[^"\\]|\\[\s\S]|"(?!""))*"""')
 
 
 class _Anchor:

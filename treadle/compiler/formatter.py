@@ -8,6 +8,7 @@ tree, and formatting is idempotent.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from treadle.compiler import ast as A
@@ -216,6 +217,8 @@ def format_number(v: int | float) -> str:
 
 
 def format_string(s: A.Str) -> str:
+    if s.block:
+        return _block_string(s)
     out = []
     for p in s.parts:
         if isinstance(p, str):
@@ -223,6 +226,24 @@ def format_string(s: A.Str) -> str:
         else:
             out.append("{" + ".".join(p.path) + "}")
     return '"' + "".join(out) + '"'
+
+
+_BLOCK_ESCAPE = {"\\": "\\\\", "\r": "\\r", "{": "{{", "}": "}}"}
+
+
+def _block_string(s: A.Str) -> str:
+    """Triple quotes, the text's lines one level deeper than the statement, and the closing
+    quotes on their own line at that level (the margin `block_lines` removes). Runs of three
+    quotes are escaped."""
+    out = []
+    for p in s.parts:
+        if isinstance(p, str):
+            out.append("".join(_BLOCK_ESCAPE.get(ch, ch) for ch in p))
+        else:
+            out.append("{" + ".".join(p.path) + "}")
+    text = re.sub(r'"{3,}', lambda m: '\\"' * len(m.group()), "".join(out))
+    lines = "".join("\n" + (INDENT + ln if ln else "") for ln in text.split("\n"))
+    return '"""' + lines + "\n" + INDENT + '"""'
 
 
 def format_string_text(text: str) -> str:

@@ -7,6 +7,7 @@ this module's source (`fast_tables`).
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -39,11 +40,55 @@ def _nodes(children: list[Any]) -> list[Any]:
 
 
 def parse_string(tok: Token) -> A.Str:
-    """Decode escapes and split `{name.field}` interpolations out of a string literal."""
-    raw = str(tok)[1:-1]
+    """Decode escapes and split `{name.field}` interpolations out of a string literal (a
+    triple-quoted one has its indentation removed first: `block_lines`)."""
     parts: list[str | A.Interp] = []
     buf: list[str] = []
-    line, col0 = tok.line or 0, (tok.column or 0) + 1
+    if tok.type == "BLOCK_STRING":
+        for k, (text, line, column) in enumerate(block_lines(str(tok)[3:-3], tok)):
+            if k:
+                buf.append("\n")
+            _scan(text, line, column, parts, buf)
+        if buf:
+            parts.append("".join(buf))
+        return A.new(A.Str, parts=tuple(parts), block=True, span=token_span(tok))
+    _scan(str(tok)[1:-1], tok.line or 0, (tok.column or 0) + 1, parts, buf)
+    if buf:
+        parts.append("".join(buf))
+    return A.new(A.Str, parts=tuple(parts), span=token_span(tok))
+
+
+def block_lines(raw: str, tok: Token) -> list[tuple[str, int, int]]:
+    """The lines of a multi-line string, each with the source line and column it starts at.
+
+    The rule: a blank first line (the text right after the opening quotes) is dropped, and so
+    is a last line holding only the indentation of the closing quotes; then the whitespace
+    every other non-blank line and that closing line start with is removed from each line
+    (a blank line becomes empty). So the closing quotes' indentation is the margin, and a
+    line indented deeper keeps the extra spaces."""
+    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in raw.split("\n")]
+    line0, col0 = tok.line or 0, (tok.column or 0) + 3
+    first = 1 if len(lines) > 1 and not lines[0].strip() else 0
+    closing = len(lines) > 1 and not lines[-1].strip()
+    body = list(range(first, len(lines) - 1 if closing else len(lines)))
+    leads = [_LEAD.match(lines[i]).group() for i in body if lines[i].strip()]  # type: ignore[union-attr]
+    if closing:
+        leads.append(lines[-1])
+    margin = os.path.commonprefix(leads) if leads else ""
+    out = []
+    for i in body:
+        text = lines[i]
+        cut = len(margin) if text.startswith(margin) else len(text)  # a short blank line
+        out.append((text[cut:], line0 + i, (col0 if i == 0 else 1) + cut))
+    return out
+
+
+_LEAD = re.compile(r"[ \t]*")
+
+
+def _scan(raw: str, line: int, col0: int, parts: list[str | A.Interp], buf: list[str]) -> None:
+    """One line of string text into `parts` (interpolations) and `buf` (the text before the
+    next interpolation); `col0` is the source column of `raw[0]`."""
     i = 0
     while i < len(raw):
         ch = raw[i]
@@ -60,16 +105,13 @@ def parse_string(tok: Token) -> A.Str:
         elif ch == "{" and (m := _INTERP.match(raw, i)):
             if buf:
                 parts.append("".join(buf))
-                buf = []
+                buf.clear()
             span = SourceSpan(line=line, column=col0 + i, end_line=line, end_column=col0 + m.end())
             parts.append(A.new(A.Interp, path=tuple(m.group(1).split(".")), span=span))
             i = m.end()
         else:
             buf.append(ch)
             i += 1
-    if buf:
-        parts.append("".join(buf))
-    return A.new(A.Str, parts=tuple(parts), span=token_span(tok))
 
 
 _STATEMENTS = (A.Step, A.If, A.Repeat, A.Return, A.Invalid)
