@@ -166,3 +166,15 @@ def test_block_strings_dedent_by_their_least_indented_line() -> None:
     assert one.workflows[0].body[0].value.terms[0].parts == ('say "hi" "',)  # type: ignore[union-attr]
     empty, diags = parse('workflow f() -> a: text\n  a = ""\nend\n')
     assert diags == [] and empty.workflows[0].body[0].value.terms[0].parts == ()  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------- prompt files
+
+
+def test_a_prompt_file_is_a_template_read_next_to_the_flow(tmp_path: Path) -> None:
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "solve.txt").write_text("Solve:\n{q}\nUse \\frac{1}{2}.\n")
+    path = tmp_path / "f.flow"
+    path.write_text('workflow f(q: text) -> a: text\n  a = generate from file "prompts/solve.txt"\nend\n')
+    model = ScriptedBackend({"Solve:\nwhy\nUse \\frac{1}{2}.\n": "ok"})
+    assert Flow.load(path).run_sync({"q": "why"}, model=model, cache=False).outputs == {"a": "ok"}

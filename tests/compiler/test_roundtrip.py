@@ -53,6 +53,7 @@ leaves = (
     | numbers
     | st.booleans().map(lambda b: A.Bool(value=b))
     | st.just(A.Null())
+    | st.sampled_from(["p.txt", "prompts/a b.md"]).map(lambda p: A.PromptFile(path=p))
 )
 
 keys = st.sampled_from(["type", "a b", 'say "hi"', "{x}", "é", "", "line\nbreak"])

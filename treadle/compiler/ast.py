@@ -56,6 +56,13 @@ class Str(Node):
         )
 
 
+class PromptFile(Node):
+    """`file "prompts/solve.txt"`: a template read from a file next to the flow."""
+
+    kind: Literal["file"] = "file"
+    path: str
+
+
 class Num(Node):
     kind: Literal["num"] = "num"
     value: int | float
@@ -109,7 +116,7 @@ class BinaryOp(Node):
     right: Expr
 
 
-Expr = Name | Str | Num | Bool | Null | ListLit | ObjectLit | UnaryOp | BinaryOp
+Expr = Name | Str | PromptFile | Num | Bool | Null | ListLit | ObjectLit | UnaryOp | BinaryOp
 
 
 # ---------------------------------------------------------------- steps

@@ -61,7 +61,7 @@ CODES: dict[str, tuple[str, Severity, str]] = {
     "E505": ("return-value", "error", "`return VALUE` needs a workflow with exactly one output"),
     "E506": ("for-each-block", "error", "a `for each` block must end with a step giving the item"),
     "E601": ("output-unbound", "error", "a declared output is not bound on every path"),
-    "E701": ("missing-file", "error", "a `use`d file does not exist or cannot be read"),
+    "E701": ("missing-file", "error", "a `use`d or prompt file does not exist or cannot be read"),
     "E702": ("import-cycle", "error", "files `use` each other in a cycle"),
     "E703": ("import-errors", "error", "a `use`d file has errors"),
     "E704": ("ambiguous-workflow", "error", "two files give a workflow of the same name"),

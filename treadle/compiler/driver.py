@@ -157,6 +157,7 @@ class Compiler:
                 ids=self.ids,
                 diags=diags,
                 file=file,
+                folder=here,
             ).lower()
             workflows[lowered.name] = lowered
         diags.extend(_recursion(workflows, {s.key for s in sigs.values()}, file))

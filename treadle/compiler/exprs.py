@@ -8,12 +8,14 @@ placeholder) so one mistake is reported once, not again by everything that reads
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from treadle.compiler import ast as A
-from treadle.compiler.diagnostics import Diagnostic, did_you_mean, make
+from treadle.compiler.diagnostics import Diagnostic, did_you_mean, excerpt, make
 from treadle.compiler.ir_nodes import ir_node
-from treadle.compiler.parsing.transformer import INVALID
+from treadle.compiler.parsing.transformer import INVALID, template_file
 from treadle.compiler.scope import Binding, Env
 from treadle.runtime import ir
 from treadle.runtime.ir import SourceSpan
@@ -59,9 +61,12 @@ class ExprLowerer:
         on_read: Callable[[Binding], None],
         callables: Callable[[], Iterable[str]],
         quiet_names: bool = False,
+        folder: Path | None = None,
     ) -> None:
         self.diags = diags
         self.file = file
+        #: where `file "..."` paths start: the flow's folder
+        self.folder = folder or Path.cwd()
         self.on_read = on_read
         self.callables = callables
         self.quiet_names = quiet_names
@@ -136,6 +141,8 @@ class ExprLowerer:
             return self.name(e.path, e.span, env)
         if isinstance(e, A.Str):
             return self.string(e, env)
+        if isinstance(e, A.PromptFile):
+            return self.prompt_file(e, env)
         if isinstance(e, A.Num):
             return ir_node(ir.Const, value=e.value), NUMBER
         if isinstance(e, A.Bool):
@@ -166,6 +173,35 @@ class ExprLowerer:
                 self.error("E103", f"key `{p.key}` is given twice in this object", p.span)
             fields[p.key] = self.lower(p.value, env)[0]
         return ir_node(ir.ObjectExpr, fields=fields), JSON
+
+    def prompt_file(self, e: A.PromptFile, env: Env) -> tuple[ir.Expr, Type]:
+        """A prompt file's template, read now (the program holds its text, so its hash
+        changes with the file); an unknown `{name}` is reported at the file's line."""
+        target = self.folder / e.path
+        try:
+            text = target.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
+        except (OSError, UnicodeDecodeError) as err:
+            reason = (
+                "does not exist" if isinstance(err, FileNotFoundError) else f"cannot be read ({err})"
+            )
+            self.error(
+                "E701",
+                f"prompt file `{e.path}` {reason}",
+                e.span,
+                hint=f"paths are relative to the flow's folder ({_shown(self.folder)})",
+            )
+            return _PLACEHOLDER, TEXT
+        own, before = self.file, len(self.diags)
+        self.file = _shown(target)
+        try:
+            value = self.string(template_file(text), env)
+        finally:
+            self.file = own
+        lines = text.splitlines()
+        for i in range(before, len(self.diags)):
+            d = self.diags[i]
+            self.diags[i] = d.model_copy(update={"excerpt": excerpt(lines, d)})
+        return value
 
     def string(self, e: A.Str, env: Env) -> tuple[ir.Expr, Type]:
         if all(isinstance(p, str) for p in e.parts):
@@ -239,6 +275,13 @@ def _a(t: Type) -> str:
 
 def _list(names: Iterable[str]) -> str:
     return ", ".join(f"`{n}`" for n in names)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
 
 
 describe_type = _a

@@ -164,6 +164,8 @@ def expr(e: A.Expr) -> str:
         return "true" if e.value else "false"
     if isinstance(e, A.Null):
         return "null"
+    if isinstance(e, A.PromptFile):
+        return f"file {format_string_text(e.path)}"
     if isinstance(e, A.ListLit):
         return _items("[", [expr(i) for i in e.items], "]")
     if isinstance(e, A.ObjectLit):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from treadle.compiler import ast as A
@@ -176,6 +177,7 @@ class WorkflowLowerer:
         ids: set[str],
         diags: list[Diagnostic],
         file: str | None,
+        folder: Path | None = None,
     ) -> None:
         self.wf = wf
         self.sig = sig
@@ -192,6 +194,7 @@ class WorkflowLowerer:
             on_read=self._read,
             callables=lambda: [*operators, *workflows],
             quiet_names=wf.broken,
+            folder=folder,
         )
         self.calls = CallLowerer(self.exprs, operators, workflows)
 

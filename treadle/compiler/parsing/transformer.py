@@ -58,6 +58,20 @@ def parse_string(tok: Token) -> A.Str:
     return A.new(A.Str, parts=tuple(parts), span=token_span(tok))
 
 
+def template_file(text: str) -> A.Str:
+    """A prompt file's text as a template: `{name}` interpolates and `{{` / `}}` are braces;
+    backslashes are text (a file needs no escapes). Spans are the file's lines."""
+    parts: list[str | A.Interp] = []
+    buf: list[str] = []
+    for k, line in enumerate(text.split("\n")):
+        if k:
+            buf.append("\n")
+        _scan(line, k + 1, 1, parts, buf, escapes=False)
+    if buf:
+        parts.append("".join(buf))
+    return A.new(A.Str, parts=tuple(parts))
+
+
 def block_lines(raw: str, tok: Token) -> list[tuple[str, int, int]]:
     """The lines of a multi-line string, each with the source line and column it starts at.
 
@@ -86,13 +100,20 @@ def block_lines(raw: str, tok: Token) -> list[tuple[str, int, int]]:
 _LEAD = re.compile(r"[ \t]*")
 
 
-def _scan(raw: str, line: int, col0: int, parts: list[str | A.Interp], buf: list[str]) -> None:
+def _scan(
+    raw: str,
+    line: int,
+    col0: int,
+    parts: list[str | A.Interp],
+    buf: list[str],
+    escapes: bool = True,
+) -> None:
     """One line of string text into `parts` (interpolations) and `buf` (the text before the
     next interpolation); `col0` is the source column of `raw[0]`."""
     i = 0
     while i < len(raw):
         ch = raw[i]
-        if ch == "\\" and i + 1 < len(raw):
+        if ch == "\\" and escapes and i + 1 < len(raw):
             nxt = raw[i + 1]
             buf.append(_ESCAPES.get(nxt, "\\" + nxt))
             i += 2
@@ -340,6 +361,10 @@ class ToAst(Transformer[Token, A.Module]):
 
     def string(self, children: list[Any]) -> A.Str:
         return parse_string(children[0])
+
+    def prompt_file(self, children: list[Any]) -> A.PromptFile:
+        path = parse_string(_toks(children, "STRING")[0]).as_text()
+        return A.new(A.PromptFile, path=path, span=_cover(children))
 
     def number(self, children: list[Any]) -> A.Num:
         text = str(children[0])
