@@ -178,3 +178,21 @@ def test_a_prompt_file_is_a_template_read_next_to_the_flow(tmp_path: Path) -> No
     path.write_text('workflow f(q: text) -> a: text\n  a = generate from file "prompts/solve.txt"\nend\n')
     model = ScriptedBackend({"Solve:\nwhy\nUse \\frac{1}{2}.\n": "ok"})
     assert Flow.load(path).run_sync({"q": "why"}, model=model, cache=False).outputs == {"a": "ok"}
+
+
+# ---------------------------------------------------------------- string tests
+
+
+def test_contains_starts_with_and_ends_with() -> None:
+    source = """\
+workflow f(reply: text, tags: list of text) -> a: boolean, b: boolean, c: boolean, d: boolean
+  a = reply contains "DONE"
+  b = reply starts with "Answer:" and reply ends with "."
+  c = tags contains "urgent"
+  d = not reply contains "error"
+end
+"""
+    out = run(source, {"reply": "Answer: 4. DONE.", "tags": ["x", "urgent"]})
+    assert out == {"a": True, "b": True, "c": True, "d": True}
+    out = run(source, {"reply": "error", "tags": []})
+    assert out == {"a": False, "b": False, "c": False, "d": False}

@@ -105,7 +105,7 @@ class UnaryOp(Node):
 
 
 BinOp = Literal[
-    "and", "or", "or else", "==", "!=", "<", "<=", ">", ">=", "is", "is not", "+", "-", "*", "/"
+    "and", "or", "or else", "==", "!=", "<", "<=", ">", ">=", "is", "is not", "contains", "starts with", "ends with", "+", "-", "*", "/"
 ]  # fmt: skip
 
 

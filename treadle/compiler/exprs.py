@@ -224,6 +224,13 @@ class ExprLowerer:
             # any value may be null at run time (an operator that finds nothing), so any
             # left side is allowed; the value is the left one's type or the fallback's
             out = rt if lt.kind == "null" else join_types([lt, rt]) if rt.kind != "null" else lt
+        elif op == "contains":
+            if lt.kind != "list":
+                self._want(_is_text, lt, "`contains`", "text or a list", e.left.span)
+                self._want(_is_text, rt, "`contains` in a text", "text", e.right.span)
+        elif op in ("starts with", "ends with"):
+            self._want(_is_text, lt, f"`{op}`", "text", e.left.span)
+            self._want(_is_text, rt, f"`{op}`", "text", e.right.span)
         elif op in ("and", "or"):
             self._want(_is_bool, lt, f"`{op}`", "boolean", e.left.span)
             self._want(_is_bool, rt, f"`{op}`", "boolean", e.right.span)

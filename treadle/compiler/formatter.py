@@ -19,6 +19,7 @@ INDENT = "  "
 _PREC = {
     "or": 1, "or else": 1, "and": 2, "not": 3,
     "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4, "is": 4, "is not": 4,
+    "contains": 4, "starts with": 4, "ends with": 4,
     "+": 5, "-": 5, "*": 6, "/": 6,
 }  # fmt: skip
 _ATOM = 8

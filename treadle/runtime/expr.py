@@ -246,7 +246,33 @@ def _compare(symbol: str, fn: Callable[[Any, Any], bool]) -> Callable[[Any, Any]
     return apply
 
 
+def _contains(a: Any, b: Any) -> bool:
+    if isinstance(a, list):
+        return any(equal(x, b) for x in a)
+    if isinstance(a, str) and isinstance(b, str):
+        return b in a
+    raise ExprError(
+        f"`contains` looks in a text or a list, got {type_name(a)} {_short(a)!r} "
+        f"and {type_name(b)} {_short(b)!r}"
+    )
+
+
+def _affix(symbol: str, fn: Callable[[str, str], bool]) -> Callable[[Any, Any], bool]:
+    def apply(a: Any, b: Any) -> bool:
+        if isinstance(a, str) and isinstance(b, str):
+            return fn(a, b)
+        raise ExprError(
+            f"`{symbol}` tests two texts, got {type_name(a)} {_short(a)!r} "
+            f"and {type_name(b)} {_short(b)!r}"
+        )
+
+    return apply
+
+
 _ARITH: dict[str, Callable[[Any, Any], Any]] = {
+    "contains": _contains,
+    "starts with": _affix("starts with", str.startswith),
+    "ends with": _affix("ends with", str.endswith),
     "+": _add,
     "-": _numeric("-", lambda a, b: a - b),
     "*": _numeric("*", lambda a, b: a * b),

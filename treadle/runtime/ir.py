@@ -72,7 +72,8 @@ class Unary(_Model):
 
 
 #: `default` is the source's `or else`: the left value unless it is null, else the right one
-BinaryOp = Literal["and", "or", "default", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/"]
+BinaryOp = Literal[
+    "and", "or", "default", "contains", "starts with", "ends with", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/"]
 
 
 class Binary(_Model):

@@ -41,7 +41,7 @@ KEYWORDS = (
     "use", "workflow", "list", "of", "for", "each", "in", "with", "if", "then", "else", "end",
     "repeat", "up", "to", "times", "until", "return", "or", "and", "not", "is", "true", "false",
     "from", "against", "using", "given", "on", "by", "into", "about", "as", "at", "over", "via",
-    "none",
+    "none", "null", "file", "contains", "starts", "ends",
 )  # fmt: skip
 
 #: names stay short: a small model otherwise keeps extending them (`run_double_solve_by_todo`)
