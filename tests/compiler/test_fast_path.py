@@ -31,7 +31,10 @@ from treadle.compiler.parsing import _lark_internals, fast_lalr, fast_tables, la
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").rglob("*.flow"))
-TOKEN = re.compile(r'"""(?:"{0,2}(?:[^"\\]|\\[\s\S]))*"""|"(?:[^"\\\n]|\\.)*"|[A-Za-z_]\w*|\d+(?:\.\d+)?|->|[=!<>]=|\n|[ \t]+|#[^\n]*|.')
+TOKEN = re.compile(
+    r'"""(?:"{0,2}(?:[^"\\]|\\[\s\S]))*"""|"(?:[^"\\\n]|\\.)*"'
+    r"|[A-Za-z_]\w*|\d+(?:\.\d+)?|->|[=!<>]=|\n|[ \t]+|#[^\n]*|."
+)
 WORDS = ["end", "if", "then", "else", "for", "each", "in", "with", "until", "repeat", "return",
          "workflow", "use", "not", "is", "(", ")", "[", "]", ",", ":", "=", "==", "->", ".", "1",
          '"s"', "x", "\n", "#c", "\t"]  # fmt: skip

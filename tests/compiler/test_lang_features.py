@@ -110,13 +110,17 @@ def test_an_input_without_a_default_is_still_required() -> None:
 
 
 def test_a_call_may_leave_out_inputs_with_defaults() -> None:
-    source = DEFAULTS.replace("workflow f(", "workflow g(") + "\n" + (
-        """\
+    source = (
+        DEFAULTS.replace("workflow f(", "workflow g(")
+        + "\n"
+        + (
+            """\
 workflow main(q: text) -> a: text, b: text
   a = g q
   b = g q with k 9
 end
 """
+        )
     )
     flow = Flow.from_source(source)
     model = ScriptedBackend([""])
@@ -175,7 +179,9 @@ def test_a_prompt_file_is_a_template_read_next_to_the_flow(tmp_path: Path) -> No
     (tmp_path / "prompts").mkdir()
     (tmp_path / "prompts" / "solve.txt").write_text("Solve:\n{q}\nUse \\frac{1}{2}.\n")
     path = tmp_path / "f.flow"
-    path.write_text('workflow f(q: text) -> a: text\n  a = generate from file "prompts/solve.txt"\nend\n')
+    path.write_text(
+        'workflow f(q: text) -> a: text\n  a = generate from file "prompts/solve.txt"\nend\n'
+    )
     model = ScriptedBackend({"Solve:\nwhy\nUse \\frac{1}{2}.\n": "ok"})
     assert Flow.load(path).run_sync({"q": "why"}, model=model, cache=False).outputs == {"a": "ok"}
 

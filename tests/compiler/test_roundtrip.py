@@ -58,7 +58,26 @@ leaves = (
 
 keys = st.sampled_from(["type", "a b", 'say "hi"', "{x}", "é", "", "line\nbreak"])
 
-BIN_OPS = ["and", "or", "or else", "==", "!=", "<", "<=", ">", ">=", "is", "is not", "contains", "starts with", "ends with", "+", "-", "*", "/"]
+BIN_OPS = [
+    "and",
+    "or",
+    "or else",
+    "==",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "is",
+    "is not",
+    "contains",
+    "starts with",
+    "ends with",
+    "+",
+    "-",
+    "*",
+    "/",
+]
 
 
 def _extend(children: st.SearchStrategy[A.Expr]) -> st.SearchStrategy[A.Expr]:

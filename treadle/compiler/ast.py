@@ -105,7 +105,8 @@ class UnaryOp(Node):
 
 
 BinOp = Literal[
-    "and", "or", "or else", "==", "!=", "<", "<=", ">", ">=", "is", "is not", "contains", "starts with", "ends with", "+", "-", "*", "/"
+    "and", "or", "or else", "==", "!=", "<", "<=", ">", ">=", "is", "is not",
+    "contains", "starts with", "ends with", "+", "-", "*", "/",
 ]  # fmt: skip
 
 

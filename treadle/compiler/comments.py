@@ -78,9 +78,7 @@ def _anchors(module: A.Module) -> list[_Anchor]:
                     if i:
                         out.append(_Anchor(arm.span.line, "arm", (s.arms[i - 1], arm)))
                         if arm.cond is not None and arm.cond.span.end_line > arm.span.line:
-                            out.append(
-                                _Anchor(arm.cond.span.end_line, "arm", (s.arms[i - 1], arm))
-                            )
+                            out.append(_Anchor(arm.cond.span.end_line, "arm", (s.arms[i - 1], arm)))
                     block(arm.body)
                 out.append(_Anchor(s.span.end_line, "close", s.arms[-1]))
             elif isinstance(s, A.Repeat):

@@ -182,7 +182,9 @@ class ExprLowerer:
             text = target.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
         except (OSError, UnicodeDecodeError) as err:
             reason = (
-                "does not exist" if isinstance(err, FileNotFoundError) else f"cannot be read ({err})"
+                "does not exist"
+                if isinstance(err, FileNotFoundError)
+                else f"cannot be read ({err})"
             )
             self.error(
                 "E701",

@@ -192,7 +192,9 @@ def _items(open_: str, items: list[str], close: str) -> str:
 
 def _indent(text: str, pad: str = INDENT) -> str:
     """Indent the lines after the first (blank lines stay empty: no trailing spaces)."""
-    return "\n".join([(pad + ln if ln else ln) if i else ln for i, ln in enumerate(text.split("\n"))])
+    return "\n".join(
+        [(pad + ln if ln else ln) if i else ln for i, ln in enumerate(text.split("\n"))]
+    )
 
 
 def _prec(e: A.Expr) -> int:

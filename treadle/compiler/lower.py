@@ -103,7 +103,7 @@ def _default(
                 "E305",
                 f"the default of input `{p.name}` must be a constant",
                 e.span,
-                hint="write a literal (`3`, `\"text\"`, `true`, `null`, `[...]`, `{...}`); "
+                hint='write a literal (`3`, `"text"`, `true`, `null`, `[...]`, `{...}`); '
                 "an input cannot read another",
                 file=file,
             )

@@ -73,7 +73,9 @@ class Unary(_Model):
 
 #: `default` is the source's `or else`: the left value unless it is null, else the right one
 BinaryOp = Literal[
-    "and", "or", "default", "contains", "starts with", "ends with", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/"]
+    "and", "or", "default", "contains", "starts with", "ends with",
+    "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/",
+]  # fmt: skip
 
 
 class Binary(_Model):

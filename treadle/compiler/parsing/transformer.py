@@ -88,7 +88,7 @@ def block_lines(raw: str, tok: Token) -> list[tuple[str, int, int]]:
     leads = [_LEAD.match(lines[i]).group() for i in body if lines[i].strip()]  # type: ignore[union-attr]
     if closing:
         leads.append(lines[-1])
-    margin = os.path.commonprefix(leads) if leads else ""
+    margin = os.path.commonprefix(leads) if leads else ""  # noqa: RUF071 - text, not paths
     out = []
     for i in body:
         text = lines[i]
@@ -380,15 +380,15 @@ class ToAst(Transformer[Token, A.Module]):
     def null(self, children: list[Any]) -> A.Null:
         return A.new(A.Null, span=_cover(children))
 
-    def list(self, children: list[Any]) -> A.ListLit:
-        return A.new(A.ListLit, items=tuple(_nodes(children)), span=_cover(children))
-
     def object(self, children: list[Any]) -> A.ObjectLit:
         return A.new(A.ObjectLit, pairs=tuple(_nodes(children)), span=_cover(children))
 
     def pair(self, children: list[Any]) -> A.Pair:
         key = parse_string(children[0]).as_text()
         return A.new(A.Pair, key=key, value=children[-1], span=_cover(children))
+
+    def list(self, children: list[Any]) -> A.ListLit:
+        return A.new(A.ListLit, items=tuple(_nodes(children)), span=_cover(children))
 
 
 class _Bound:
