@@ -267,7 +267,8 @@ class _Search:
         proposal, parent = None, chosen
         for parent in [chosen, *others]:
             self.context.note = self.strategy.note(parent)
-            proposal = await self._propose(r, parent, rng, signature, d)
+            # the optimizer model writes for the chosen parent; the others get the moves only
+            proposal = await self._propose(r, parent, rng, signature, d, parent is chosen)
             if proposal is not None or self._budget_cut:
                 break
         if proposal is None:
@@ -344,13 +345,14 @@ class _Search:
     # ------------------------------------------------------------ proposals
 
     async def _propose(self, r: int, parent: Node, rng: random.Random,
-                       signature: tuple[Any, ...], d: Path) -> Proposal | None:  # fmt: skip
+                       signature: tuple[Any, ...], d: Path,
+                       ask_model: bool = True) -> Proposal | None:  # fmt: skip
         """The first proposal that passes the gate: prune (where attribution says some step
         carries nothing), the optimizer model (`attempts` times), then the text moves."""
         cfg, state = self.cfg, self.state
         parent_text = Path(parent.path).read_text(encoding="utf-8")
         tried: list[dict[str, Any]] = []
-        for attempt in range(cfg.attempts):
+        for attempt in range(cfg.attempts if ask_model else 0):
             report = load_report(_report_path(parent))
             failures = failure_rows(report.rows, cfg.failures, rng)
             msgs = optimizer_messages(parent, parent_text, report, failures,
