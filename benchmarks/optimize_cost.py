@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import simulated_task as sim  # noqa: E402
+import simulated_task as sim
 
-from treadle.eval.options import RunConfig  # noqa: E402
-from treadle.optimization import OptimizeSettings, optimize  # noqa: E402
+from treadle.eval.options import RunConfig
+from treadle.optimization import OptimizeSettings, optimize
 
 SHAPES = [sim.SEED_FLOW, "step by step", "samples 5", "step by step samples 5"]
 
@@ -38,22 +38,40 @@ async def one(loop: str, seed: int, rounds: int, n_val: int, work: Path) -> dict
     flow.write_text(sim.SEED_FLOW)
     ex, opt = sim.executor(), sim.optimizer(broken_every=3)
     if loop == "full":
-        settings = OptimizeSettings(rounds=rounds, surrogate=False, moves=(), attempts=1,
-                                    optimizer_model=opt, patience=rounds + 1)  # fmt: skip
+        settings = OptimizeSettings(
+            rounds=rounds,
+            surrogate=False,
+            moves=(),
+            attempts=1,
+            optimizer_model=opt,
+            patience=rounds + 1,
+        )
     else:
-        settings = OptimizeSettings(rounds=rounds, warmup=1, optimizer_model=opt,
-                                    patience=rounds + 1, few_ratio=0.1)  # fmt: skip
-    res = await optimize(flow, sim.rows(n_val), test=sim.rows(50, 10_000), scorer="exact",
-                         settings=settings, out=work / f"{loop}-{seed}",
-                         run=RunConfig(model=ex, cache=False, sandbox="process", seed=seed))  # fmt: skip
+        settings = OptimizeSettings(
+            rounds=rounds, warmup=1, optimizer_model=opt, patience=rounds + 1, few_ratio=0.1
+        )
+    res = await optimize(
+        flow,
+        sim.rows(n_val),
+        test=sim.rows(50, 10_000),
+        scorer="exact",
+        settings=settings,
+        out=work / f"{loop}-{seed}",
+        run=RunConfig(model=ex, cache=False, sandbox="process", seed=seed),
+    )
     best = Path(res.best).read_text() if res.best else sim.SEED_FLOW
     return {
-        "loop": loop, "seed": seed, "best_true": round(sim.true_accuracy(best), 4),
-        "tokens": res.spent.total, "executor_tokens": res.spent.executor,
-        "optimizer_tokens": res.spent.optimizer, "evaluations_full": res.evaluations_full,
-        "evaluations_few": res.evaluations_few, "wasted_rounds": res.wasted_rounds,
+        "loop": loop,
+        "seed": seed,
+        "best_true": round(sim.true_accuracy(best), 4),
+        "tokens": res.spent.total,
+        "executor_tokens": res.spent.executor,
+        "optimizer_tokens": res.spent.optimizer,
+        "evaluations_full": res.evaluations_full,
+        "evaluations_few": res.evaluations_few,
+        "wasted_rounds": res.wasted_rounds,
         "invalid_proposals": res.invalid_proposals,
-    }  # fmt: skip
+    }
 
 
 async def main() -> None:
@@ -81,23 +99,35 @@ async def main() -> None:
         return round(total(loop, "best_true") / len(seeds), 4)
 
     full_tokens, treadle_tokens = int(total("full", "tokens")), int(total("treadle", "tokens"))
-    print(f"full validation: best true accuracy {mean_best('full'):.3f}, {full_tokens:,} tokens, "
-          f"{int(total('full', 'evaluations_full'))} full evaluations, "
-          f"{int(total('full', 'wasted_rounds'))} wasted rounds")  # fmt: skip
-    print(f"treadle:         best true accuracy {mean_best('treadle'):.3f}, "
-          f"{treadle_tokens:,} tokens ({100 * treadle_tokens / full_tokens:.0f}%), "
-          f"{int(total('treadle', 'evaluations_full'))} full + "
-          f"{int(total('treadle', 'evaluations_few'))} few-shot evaluations, "
-          f"{int(total('treadle', 'wasted_rounds'))} wasted rounds")  # fmt: skip
-    print(json.dumps({
-        "full_tokens": full_tokens, "treadle_tokens": treadle_tokens,
-        "ratio": round(treadle_tokens / full_tokens, 4),
-        "full_best": mean_best("full"), "treadle_best": mean_best("treadle"),
-        "true_best": round(true_best, 4),
-        "wasted_rounds": int(total("treadle", "wasted_rounds")),
-        "full_wasted_rounds": int(total("full", "wasted_rounds")),
-        "rounds": args.rounds, "seeds": seeds, "val_rows": args.val,
-    }))  # fmt: skip
+    print(
+        f"full validation: best true accuracy {mean_best('full'):.3f}, {full_tokens:,} tokens, "
+        f"{int(total('full', 'evaluations_full'))} full evaluations, "
+        f"{int(total('full', 'wasted_rounds'))} wasted rounds"
+    )
+    print(
+        f"treadle:         best true accuracy {mean_best('treadle'):.3f}, "
+        f"{treadle_tokens:,} tokens ({100 * treadle_tokens / full_tokens:.0f}%), "
+        f"{int(total('treadle', 'evaluations_full'))} full + "
+        f"{int(total('treadle', 'evaluations_few'))} few-shot evaluations, "
+        f"{int(total('treadle', 'wasted_rounds'))} wasted rounds"
+    )
+    print(
+        json.dumps(
+            {
+                "full_tokens": full_tokens,
+                "treadle_tokens": treadle_tokens,
+                "ratio": round(treadle_tokens / full_tokens, 4),
+                "full_best": mean_best("full"),
+                "treadle_best": mean_best("treadle"),
+                "true_best": round(true_best, 4),
+                "wasted_rounds": int(total("treadle", "wasted_rounds")),
+                "full_wasted_rounds": int(total("full", "wasted_rounds")),
+                "rounds": args.rounds,
+                "seeds": seeds,
+                "val_rows": args.val,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

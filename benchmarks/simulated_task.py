@@ -25,8 +25,10 @@ _FLOW = re.compile(r"```\n(.*?)\n```", re.S)
 
 
 def rows(n: int, start: int = 0) -> list[dict[str, str]]:
-    return [{"id": f"r{i}", "question": f"What is item {i}?", "answer": f"A{i}"}
-            for i in range(start, start + n)]  # fmt: skip
+    return [
+        {"id": f"r{i}", "question": f"What is item {i}?", "answer": f"A{i}"}
+        for i in range(start, start + n)
+    ]
 
 
 def _u(*parts: object) -> float:
@@ -35,15 +37,17 @@ def _u(*parts: object) -> float:
 
 
 def _usage(messages: list[Message], text: str) -> Usage:
-    return Usage(input_tokens=sum(len(m.content.split()) for m in messages),
-                 output_tokens=len(text.split()))  # fmt: skip
+    return Usage(
+        input_tokens=sum(len(m.content.split()) for m in messages), output_tokens=len(text.split())
+    )
 
 
 class _Scripted(ModelBackend):
     backend = "scripted"
 
-    def __init__(self, model: str, answer: Callable[[list[Message], GenParams], str],
-                 delay: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self, model: str, answer: Callable[[list[Message], GenParams], str], delay: float = 0.0
+    ) -> None:
         self.model = model
         self._answer = answer
         self.delay = delay
@@ -120,7 +124,9 @@ def _optimize(messages: list[Message], params: GenParams, broken_every: int) -> 
         return f"{guess:.2f}"
     m = _FLOW.search(prompt)
     if m is None:  # a repair turn: the model's last text is the one to fix; give up on it
-        return "workflow broken(question: text) -> answer: text\n  answer = frobnicate question\nend"
+        return (
+            "workflow broken(question: text) -> answer: text\n  answer = frobnicate question\nend"
+        )
     text = m.group(1)
     seed = params.seed or 0
     if broken_every and seed % broken_every == broken_every - 1:
@@ -131,8 +137,9 @@ def _optimize(messages: list[Message], params: GenParams, broken_every: int) -> 
         return re.sub(
             r'  answer = generate from ("[^"\n]*")',
             r"  drafts = generate from \1 with samples 5, temperature 0.7\n  answer = vote drafts",
-            text, count=1,
-        )  # fmt: skip
+            text,
+            count=1,
+        )
     return text  # nothing more to try: a duplicate, which the gate refuses
 
 
@@ -144,8 +151,10 @@ def optimizer(broken_every: int = 0) -> _Scripted:
 
 def broken_optimizer() -> _Scripted:
     """An optimizer whose every reply fails to compile (an unknown operator, a syntax error)."""
-    replies = ["workflow answer(question: text) -> answer: text\n  answer = frobnicate question\nend",
-               "workflow answer(question: text) -> answer: text\n  answer = generate from\nend"]
+    replies = [
+        "workflow answer(question: text) -> answer: text\n  answer = frobnicate question\nend",
+        "workflow answer(question: text) -> answer: text\n  answer = generate from\nend",
+    ]
     return _Scripted("broken", lambda m, p: replies[(p.seed or 0) % 2])
 
 

@@ -9,25 +9,37 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-import simulated_task as sim  # noqa: E402
+import simulated_task as sim
 
-from treadle.eval.options import RunConfig  # noqa: E402
-from treadle.optimization import OptimizeSettings, optimize  # noqa: E402
-from treadle.runtime.cache import ModelCache  # noqa: E402
+from treadle.eval.options import RunConfig
+from treadle.optimization import OptimizeSettings, optimize
+from treadle.runtime.cache import ModelCache
 
-SETTINGS = OptimizeSettings(rounds=5, warmup=1, optimizer_model=sim.optimizer(broken_every=3),
-                            patience=10)  # fmt: skip
+SETTINGS = OptimizeSettings(
+    rounds=5, warmup=1, optimizer_model=sim.optimizer(broken_every=3), patience=10
+)
 
 
 async def main(out: Path, seed: int, resume: bool, delay: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
     flow = out.parent / "seed.flow"
     flow.write_text(sim.SEED_FLOW)
-    run = RunConfig(model=sim.executor(delay), cache=ModelCache(out.parent / "cache"),
-                    sandbox="process", seed=seed)  # fmt: skip
+    run = RunConfig(
+        model=sim.executor(delay),
+        cache=ModelCache(out.parent / "cache"),
+        sandbox="process",
+        seed=seed,
+    )
     where = {"resume": out / "record"} if resume else {"out": out / "record"}
-    result = await optimize(flow, sim.rows(40), test=sim.rows(20, 1000), scorer="exact",
-                            settings=SETTINGS, run=run, **where)  # type: ignore[arg-type]
+    result = await optimize(
+        flow,
+        sim.rows(40),
+        test=sim.rows(20, 1000),
+        scorer="exact",
+        settings=SETTINGS,
+        run=run,
+        **where,
+    )  # type: ignore[arg-type]
     print(result.model_dump_json())
 
 

@@ -30,8 +30,15 @@ def _run(executor: object) -> RunConfig:
 async def test_the_search_finds_the_known_best_shape(seed: Path, tmp_path: Path) -> None:
     ex, opt = sim.executor(), sim.optimizer(broken_every=3)
     settings = OptimizeSettings(rounds=6, warmup=1, optimizer_model=opt)
-    res = await optimize(seed, sim.rows(60), test=sim.rows(60, 1000), scorer="exact",
-                         settings=settings, run=_run(ex), out=tmp_path / "out")  # fmt: skip
+    res = await optimize(
+        seed,
+        sim.rows(60),
+        test=sim.rows(60, 1000),
+        scorer="exact",
+        settings=settings,
+        run=_run(ex),
+        out=tmp_path / "out",
+    )
     shapes = [sim.SEED_FLOW, "step by step", "samples 5", "step by step samples 5"]
     true_best = max(sim.true_accuracy(s) for s in shapes)
     assert res.best is not None
@@ -54,8 +61,15 @@ async def test_the_budget_is_never_exceeded(seed: Path, tmp_path: Path) -> None:
     ex, opt = sim.executor(), sim.optimizer()
     cap = 12_000
     settings = OptimizeSettings(rounds=20, warmup=1, optimizer_model=opt, budget_tokens=cap)
-    res = await optimize(seed, sim.rows(40), test=sim.rows(20, 1000), scorer="exact",
-                         settings=settings, run=_run(ex), out=tmp_path / "out")  # fmt: skip
+    res = await optimize(
+        seed,
+        sim.rows(40),
+        test=sim.rows(20, 1000),
+        scorer="exact",
+        settings=settings,
+        run=_run(ex),
+        out=tmp_path / "out",
+    )
     # what the models were really asked (no cache: every token reached a backend)
     assert ex.tokens + opt.tokens <= cap
     assert res.spent.total == ex.tokens + opt.tokens
@@ -66,8 +80,15 @@ async def test_the_budget_is_never_exceeded(seed: Path, tmp_path: Path) -> None:
 async def test_a_broken_proposal_never_reaches_evaluation(seed: Path, tmp_path: Path) -> None:
     ex, opt = sim.executor(), sim.broken_optimizer()
     settings = OptimizeSettings(rounds=3, optimizer_model=opt, moves=(), attempts=2, repairs=1)
-    res = await optimize(seed, sim.rows(10), test=sim.rows(5, 1000), scorer="exact",
-                         settings=settings, run=_run(ex), out=tmp_path / "out")  # fmt: skip
+    res = await optimize(
+        seed,
+        sim.rows(10),
+        test=sim.rows(5, 1000),
+        scorer="exact",
+        settings=settings,
+        run=_run(ex),
+        out=tmp_path / "out",
+    )
     # the seed's prompt is the only one the executor ever saw: 10 validation rows, then the
     # seed once on the 5 test rows
     assert ex.calls == 15
@@ -85,8 +106,15 @@ async def test_the_test_split_runs_once_and_never_reaches_the_optimizer(
 ) -> None:
     ex, opt = sim.executor(), sim.optimizer()
     settings = OptimizeSettings(rounds=3, warmup=1, optimizer_model=opt, top_k=2)
-    res = await optimize(seed, sim.rows(30), test=sim.rows(10, 1000), scorer="exact",
-                         settings=settings, run=_run(ex), out=tmp_path / "out")  # fmt: skip
+    res = await optimize(
+        seed,
+        sim.rows(30),
+        test=sim.rows(10, 1000),
+        scorer="exact",
+        settings=settings,
+        run=_run(ex),
+        out=tmp_path / "out",
+    )
     test_row = re.compile(r"What is item 10\d\d\?")
     test_prompts = [p for p in ex.prompts if test_row.search(p)]
     assert not any(test_row.search(p) for p in opt.prompts)
@@ -107,6 +135,12 @@ async def test_overlapping_splits_are_refused(seed: Path, tmp_path: Path) -> Non
     for r in overlap:
         r["id"] = "t" + r["id"]
     with pytest.raises(InputError, match="overlap"):
-        await optimize(seed, sim.rows(10), test=overlap, scorer="exact",
-                       settings=OptimizeSettings(rounds=1), run=_run(sim.executor()),
-                       out=tmp_path / "out")  # fmt: skip
+        await optimize(
+            seed,
+            sim.rows(10),
+            test=overlap,
+            scorer="exact",
+            settings=OptimizeSettings(rounds=1),
+            run=_run(sim.executor()),
+            out=tmp_path / "out",
+        )

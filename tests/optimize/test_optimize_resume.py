@@ -19,8 +19,13 @@ ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 
 
 def _search(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(SCRIPT), str(out), *args], capture_output=True,
-                          text=True, env=ENV, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), str(out), *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
 
 
 def _state(root: Path) -> dict[str, Any]:
@@ -35,8 +40,12 @@ def test_sigkill_mid_round_then_resume_ends_as_an_uninterrupted_run(tmp_path: Pa
     done = _search(whole, "0")
     assert done.returncode == 0, done.stderr
 
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(killed), "0", "--delay", "0.01"],
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(killed), "0", "--delay", "0.01"],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     state_path = killed / "record" / "state.json"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -54,11 +63,15 @@ def test_sigkill_mid_round_then_resume_ends_as_an_uninterrupted_run(tmp_path: Pa
 
     resumed = _search(killed, "0", "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    assert (killed / "record" / "best.flow").read_text() == (whole / "record" / "best.flow").read_text()
+    assert (killed / "record" / "best.flow").read_text() == (
+        whole / "record" / "best.flow"
+    ).read_text()
     assert _state(killed) == _state(whole)
     exp = [(r / "record" / "experience.jsonl").read_text() for r in (killed, whole)]
     assert exp[0] == exp[1]
-    a, b = (orjson.loads(r.stdout.replace(str(root), "ROOT")) for r, root in
-            ((resumed, killed), (done, whole)))  # fmt: skip
+    a, b = (
+        orjson.loads(r.stdout.replace(str(root), "ROOT"))
+        for r, root in ((resumed, killed), (done, whole))
+    )
     for key in ("best_val", "best_test", "portfolio", "lineage", "spent", "pareto"):
         assert a[key] == b[key], key

@@ -24,8 +24,10 @@ def register(app: typer.Typer) -> None:
 @analysis_options
 def optimize(
     seeds: Annotated[list[Path], typer.Argument(help="SEED.flow...", show_default=False)],
-    data: Annotated[Path, typer.Option("--data", help="the dataset (validation, and test "
-                                       "unless --test is given)")],  # fmt: skip
+    data: Annotated[
+        Path,
+        typer.Option("--data", help="the dataset (validation, and test unless --test is given)"),
+    ],
     test: Annotated[
         Path | None, typer.Option("--test", help="held-out rows, run once at the end")
     ] = None,
@@ -43,7 +45,9 @@ def optimize(
     budget_seconds: Annotated[
         float | None, typer.Option("--budget-seconds", help="wall-time cap")
     ] = None,
-    strategy: Annotated[str, typer.Option("--strategy", help="aflow, pareto or autoflow")] = "aflow",
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="aflow, pareto or autoflow")
+    ] = "aflow",
     warmup: Annotated[int, typer.Option("--warmup", help="rounds evaluated in full")] = 2,
     full: Annotated[
         bool, typer.Option("--full", help="full validation every round (AFlow's loop)")
@@ -55,8 +59,10 @@ def optimize(
     attempts: Annotated[int, typer.Option("--attempts", help="model proposals a round")] = 3,
     repairs: Annotated[int, typer.Option("--repairs", help="repairs a proposal")] = 2,
     moves: Annotated[
-        str | None, typer.Option("--moves", help="deterministic moves allowed (comma-separated; "
-                                 "'none' for none)")  # fmt: skip
+        str | None,
+        typer.Option(
+            "--moves", help="deterministic moves allowed (comma-separated; 'none' for none)"
+        ),
     ] = None,
     library: Annotated[
         list[Path] | None, typer.Option("--library", help="capability .flow files")
@@ -87,21 +93,42 @@ def optimize(
     from treadle.optimization.settings import ALL_MOVES
 
     opts = analysis()
-    chosen_moves = ALL_MOVES if moves is None else tuple(
-        m.strip() for m in moves.split(",") if m.strip() and m.strip() != "none"
-    )  # fmt: skip
+    chosen_moves = (
+        ALL_MOVES
+        if moves is None
+        else tuple(m.strip() for m in moves.split(",") if m.strip() and m.strip() != "none")
+    )
     settings = settings_of(
-        strategy=strategy, rounds=rounds, budget_tokens=budget_tokens,
-        budget_seconds=budget_seconds, patience=patience, warmup=warmup, surrogate=not full,
-        top_k=top_k, optimizer_model=optimizer_model, attempts=attempts, repairs=repairs,
-        moves=chosen_moves, library=tuple(library or ()), task=task, val_split=val_split,
-    )  # fmt: skip
+        strategy=strategy,
+        rounds=rounds,
+        budget_tokens=budget_tokens,
+        budget_seconds=budget_seconds,
+        patience=patience,
+        warmup=warmup,
+        surrogate=not full,
+        top_k=top_k,
+        optimizer_model=optimizer_model,
+        attempts=attempts,
+        repairs=repairs,
+        moves=chosen_moves,
+        library=tuple(library or ()),
+        task=task,
+        val_split=val_split,
+    )
     result = run_async(
         run(
-            seeds, data, settings=settings, test=test, scoring=opts.scoring, rows=opts.rows,
-            run=opts.run, executor=executor_of(executor, ray_address, ray_workers), out=out,
-            resume=resume, display=opts.progress(),
-        )  # fmt: skip
+            seeds,
+            data,
+            settings=settings,
+            test=test,
+            scoring=opts.scoring,
+            rows=opts.rows,
+            run=opts.run,
+            executor=executor_of(executor, ray_address, ray_workers),
+            out=out,
+            resume=resume,
+            display=opts.progress(),
+        )
     )
     typer.echo(result.summary())
     typer.echo(f"record: {result.out}", err=True)

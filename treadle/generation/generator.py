@@ -199,7 +199,9 @@ async def generate(
     caps = select_capabilities(task, caps_all, cfg.max_capabilities) if caps_all else []
     vocab = vocabulary(caps)
     chosen_examples = select_examples(task, cfg.examples)
-    msgs = list(prompt) if prompt is not None else build_messages(task, vocab, caps, chosen_examples)
+    msgs = (
+        list(prompt) if prompt is not None else build_messages(task, vocab, caps, chosen_examples)
+    )
     uses = use_lines(caps, str(base))
     use_text = "".join(u + "\n" for u in uses)
 

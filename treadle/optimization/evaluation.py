@@ -105,10 +105,14 @@ class Evaluator:
         st = self.study
         resume = results if results.is_file() else None
         common = {
-            "scoring": st.scoring, "rows": RowSelection(ids=ids), "epochs": epochs,
-            "results": None if resume else results, "resume": resume, "display": st.display,
+            "scoring": st.scoring,
+            "rows": RowSelection(ids=ids),
+            "epochs": epochs,
+            "results": None if resume else results,
+            "resume": resume,
+            "display": st.display,
             "report": results.with_suffix(".report.json"),
-        }  # fmt: skip
+        }
         data = dataset if dataset is not None else st.dataset
         if isinstance(self.executor, RayExecutor):
             return await evaluate(flow, data, run=self.run, executor=self.executor, **common)  # type: ignore[arg-type]
@@ -151,9 +155,10 @@ class Surrogate:
         """Fill the node's S_few, S_pred, α and Ŝ; the prediction's tokens are returned."""
         study, model, task, examples = context
         scores = {r.id: r.score for r in few.rows if r.status != "error" and r.score is not None}
-        node.s_few = stratified_mean(scores, row_strata)  # type: ignore[arg-type]
-        s_pred, _, tokens, _ = await predict(study.session, model, text, task, examples,
-                                             seed=self.seed)  # fmt: skip
+        node.s_few = stratified_mean(scores, row_strata)
+        s_pred, _, tokens, _ = await predict(
+            study.session, model, text, task, examples, seed=self.seed
+        )
         node.s_pred = s_pred
         s_few = node.s_few if node.s_few is not None else (s_pred or 0.0)
         node.alpha = alpha_for(s_pred, s_few)
@@ -170,8 +175,9 @@ def accept(parent: EvalReport, child: EvalReport, resamples: int, seed: int) -> 
         verdict = "better"
     else:
         verdict = {"a": "worse", "b": "better"}.get(c.verdict, c.verdict)
-    return Comparison(rows=c.common, diff=c.diff, ci_low=c.ci_low, ci_high=c.ci_high,
-                      verdict=verdict)  # fmt: skip
+    return Comparison(
+        rows=c.common, diff=c.diff, ci_low=c.ci_low, ci_high=c.ci_high, verdict=verdict
+    )
 
 
 def copy_results(src: Path, dst: Path) -> None:

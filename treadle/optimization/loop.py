@@ -88,9 +88,11 @@ async def optimize(
     for p in paths:
         if not p.is_file():
             raise InputError(f"There is no flow file {p}.")
-    root = Path(resume) if resume is not None else (
-        Path(out) if out is not None else DEFAULT_DIR / time.strftime("%Y%m%d-%H%M%S")
-    )  # fmt: skip
+    root = (
+        Path(resume)
+        if resume is not None
+        else (Path(out) if out is not None else DEFAULT_DIR / time.strftime("%Y%m%d-%H%M%S"))
+    )
     all_rows = select_rows(data, scoring, rows)
     test_rows = select_rows(test, scoring, RowSelection()) if test is not None else None
     splits = split(all_rows, test_rows, cfg.val_split, run.seed)
@@ -117,8 +119,15 @@ async def optimize(
         record.start(identity)
         state = State()
     search = _Search(cfg, scoring, run, executor, record, state, splits, texts, paths)
-    async with open_study("optimize", splits.val, scoring=scoring, rows=RowSelection(), run=run,
-                          work_dir=root, display=display) as st:  # fmt: skip
+    async with open_study(
+        "optimize",
+        splits.val,
+        scoring=scoring,
+        rows=RowSelection(),
+        run=run,
+        work_dir=root,
+        display=display,
+    ) as st:
         return await search.go(st)
 
 
@@ -169,17 +178,27 @@ class _Search:
     async def go(self, st: Any) -> OptimizeResult:
         cfg, state = self.cfg, self.state
         self.study = st
-        self.budget = Budget(tokens=cfg.budget_tokens, seconds=cfg.budget_seconds,
-                             spent=state.spent.model_copy(), seconds_before=state.seconds)  # fmt: skip
-        self.evaluator = Evaluator(st, self.budget, self.run, self.executor,
-                                   chunk=self.run.row_concurrency,
-                                   interrupted=lambda: self.interrupted)  # fmt: skip
+        self.budget = Budget(
+            tokens=cfg.budget_tokens,
+            seconds=cfg.budget_seconds,
+            spent=state.spent.model_copy(),
+            seconds_before=state.seconds,
+        )
+        self.evaluator = Evaluator(
+            st,
+            self.budget,
+            self.run,
+            self.executor,
+            chunk=self.run.row_concurrency,
+            interrupted=lambda: self.interrupted,
+        )
         self.optimizer = await self._optimizer_backend()
         val_ids = [r.id for r in self.splits.val.rows]
         self.context = PromptContext(
-            cfg.task or _describe(self.splits), cfg.library,
+            cfg.task or _describe(self.splits),
+            cfg.library,
             {r.id: r.columns for r in self.splits.val.rows},
-        )  # fmt: skip
+        )
         self.surrogate = Surrogate(cfg.few_ratio, cfg.min_rows, self.run.seed)
         signature = self._seed_signature()
         with self._ctrl_c():
@@ -192,8 +211,10 @@ class _Search:
                 await self._round(r, val_ids, signature)
                 if self.interrupted or self._budget_cut:
                     state.stopped = state.stopped or (
-                        "interrupted (Ctrl-C); --resume continues" if self.interrupted
-                        else "token budget")  # fmt: skip
+                        "interrupted (Ctrl-C); --resume continues"
+                        if self.interrupted
+                        else "token budget"
+                    )
                     break
                 self._progress(r, time.monotonic() - t0)
             result = await self._finish()
@@ -231,10 +252,16 @@ class _Search:
             path = d / f"seed-{i}.flow"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-            proposal = await gate(text_candidate(text), "seed", self._signature_of(text),
-                                  self.seen, d, False)  # fmt: skip
-            node = Node(id=len(state.nodes), round=0, path=str(path),
-                        ir_hash=proposal.ir_hash or "", cost_calls=proposal.cost_calls)  # fmt: skip
+            proposal = await gate(
+                text_candidate(text), "seed", self._signature_of(text), self.seen, d, False
+            )
+            node = Node(
+                id=len(state.nodes),
+                round=0,
+                path=str(path),
+                ir_hash=proposal.ir_hash or "",
+                cost_calls=proposal.cost_calls,
+            )
             self._remember(proposal)
             bound = row_bound(node, None, len(text), self._input_chars())
             self.study.say(f"round 0: seed {self.seed_paths[i]} on {len(val_ids)} validation rows")
@@ -278,29 +305,47 @@ class _Search:
             return
         child_path = d / "child.flow"
         child_path.write_text(proposal.text or "", encoding="utf-8")
-        node = Node(id=len(state.nodes), round=r, parent=parent.id, move=proposal.move,
-                    path=str(child_path), ir_hash=proposal.ir_hash or "",
-                    cost_calls=proposal.cost_calls, status="incomplete")  # fmt: skip
+        node = Node(
+            id=len(state.nodes),
+            round=r,
+            parent=parent.id,
+            move=proposal.move,
+            path=str(child_path),
+            ir_hash=proposal.ir_hash or "",
+            cost_calls=proposal.cost_calls,
+            status="incomplete",
+        )
         node.leaks = self.splits.leaks(proposal.text or "")
         bound = row_bound(node, parent, len(proposal.text or ""), self._input_chars())
         results = d / "results.jsonl"
         full_now = not cfg.surrogate or r <= cfg.warmup
         if not full_now:
             few_ids, row_strata = self.surrogate.sample(
-                [n for n in state.nodes if n.val is not None], val_ids)
+                [n for n in state.nodes if n.val is not None], val_ids
+            )
             outcome = await self.evaluator.rows(child_path, results, few_ids, bound)
             if outcome.report is None or not outcome.complete:
                 return self._cut(r, parent, node)
-            examples = [(Path(n.path).read_text(encoding="utf-8"), n.val or 0.0)
-                        for n in top_k(frontier, 3)]  # fmt: skip
+            examples = [
+                (Path(n.path).read_text(encoding="utf-8"), n.val or 0.0) for n in top_k(frontier, 3)
+            ]
             predict_bound = prompt_bound(
-                len(PREDICT_PROMPT) + len(proposal.text or "") + sum(len(t) for t, _ in examples)
-                + len(self.context.task), 12, 1)  # fmt: skip
+                len(PREDICT_PROMPT)
+                + len(proposal.text or "")
+                + sum(len(t) for t, _ in examples)
+                + len(self.context.task),
+                12,
+                1,
+            )
             if not self.budget.admits(predict_bound):
                 return self._cut(r, parent, node)
             tokens = await self.surrogate.score(
-                node, outcome.report, row_strata, proposal.text or "",
-                (self.study, self.optimizer, self.context.task, examples))  # fmt: skip
+                node,
+                outcome.report,
+                row_strata,
+                proposal.text or "",
+                (self.study, self.optimizer, self.context.task, examples),
+            )
             self.budget.charge("optimizer", tokens)
             kth = sorted((n.val or 0.0 for n in frontier), reverse=True)[: cfg.top_k]
             contender = len(kth) < cfg.top_k or (node.surrogate or 0.0) >= kth[-1]
@@ -320,7 +365,7 @@ class _Search:
         state.nodes.append(node)
         verdict = node.comparison.verdict
         outcome_label = "no significant change" if verdict not in ("better", "worse") else verdict
-        self._end_round(r, parent, node, _summary(proposal), outcome_label)  # type: ignore[arg-type]
+        self._end_round(r, parent, node, _summary(proposal), outcome_label)
 
     def _cut(self, r: int, parent: Node, node: Node) -> None:
         """The budget (or Ctrl-C) stopped this round's evaluation: the round is not recorded
@@ -328,14 +373,22 @@ class _Search:
         self._budget_cut = not self.interrupted
         self.state.stopped = "token budget" if self._budget_cut else "interrupted"
 
-    def _end_round(self, r: int, parent: Node, node: Node | None, summary: str,
-                   outcome: Any) -> None:  # fmt: skip
+    def _end_round(
+        self, r: int, parent: Node, node: Node | None, summary: str, outcome: Any
+    ) -> None:
         state = self.state
-        self.record.add_experience(Experience(
-            round=r, parent=parent.id, child=node.id if node else None,
-            move=node.move if node else "-", summary=summary, before=parent.val,
-            after=node.val if node else None, outcome=outcome,
-        ))  # fmt: skip
+        self.record.add_experience(
+            Experience(
+                round=r,
+                parent=parent.id,
+                child=node.id if node else None,
+                move=node.move if node else "-",
+                summary=summary,
+                before=parent.val,
+                after=node.val if node else None,
+                outcome=outcome,
+            )
+        )
         if node is not None:
             write_json(self.record.round_dir(r) / "node.json", node)
         state.round = r
@@ -344,9 +397,15 @@ class _Search:
 
     # ------------------------------------------------------------ proposals
 
-    async def _propose(self, r: int, parent: Node, rng: random.Random,
-                       signature: tuple[Any, ...], d: Path,
-                       ask_model: bool = True) -> Proposal | None:  # fmt: skip
+    async def _propose(
+        self,
+        r: int,
+        parent: Node,
+        rng: random.Random,
+        signature: tuple[Any, ...],
+        d: Path,
+        ask_model: bool = True,
+    ) -> Proposal | None:
         """The first proposal that passes the gate: prune (where attribution says some step
         carries nothing), the optimizer model (`attempts` times), then the text moves."""
         cfg, state = self.cfg, self.state
@@ -355,21 +414,27 @@ class _Search:
         for attempt in range(cfg.attempts if ask_model else 0):
             report = load_report(_report_path(parent))
             failures = failure_rows(report.rows, cfg.failures, rng)
-            msgs = optimizer_messages(parent, parent_text, report, failures,
-                                      self.record.experience(), self.context)  # fmt: skip
-            bound = prompt_bound(sum(len(m.content) for m in msgs), cfg.max_tokens,
-                                 cfg.repairs + 1)  # fmt: skip
+            msgs = optimizer_messages(
+                parent, parent_text, report, failures, self.record.experience(), self.context
+            )
+            bound = prompt_bound(sum(len(m.content) for m in msgs), cfg.max_tokens, cfg.repairs + 1)
             if not self.budget.admits(bound):
                 self._budget_cut = True
                 break
-            gen = GenerationSettings(n=1, repairs=cfg.repairs, max_tokens=cfg.max_tokens,
-                                     seed=self.run.seed + 1000 * r + attempt, examples=0,
-                                     temperature=0.0 if attempt == 0 else 0.7)  # fmt: skip
+            gen = GenerationSettings(
+                n=1,
+                repairs=cfg.repairs,
+                max_tokens=cfg.max_tokens,
+                seed=self.run.seed + 1000 * r + attempt,
+                examples=0,
+                temperature=0.0 if attempt == 0 else 0.7,
+            )
             try:
                 cand = await model_proposal(self.optimizer, msgs, gen, cfg.library, d)
             except TreadleError as e:  # the optimizer failed (a dead server): try the moves
-                tried.append({"move": "model", "attempt": attempt, "verdict": "error",
-                              "reason": e.message})  # fmt: skip
+                tried.append(
+                    {"move": "model", "attempt": attempt, "verdict": "error", "reason": e.message}
+                )
                 break
             if attempt == 0 and cand.attempts:
                 cand.index = 10**6 + r  # seen-map entries name the round that proposed them
@@ -422,9 +487,13 @@ class _Search:
                 self.study.say(f"test split: node {n.id} on {len(test_ids)} rows (once)")
                 test_dir = self.record.root / "test"
                 outcome = await self.evaluator.rows(
-                    Path(n.path), test_dir / f"node-{n.id}.jsonl", test_ids,
-                    max(n.tokens_per_row * ROW_MARGIN, 1.0), final=True, dataset=self.splits.test,
-                )  # fmt: skip
+                    Path(n.path),
+                    test_dir / f"node-{n.id}.jsonl",
+                    test_ids,
+                    max(n.tokens_per_row * ROW_MARGIN, 1.0),
+                    final=True,
+                    dataset=self.splits.test,
+                )
                 if outcome.report is not None:
                     n.test = outcome.report.mean
         coverage = None
@@ -435,32 +504,46 @@ class _Search:
             if final and len(chosen) > 1:
                 rep_path = self.record.root / "coverage" / "best-repeat.jsonl"
                 if not rep_path.exists():
-                    copy_results(Path(_report_path(best)).with_suffix("").with_suffix(".jsonl"),
-                                 rep_path)  # fmt: skip
+                    copy_results(
+                        Path(_report_path(best)).with_suffix("").with_suffix(".jsonl"), rep_path
+                    )
                 k = len(chosen)
                 outcome = await self.evaluator.rows(
-                    Path(best.path), rep_path, [r.id for r in self.splits.val.rows],
-                    best.tokens_per_row * ROW_MARGIN, final=True, epochs=Epochs(k, "max"),
-                )  # fmt: skip
+                    Path(best.path),
+                    rep_path,
+                    [r.id for r in self.splits.val.rows],
+                    best.tokens_per_row * ROW_MARGIN,
+                    final=True,
+                    epochs=Epochs(k, "max"),
+                )
                 if outcome.complete and outcome.report is not None:
                     solved = sum(1 for r in outcome.report.rows if (r.score or 0) >= 1.0)
                     coverage.best_repeat_share = solved / max(1, len(self.splits.val.rows))
-        best = chosen[0] if chosen else None
-        if best is not None:
+        top = chosen[0] if chosen else None
+        if top is not None:
             (self.record.root / "best.flow").write_text(
-                Path(best.path).read_text(encoding="utf-8"), encoding="utf-8")  # fmt: skip
+                Path(top.path).read_text(encoding="utf-8"), encoding="utf-8"
+            )
         state.spent = self.budget.spent.model_copy()
         state.done = final
         result = OptimizeResult(
             out=str(self.record.root),
-            best=str(self.record.root / "best.flow") if best else None,
-            best_node=best.id if best else None,
-            best_val=best.val if best else None,
-            best_test=best.test if best else None,
-            portfolio=[PortfolioEntry(node=n.id, path=n.path, val=n.val, test=n.test,
-                                      test_rows=len(test_ids) if n.test is not None else 0,
-                                      cost_calls=n.cost_calls,
-                                      tokens_per_row=n.tokens_per_row) for n in chosen],
+            best=str(self.record.root / "best.flow") if top else None,
+            best_node=top.id if top else None,
+            best_val=top.val if top else None,
+            best_test=top.test if top else None,
+            portfolio=[
+                PortfolioEntry(
+                    node=n.id,
+                    path=n.path,
+                    val=n.val,
+                    test=n.test,
+                    test_rows=len(test_ids) if n.test is not None else 0,
+                    cost_calls=n.cost_calls,
+                    tokens_per_row=n.tokens_per_row,
+                )
+                for n in chosen
+            ],
             coverage=coverage,
             pareto=pareto_front(state.nodes),
             lineage=lineage(state.nodes),
@@ -474,7 +557,7 @@ class _Search:
             stopped=state.stopped,
             leaks={n.id: n.leaks for n in state.nodes if n.leaks},
             wall_s=round(time.monotonic() - self.started, 3),
-        )  # fmt: skip
+        )
         write_json(self.record.root / "result.json", result)
         self._save()
         return result
@@ -482,7 +565,9 @@ class _Search:
     # ------------------------------------------------------------ helpers
 
     def _frontier(self) -> list[Node]:
-        return [n for n in self.state.nodes if n.status in ("seed", "accepted") and n.val is not None]
+        return [
+            n for n in self.state.nodes if n.status in ("seed", "accepted") and n.val is not None
+        ]
 
     def _top3(self) -> float:
         vals = sorted((n.val or 0.0 for n in self._frontier()), reverse=True)[:3]
@@ -499,7 +584,9 @@ class _Search:
             node.tokens_per_row = max(node.tokens_per_row, float(dearest))
         # the reserve for the end: the top K once on the test split
         per_row = max((n.tokens_per_row for n in [*self._frontier(), node]), default=0.0)
-        self.budget.reserve = int(self.cfg.top_k * len(self.splits.test.rows) * per_row * ROW_MARGIN)
+        self.budget.reserve = int(
+            self.cfg.top_k * len(self.splits.test.rows) * per_row * ROW_MARGIN
+        )
 
     def _save(self) -> None:
         self.state.spent = self.budget.spent.model_copy()
@@ -514,8 +601,10 @@ class _Search:
     @staticmethod
     def _signature_of(text: str) -> tuple[Any, ...]:
         wf = _entry(text)
-        return (tuple((f.name, f.type) for f in wf.inputs),
-                tuple((f.name, f.type) for f in wf.outputs))  # fmt: skip
+        return (
+            tuple((f.name, f.type) for f in wf.inputs),
+            tuple((f.name, f.type) for f in wf.outputs),
+        )
 
     def _input_chars(self) -> int:
         return max((len(str(r.columns)) for r in self.splits.val.rows), default=0)
@@ -532,13 +621,15 @@ class _Search:
         full_rounds = cfg.rounds if not cfg.surrogate else min(cfg.rounds, cfg.warmup)
         few = max(cfg.min_rows, round(cfg.few_ratio * n_val))
         rows = (len(self.seed_texts) + full_rounds) * n_val + (cfg.rounds - full_rounds) * (
-            few + n_val / 3)  # fmt: skip
+            few + n_val / 3
+        )
         optimizer = cfg.rounds * (3000 / 4 + cfg.max_tokens)
         test = cfg.top_k * len(self.splits.test.rows)
         est = int(rows * per_row + optimizer + test * per_row)
         cap = f"{cfg.budget_tokens:,}" if cfg.budget_tokens else "no cap"
         self.study.say(
-            f"estimate: ~{est:,} tokens for {cfg.rounds} rounds (executor ~{int(rows * per_row):,}, "
+            f"estimate: ~{est:,} tokens for {cfg.rounds} rounds "
+            f"(executor ~{int(rows * per_row):,}, "
             f"optimizer ~{int(optimizer):,}, test ~{int(test * per_row):,}); budget {cap}"
         )
         self.estimate = est
@@ -553,7 +644,8 @@ class _Search:
         share = f" ({100 * used / cap:.0f}%)" if cap else ""
         self.study.say(
             f"round {r}/{self.cfg.rounds}  best {best:.3f}  budget {used:,}"
-            + (f"/{cap:,}" if cap else "") + f"{share}  ETA {_duration(eta)}"
+            + (f"/{cap:,}" if cap else "")
+            + f"{share}  ETA {_duration(eta)}"
         )
 
     async def _optimizer_backend(self) -> str | ModelBackend | None:

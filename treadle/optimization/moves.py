@@ -132,7 +132,7 @@ def test_revise(text: str, wf: Workflow) -> str | None:
     tests = next((f.name for f in wf.inputs if f.name in ("tests", "test")), None)
     if got is None or not code or tests is None or "repeat up to" in text:
         return None
-    lines, lo, hi = got
+    lines, _lo, hi = got
     name = code[0]
     report = _fresh(text, "report")
     lines[hi:hi] = [

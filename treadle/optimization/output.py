@@ -95,10 +95,11 @@ def pareto_front(nodes: Sequence[Node]) -> list[int]:
     front = []
     for n in full:
         dominated = any(
-            (m.val or 0) >= (n.val or 0) and m.tokens_per_row <= n.tokens_per_row
+            (m.val or 0) >= (n.val or 0)
+            and m.tokens_per_row <= n.tokens_per_row
             and ((m.val or 0) > (n.val or 0) or m.tokens_per_row < n.tokens_per_row)
             for m in full
-        )  # fmt: skip
+        )
         if not dominated:
             front.append(n.id)
     return sorted(front)
@@ -110,8 +111,15 @@ def top_k(frontier: Sequence[Node], k: int) -> list[Node]:
 
 def lineage(nodes: Sequence[Node]) -> list[LineageEntry]:
     return [
-        LineageEntry(node=n.id, round=n.round, parent=n.parent, move=n.move, status=n.status,
-                     val=n.val, surrogate=n.surrogate)  # fmt: skip
+        LineageEntry(
+            node=n.id,
+            round=n.round,
+            parent=n.parent,
+            move=n.move,
+            status=n.status,
+            val=n.val,
+            surrogate=n.surrogate,
+        )
         for n in nodes
     ]
 

@@ -29,8 +29,9 @@ from treadle.generation.prompt import system_prompt
 from treadle.optimization.record import Experience, Node
 from treadle.runtime.models.base import Message, ModelBackend
 
-Verdict = Literal["valid", "errors", "undecoded", "duplicate", "dry run failed", "signature",
-                  "no change"]  # fmt: skip
+Verdict = Literal[
+    "valid", "errors", "undecoded", "duplicate", "dry run failed", "signature", "no change"
+]
 #: characters of one value shown in a failure row
 SHOWN = 400
 
@@ -123,10 +124,13 @@ def optimizer_messages(
     mine = [e for e in experience if e.parent == parent.id]
     exp = "\n".join(
         f"- round {e.round}: {e.summary} → {e.outcome}"
-        + (f" ({e.before:.3f} → {e.after:.3f})" if e.before is not None and e.after is not None
-           else "")
+        + (
+            f" ({e.before:.3f} → {e.after:.3f})"
+            if e.before is not None and e.after is not None
+            else ""
+        )
         for e in mine
-    )  # fmt: skip
+    )
     user = USER.format(
         task=context.task,
         note=context.note,
@@ -166,9 +170,13 @@ async def model_proposal(
 ) -> Candidate:
     """One candidate from the optimizer model through `generate`'s decoding and repair."""
     result = await generate(
-        "improve the workflow", model=backend, library=library, settings=gen, base_dir=base,
+        "improve the workflow",
+        model=backend,
+        library=library,
+        settings=gen,
+        base_dir=base,
         prompt=messages,
-    )  # fmt: skip
+    )
     return result.candidates[0]
 
 
@@ -186,11 +194,17 @@ async def gate(
 
     await judge_candidate(cand, base, seen, dry_run, "process")
     proposal = Proposal(
-        move=move, verdict="valid", text=cand.text, ir_hash=cand.ir_hash, repairs=cand.repairs,
-        prompt_tokens=cand.prompt_tokens, output_tokens=cand.tokens,
+        move=move,
+        verdict="valid",
+        text=cand.text,
+        ir_hash=cand.ir_hash,
+        repairs=cand.repairs,
+        prompt_tokens=cand.prompt_tokens,
+        output_tokens=cand.tokens,
         attempts=[a.model_dump() for a in cand.attempts],
-        cost_text=cand.cost_text, cost_calls=cand.cost.bound()[0] if cand.cost else 0,
-    )  # fmt: skip
+        cost_text=cand.cost_text,
+        cost_calls=cand.cost.bound()[0] if cand.cost else 0,
+    )
     if cand.status == "undecoded" or (cand.attempts and cand.attempts[-1].codes == ["undecoded"]):
         proposal.verdict, proposal.reason = "undecoded", "the decoder gave up"
         return proposal
@@ -227,5 +241,12 @@ def text_candidate(text: str) -> Candidate:
     return Candidate(index=0, text=text, status="undecoded")
 
 
-__all__ = ["PromptContext", "Proposal", "failure_rows", "gate", "model_proposal",
-           "optimizer_messages", "text_candidate"]  # fmt: skip
+__all__ = [
+    "PromptContext",
+    "Proposal",
+    "failure_rows",
+    "gate",
+    "model_proposal",
+    "optimizer_messages",
+    "text_candidate",
+]

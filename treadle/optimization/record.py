@@ -99,8 +99,9 @@ class Experience(BaseModel):
     summary: str
     before: float | None
     after: float | None
-    outcome: Literal["better", "worse", "no significant change", "invalid", "screened out",
-                     "incomplete"]  # fmt: skip
+    outcome: Literal[
+        "better", "worse", "no significant change", "invalid", "screened out", "incomplete"
+    ]
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -164,8 +165,11 @@ class Record:
                     shutil.rmtree(d)
         exp = self.root / "experience.jsonl"
         if exp.is_file():
-            kept = [ln for ln in exp.read_bytes().splitlines()
-                    if ln.strip() and orjson.loads(ln)["round"] <= r]  # fmt: skip
+            kept = [
+                ln
+                for ln in exp.read_bytes().splitlines()
+                if ln.strip() and orjson.loads(ln)["round"] <= r
+            ]
             tmp = exp.with_name(exp.name + ".tmp")
             tmp.write_bytes(b"".join(ln + b"\n" for ln in kept))
             os.replace(tmp, exp)

@@ -49,8 +49,12 @@ class Splits:
         out = []
         for r in self.test.rows:
             for key, value in r.columns.items():
-                if key != "id" and isinstance(value, str) and len(value) >= LEAK_MIN_CHARS \
-                        and value in flow_text:  # fmt: skip
+                if (
+                    key != "id"
+                    and isinstance(value, str)
+                    and len(value) >= LEAK_MIN_CHARS
+                    and value in flow_text
+                ):
                     out.append(r.id)
                     break
         return out

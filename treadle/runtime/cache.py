@@ -228,7 +228,9 @@ class CachedModel(WrappedBackend):
         self.tokens += completion.usage.input_tokens + completion.usage.output_tokens
         return completion
 
-    async def _complete(self, messages: list[Message], params: GenParams, sample: int) -> Completion:
+    async def _complete(
+        self, messages: list[Message], params: GenParams, sample: int
+    ) -> Completion:
         if not (self.enabled and params.deterministic):
             self.model_calls += 1
             return await self.inner.complete(messages, params)

@@ -18,5 +18,11 @@ def strategy_for(settings: OptimizeSettings) -> Strategy:
     return AFlowStrategy(sample=settings.sample)
 
 
-__all__ = ["AFlowStrategy", "AutoFlowStrategy", "ParetoStrategy", "Strategy", "by_score",
-           "strategy_for"]  # fmt: skip
+__all__ = [
+    "AFlowStrategy",
+    "AutoFlowStrategy",
+    "ParetoStrategy",
+    "Strategy",
+    "by_score",
+    "strategy_for",
+]

@@ -17,7 +17,9 @@ LAMBDA = 0.3
 ALPHA = 0.2
 
 
-def probabilities(scores: Sequence[float], *, lam: float = LAMBDA, alpha: float = ALPHA) -> list[float]:
+def probabilities(
+    scores: Sequence[float], *, lam: float = LAMBDA, alpha: float = ALPHA
+) -> list[float]:
     """P_i = λ/n + (1 − λ)·softmax(α·(100·s_i − max))_i."""
     n = len(scores)
     top = max(100 * s for s in scores)
@@ -31,8 +33,9 @@ class AFlowStrategy:
     sample: int = 4
     name: str = "aflow"
 
-    def parent(self, frontier: Sequence[Node], evaluated: Sequence[Node],
-               rng: random.Random) -> Node:  # fmt: skip
+    def parent(
+        self, frontier: Sequence[Node], evaluated: Sequence[Node], rng: random.Random
+    ) -> Node:
         seeds = [n for n in frontier if n.move == "seed"]
         best = [n for n in by_score(frontier) if n.move != "seed"][: self.sample]
         pool = seeds + best

@@ -15,13 +15,16 @@ from treadle.optimization.strategies.base import by_score
 class AutoFlowStrategy:
     name: str = "autoflow"
 
-    def parent(self, frontier: Sequence[Node], evaluated: Sequence[Node],
-               rng: random.Random) -> Node:  # fmt: skip
+    def parent(
+        self, frontier: Sequence[Node], evaluated: Sequence[Node], rng: random.Random
+    ) -> Node:
         children = [n for n in evaluated if n.move != "seed"]
         return children[-1] if children else by_score(frontier)[0]
 
     def note(self, parent: Node) -> str:
-        return f"It is the previous workflow of the chain; its performance is {parent.val or 0:.3f}."
+        return (
+            f"It is the previous workflow of the chain; its performance is {parent.val or 0:.3f}."
+        )
 
 
 __all__ = ["AutoFlowStrategy"]

@@ -11,10 +11,12 @@ from treadle.optimization.record import Node
 
 
 class Strategy(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
-    def parent(self, frontier: Sequence[Node], evaluated: Sequence[Node],
-               rng: random.Random) -> Node:  # fmt: skip
+    def parent(
+        self, frontier: Sequence[Node], evaluated: Sequence[Node], rng: random.Random
+    ) -> Node:
         """The parent of the next child. `frontier`: the seeds and the accepted children (each
         with a full validation score); `evaluated`: every node run in full, in round order."""
         ...

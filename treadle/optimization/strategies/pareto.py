@@ -29,8 +29,9 @@ def row_wins(nodes: Sequence[Node]) -> dict[int, int]:
 class ParetoStrategy:
     name: str = "pareto"
 
-    def parent(self, frontier: Sequence[Node], evaluated: Sequence[Node],
-               rng: random.Random) -> Node:  # fmt: skip
+    def parent(
+        self, frontier: Sequence[Node], evaluated: Sequence[Node], rng: random.Random
+    ) -> Node:
         wins = row_wins(frontier)
         front = [n for n in frontier if wins[n.id] > 0]
         if not front:
