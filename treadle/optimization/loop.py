@@ -233,6 +233,8 @@ class _Search:
             state.stopped = "interrupted (Ctrl-C); --resume continues"
         elif state.round >= cfg.rounds:
             state.stopped = f"{cfg.rounds} rounds"
+        elif state.converged:
+            state.stopped = "converged: no flow has a valid change left that was not seen before"
         elif self.budget.out_of_time():
             state.stopped = f"wall time ({cfg.budget_seconds:g} s)"
         elif self.budget.left() <= 0:
@@ -300,7 +302,9 @@ class _Search:
                 break
         if proposal is None:
             if not self._budget_cut:
+                # no flow has a change left that is valid and new: the search has converged
                 state.wasted_rounds += 1
+                state.converged = True
             self._end_round(r, parent, None, "no valid proposal", "invalid")
             return
         child_path = d / "child.flow"

@@ -82,6 +82,8 @@ class State(BaseModel):
     #: the top-3 mean of the frontier after each round
     top3: list[float] = Field(default_factory=list)
     stopped: str | None = None
+    #: a round found no valid, new change for any flow
+    converged: bool = False
     done: bool = False
 
     def node(self, node_id: int) -> Node:
