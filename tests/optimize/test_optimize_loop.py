@@ -93,8 +93,10 @@ async def test_a_broken_proposal_never_reaches_evaluation(seed: Path, tmp_path: 
     # seed once on the 5 test rows
     assert ex.calls == 15
     assert all(p.startswith("Answer briefly.") for p in ex.prompts)
-    assert res.invalid_proposals == 3 * 2
-    assert res.wasted_rounds == 3 and res.evaluations_full == 1
+    # round 1 finds nothing valid for any flow: the search has converged and stops
+    assert res.invalid_proposals == 2
+    assert res.wasted_rounds == 1 and res.rounds == 1 and res.evaluations_full == 1
+    assert res.stopped is not None and res.stopped.startswith("converged")
     proposal = orjson.loads((tmp_path / "out" / "rounds" / "001" / "proposal.json").read_bytes())
     assert proposal["chosen"] is None
     assert {t["verdict"] for t in proposal["tried"]} == {"errors"}

@@ -41,7 +41,7 @@ def test_sigkill_mid_round_then_resume_ends_as_an_uninterrupted_run(tmp_path: Pa
     assert done.returncode == 0, done.stderr
 
     proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), str(killed), "0", "--delay", "0.01"],
+        [sys.executable, str(SCRIPT), str(killed), "0", "--delay", "0.02"],
         env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

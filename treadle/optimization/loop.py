@@ -184,6 +184,7 @@ class _Search:
             spent=state.spent.model_copy(),
             seconds_before=state.seconds,
         )
+        self._reserve()  # a resumed search keeps back what its top K need
         self.evaluator = Evaluator(
             st,
             self.budget,
@@ -278,6 +279,7 @@ class _Search:
             state.nodes.append(node)
         state.round = 0
         state.top3.append(self._top3())
+        self._reserve()
         self._save()
 
     # ------------------------------------------------------------ one round
@@ -397,6 +399,7 @@ class _Search:
             write_json(self.record.round_dir(r) / "node.json", node)
         state.round = r
         state.top3.append(self._top3())
+        self._reserve()
         self._save()
 
     # ------------------------------------------------------------ proposals
@@ -586,11 +589,13 @@ class _Search:
         if report.rows:
             dearest = max(r.tokens_in + r.tokens_out for r in report.rows)
             node.tokens_per_row = max(node.tokens_per_row, float(dearest))
-        # the reserve for the end: the top K once on the test split
-        per_row = max((n.tokens_per_row for n in [*self._frontier(), node]), default=0.0)
-        self.budget.reserve = int(
-            self.cfg.top_k * len(self.splits.test.rows) * per_row * ROW_MARGIN
-        )
+
+    def _reserve(self) -> None:
+        """Keep back what the end needs: the current top K once on the test split (a rejected
+        child, however dear, is not among them)."""
+        chosen = top_k(self._frontier(), self.cfg.top_k)
+        n_test = len(self.splits.test.rows)
+        self.budget.reserve = int(sum(n.tokens_per_row for n in chosen) * n_test * ROW_MARGIN)
 
     def _save(self) -> None:
         self.state.spent = self.budget.spent.model_copy()
