@@ -325,7 +325,8 @@ async def evaluate(
             seed=run.seed + e,
             scorers=specs,
             output=scoring.output,
-            trace_path=None if run.traces is False else str(traces / f"{_safe(row.id)}-e{e}.jsonl"),
+            traces=None if run.traces is False else os.path.abspath(traces),
+            trace_group=results_path.name,
         )
         for row in ds.rows
         for e in range(epochs.n)
@@ -363,6 +364,7 @@ async def evaluate(
         if progress is not None:
             progress.finish()
         writer.close()
+        runner.close_traces()
         if own:
             await the_session.aclose()
     # the report comes from the record, so a resumed run reports exactly what the file holds
