@@ -63,16 +63,21 @@ class SpanLines:
         self._trace: str | None = None
         #: ids of spans whose start line is written but not their end
         self._started: set[str] = set()
+        #: the first span started (a run's workflow span), and how many spans ended
+        self.root: Span | None = None
+        self.ended = 0
 
     def on_start(self, span: Span) -> None:
         if self._trace is None:
             self._trace = span.trace_id
+            self.root = span
         self._running[span.span_id] = span
 
     def on_end(self, span: Span) -> None:
         span_id = span.span_id
         if self._running.pop(span_id, None) is None and self._trace is None:
             self._trace = span.trace_id  # ended without a start seen here
+        self.ended += 1
         started = self._started
         tag = span.trace_id if self.tagged else None
         if span_id in started:

@@ -43,7 +43,6 @@ from typing import Any
 
 from treadle.runtime.tracing import jsonl
 from treadle.runtime.tracing.jsonl import SpanLines, dumps, open_for_writing, write_all
-from treadle.runtime.tracing.span import Span
 
 #: 3: a stream of many traces in blocks (format 2's lines tagged with their trace id)
 STREAM_FORMAT = 3
@@ -81,27 +80,18 @@ class StreamTrace(SpanLines):
     def __init__(self, stream: TraceStream, labels: Mapping[str, Any]) -> None:
         super().__init__()
         self.stream = stream
-        self.labels = dict(labels)
-        self.header: dict[str, Any] = {"time": time.time(), **self.labels}
+        self.header: dict[str, Any] = {"time": time.time(), **labels}
         #: the run ended (set by its thread after its last span event)
         self.closed = False
         #: (offset, length) of the last block written
         self.last: tuple[int, int] | None = None
         #: the final block is written (or there was nothing to write)
         self.done = False
-        self._root: Span | None = None
-        self._spans = 0
 
     def describe(self, header: Mapping[str, Any]) -> None:
         """Add what the run knows about itself to the trace's header (`Flow.run` gives the
         workflow, program hash, model and seed); before its first span."""
         self.header.update(header)
-
-    def on_end(self, span: Span) -> None:
-        SpanLines.on_end(self, span)
-        self._spans += 1
-        if span.parent_id is None:
-            self._root = span
 
     def flush(self, final: bool = False) -> None:
         self.stream.flush(self)
@@ -144,9 +134,9 @@ class StreamTrace(SpanLines):
             entry["labels"] = labels_of(self.header)
         if self.done:
             entry["final"] = True
-            entry["spans"] = self._spans
-            root = self._root
-            if root is not None:
+            entry["spans"] = self.ended
+            root = self.root
+            if root is not None and root.status is not None:
                 entry.update(status=root.status, start=root.start, end=root.end)
         self.last = (offset, length)
         return dumps(entry)
@@ -171,7 +161,8 @@ class TraceStream:
         jsonl._FLUSHER.add(self)
 
     def trace(self, **labels: Any) -> StreamTrace:
-        """A new run's sink; `labels` (e.g. `row`, `epoch`, `group`) name it in the index."""
+        """A new run's sink; `labels` (e.g. `row`, `epoch`, `group`: JSON values) name it in
+        the index."""
         sink = StreamTrace(self, labels)
         self._open[sink] = None
         return sink
