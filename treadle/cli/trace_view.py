@@ -29,12 +29,15 @@ _STATUS_STYLE = {
 
 
 def render_trace(trace: Trace, *, values: bool = False) -> Tree:
-    """The spans as a tree: name, operator, status, start offset, duration, tokens, cache."""
+    """The spans as a tree: name, operator, status, start offset, duration, tokens, cache (and
+    for a batch stream's trace, its row)."""
     kids = trace.children()
     roots = kids.get(None, [])
     t0 = min((s.start for s in trace.spans), default=0.0)
     head = Text()
     head.append(f"trace {trace.header.get('workflow') or ''}".rstrip(), style="bold")
+    if trace.header.get("row") is not None:  # one row's trace of a batch stream
+        head.append(f" (row {trace.header['row']}, epoch {trace.header.get('epoch', 0)})")
     models = [s for s in trace.spans if s.kind == "model"]
     if models:
         tin = sum(s.tokens_in or 0 for s in models)

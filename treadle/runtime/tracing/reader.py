@@ -142,10 +142,27 @@ def list_traces(path: str | os.PathLike[str]) -> list[TraceEntry]:
     with stream.open("rb") as f:
         f.seek(covered)
         tail = f.read()
+    # traces the index does not know: what their lines say (the fallback path)
+    scanned: dict[str, list[bytes]] = {}
     for at, length, head in _blocks(tail, covered):
-        known = entries.get(head["trace_id"])
-        if known is None or at > known.offset:
-            _add_block(entries, head["trace_id"], at, length, _index_item(head, tail, at - covered))
+        trace_id = head["trace_id"]
+        known = entries.get(trace_id)
+        if known is not None and at <= known.offset:
+            continue
+        said: dict[str, Any] = {"final": bool(head.get("final"))}
+        if head.get("event") == "trace":
+            said["labels"] = labels_of(head)
+        _add_block(entries, trace_id, at, length, said)
+        if known is None or trace_id in scanned:
+            scanned.setdefault(trace_id, []).extend(_block_lines(tail, at - covered))
+    for trace_id, lines in scanned.items():
+        entry = entries[trace_id]
+        if entry.final:
+            spans = _parse(lines, trace_id).spans
+            entry.spans = sum(1 for s in spans if s.status is not None)
+            root = min(spans, key=lambda s: s.start) if spans else None
+            if root is not None and root.parent_id is None:
+                entry.status, entry.start, entry.end = root.status, root.start, root.end
     return sorted(entries.values(), key=lambda e: e.first_offset)
 
 
@@ -194,20 +211,6 @@ def _add_block(
         for key in ("status", "start", "end", "spans"):
             if item.get(key) is not None:
                 setattr(entry, key, item[key])
-
-
-def _index_item(head: dict[str, Any], data: bytes, at: int) -> dict[str, Any]:
-    """What the index would have said of a block found by a scan (`data[at:]` is the block)."""
-    item: dict[str, Any] = {"final": bool(head.get("final"))}
-    if head.get("event") == "trace":
-        item["labels"] = labels_of(head)
-    if item["final"]:
-        for line in _block_lines(data, at):
-            if b'"kind":"workflow"' in line and b'"parent_id"' not in line:
-                root = _loads(line) or {}
-                item.update(status=root.get("status"), start=root.get("start"))
-                item["end"] = root.get("end")
-    return item
 
 
 def _blocks(data: bytes, base: int) -> Iterator[tuple[int, int, dict[str, Any]]]:
