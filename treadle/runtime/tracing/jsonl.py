@@ -1,4 +1,4 @@
-"""The JSONL trace writer, and where a run's trace file goes by default.
+"""The JSONL trace writer of a run's own file, and where that file goes by default.
 
 The writer is cheap because it does almost nothing while a step runs: a start only notes the
 span, an end queues its line (built with orjson, so the span itself can be freed); lines are
@@ -8,6 +8,9 @@ SIGTERM/SIGHUP. A span that starts and ends between two flushes is one line. A r
 (Ctrl-C, a crash, even SIGKILL) leaves a readable file holding everything up to the last flush,
 at most `FLUSH_INTERVAL` old: spans that ended, and the start of the ones that did not. Large
 inputs that repeat (the sandbox harness script) are `blob` lines, referenced by hash.
+
+`SpanLines` (span events → queued lines) and the flusher are shared with the batch trace stream
+(`stream`), which writes many runs' lines into one file.
 """
 
 from __future__ import annotations
