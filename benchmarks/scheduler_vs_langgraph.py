@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -225,34 +226,55 @@ def langgraph_runner(graph: Any) -> Callable[[], Awaitable[Any]]:
 # ---------------------------------------------------------------- measuring
 
 
-async def per_step_us(
-    runs: list[Callable[[], Awaitable[Any]]], steps: int, repeats: int, trials: int = 5
-) -> list[float]:
-    """For each runner, the median over `trials` of wall time / (repeats × steps) in µs.
+@dataclass
+class Samples:
+    """Per runner, per trial: wall-clock and CPU (this process's, every thread) µs per step."""
+
+    wall: list[list[float]]
+    cpu: list[list[float]]
+
+    def us(self, i: int, clock: str = "wall") -> float:
+        """Runner i's median µs per step."""
+        return statistics.median(getattr(self, clock)[i])
+
+    def ratio(self, i: int, j: int, clock: str = "wall") -> float:
+        """The median over trials of runner i's time over runner j's in the same trial: a
+        paired figure, so a burst of load that slows one trial cancels out."""
+        times = getattr(self, clock)
+        return statistics.median(a / b for a, b in zip(times[i], times[j], strict=True))
+
+
+async def measure(
+    runs: list[Callable[[], Awaitable[Any]]], steps: int, repeats: int, trials: int = 7
+) -> Samples:
+    """Each runner's time per step in `trials` interleaved trials of `repeats` runs.
 
     The runners take turns within each trial, so a burst of load on a shared machine hits
     every side alike instead of whichever happened to be measured at the time, and the order
     of the turns rotates from one trial to the next. Each turn starts from a collected heap:
     otherwise the garbage one side leaves (LangGraph leaves a lot) is collected in the next
     side's time, which once tripled a treadle column. A runner with a `flush` (the batch
-    stream) writes what it queued before its turn's clock stops.
+    stream) writes what it queued before its turn's clock stops. CPU time is the process's
+    (the trace flusher thread included): other processes' load does not count in it.
     """
     for run in runs:
         await run()  # warm-up
-    samples: list[list[float]] = [[] for _ in runs]
+    wall: list[list[float]] = [[] for _ in runs]
+    cpu: list[list[float]] = [[] for _ in runs]
     for trial in range(trials):
         for k in range(len(runs)):
             i = (k + trial) % len(runs)
             run = runs[i]
             flush = getattr(run, "flush", None)
             gc.collect()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(repeats):
                 await run()
             if flush is not None:
                 flush()
-            samples[i].append((time.perf_counter() - t0) / (repeats * steps) * 1e6)
-    return [statistics.median(s) for s in samples]
+            wall[i].append((time.perf_counter() - t0) / (repeats * steps) * 1e6)
+            cpu[i].append((time.process_time() - c0) / (repeats * steps) * 1e6)
+    return Samples(wall, cpu)
 
 
 async def independence_treadle() -> dict[str, float]:
@@ -358,7 +380,8 @@ async def main(quick: bool, trace_dir: Path | None = None, trials: int = 7) -> d
     results: dict[str, Any] = {
         "python": sys.version.split()[0],
         "langgraph": version("langgraph"),
-        "unit": f"microseconds per step (median of {trials} interleaved trials)",
+        "unit": f"microseconds per step (median of {trials} interleaved trials; ratios: "
+        "the median of the ratios within each trial)",
         "cpus": os.cpu_count(),
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
         "graphs": {},
@@ -367,7 +390,7 @@ async def main(quick: bool, trace_dir: Path | None = None, trials: int = 7) -> d
     header = (
         f"{'graph':<18}{'steps':>6}{'treadle':>9}{'off':>7}{'+jsonl':>8}{'/bare':>7}"
         f"{'+batch':>8}{'/bare':>7}{'B/step':>8}{'file us':>9}{'langgraph':>11}{'ratio':>8}"
-        f"{'traced':>8}"
+        f"{'traced':>8}{'cpu/bare':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -386,38 +409,46 @@ async def main(quick: bool, trace_dir: Path | None = None, trials: int = 7) -> d
                 batch = treadle_runner(prog, stream=stream)
                 off = treadle_runner(prog, previews=True)
                 runners = [treadle_runner(prog), off, traced, batch, langgraph_runner(make_lg())]
-                t_us, off_us, traced_us, batch_us, lg_us = await per_step_us(
-                    runners, steps, n, trials
-                )
-            ratio = lg_us / t_us
+                m = await measure(runners, steps, n, trials)
+            bare, off_i, jsonl, batch_i, lg = range(5)
+            t_us, off_us, traced_us, batch_us, lg_us = (m.us(i) for i in range(5))
+            ratio = m.ratio(lg, bare)
             file_size = traced.last_trace[0].stat().st_size  # type: ignore[attr-defined]
             trace_bytes = file_size / steps
             runs = (trials * n + 1) * steps
             stream_bytes = stream_path.stat().st_size + index_path(stream_path).stat().st_size
             file_us = file_cost_us(Path(tmp) / f"{name}-files", file_size)
-            results["graphs"][name] = {
+            figures = results["graphs"][name] = {
                 "steps": steps,
                 "treadle_us_per_step": round(t_us, 2),
                 "treadle_trace_off_us_per_step": round(off_us, 2),
                 "treadle_jsonl_trace_us_per_step": round(traced_us, 2),
-                "jsonl_over_bare": round(traced_us / t_us, 2),
-                "jsonl_over_trace_off": round(traced_us / off_us, 2),
+                "jsonl_over_bare": round(m.ratio(jsonl, bare), 2),
+                "jsonl_over_trace_off": round(m.ratio(jsonl, off_i), 2),
                 "treadle_jsonl_trace_bytes_per_step": round(trace_bytes),
                 "trace_file_us": round(file_us, 1),
                 "treadle_batch_trace_us_per_step": round(batch_us, 2),
-                "batch_over_bare": round(batch_us / t_us, 2),
-                "batch_over_trace_off": round(batch_us / off_us, 2),
+                "batch_over_bare": round(m.ratio(batch_i, bare), 2),
+                "batch_over_trace_off": round(m.ratio(batch_i, off_i), 2),
                 "treadle_batch_trace_bytes_per_step": round(stream_bytes / runs),
                 "langgraph_us_per_step": round(lg_us, 2),
                 "langgraph_over_treadle": round(ratio, 1),
-                "langgraph_over_treadle_traced": round(lg_us / batch_us, 1),
-                "langgraph_over_treadle_jsonl": round(lg_us / traced_us, 1),
+                "langgraph_over_treadle_traced": round(m.ratio(lg, batch_i), 1),
+                "langgraph_over_treadle_jsonl": round(m.ratio(lg, jsonl), 1),
+                "cpu": {
+                    "treadle_us_per_step": round(m.us(bare, "cpu"), 2),
+                    "treadle_batch_trace_us_per_step": round(m.us(batch_i, "cpu"), 2),
+                    "batch_over_bare": round(m.ratio(batch_i, bare, "cpu"), 2),
+                    "jsonl_over_bare": round(m.ratio(jsonl, bare, "cpu"), 2),
+                    "langgraph_over_treadle_traced": round(m.ratio(lg, batch_i, "cpu"), 1),
+                },
             }
             print(
                 f"{name:<18}{steps:>6}{t_us:>9.1f}{off_us:>7.1f}{traced_us:>8.1f}"
-                f"{traced_us / t_us:>6.2f}x{batch_us:>8.1f}{batch_us / t_us:>6.2f}x"
-                f"{trace_bytes:>8.0f}{file_us:>9.1f}{lg_us:>11.1f}{ratio:>7.1f}x"
-                f"{lg_us / batch_us:>7.1f}x"
+                f"{figures['jsonl_over_bare']:>6.2f}x{batch_us:>8.1f}"
+                f"{figures['batch_over_bare']:>6.2f}x{trace_bytes:>8.0f}{file_us:>9.1f}"
+                f"{lg_us:>11.1f}{ratio:>7.1f}x{figures['langgraph_over_treadle_traced']:>7.1f}x"
+                f"{figures['cpu']['batch_over_bare']:>7.2f}x"
             )
     results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     graphs = results["graphs"].values()
@@ -426,11 +457,16 @@ async def main(quick: bool, trace_dir: Path | None = None, trials: int = 7) -> d
         results[f"{key}_max"] = max(g[key] for g in graphs)
     for key in ("langgraph_over_treadle", "langgraph_over_treadle_traced"):
         results[f"{key}_min"] = min(g[key] for g in graphs)
+    results["cpu_batch_over_bare_max"] = max(g["cpu"]["batch_over_bare"] for g in graphs)
+    results["cpu_langgraph_over_treadle_traced_min"] = min(
+        g["cpu"]["langgraph_over_treadle_traced"] for g in graphs
+    )
     before, after = results["load_average_before"][0], results["load_average_after"][0]
     print(
         f"trace cost over bare: batch stream at most {results['batch_over_bare_max']:.2f}x "
         f"(aim: at most 1.5x), a file per run at most {results['jsonl_over_bare_max']:.2f}x; "
-        f"load average {before} before, {after} after ({results['cpus']} CPUs)"
+        f"load average {before} before, {after} after ({results['cpus']} CPUs); in CPU time "
+        f"at most {results['cpu_batch_over_bare_max']:.2f}x"
     )
     ratios = [g["langgraph_over_treadle"] for g in graphs]
     results["min_ratio"] = min(ratios)

@@ -85,13 +85,16 @@ async def test_each_rows_trace_read_by_index_equals_its_own_trace_file(tmp_path:
                 result = await flow.run({"question": q}, session=session, trace=sink, seed=i)
                 assert result.trace_path == stream_path
                 refs.append(sink.ref())
+            # the stream itself also takes a run (unlabelled; found by its trace id)
+            plain = await flow.run({"question": "q"}, session=session, trace=stream)
         own = []
         for i, q in enumerate(questions):
             path = tmp_path / f"own-{i}.jsonl"
             await flow.run({"question": q}, session=session, trace=path, seed=i)
             own.append(read_trace(path))
     assert is_stream(stream_path) and not is_stream(tmp_path / "own-0.jsonl")
-    entries = list_traces(stream_path)
+    *entries, unlabelled = list_traces(stream_path)
+    assert unlabelled.trace_id == plain.trace_id and unlabelled.labels == {"workflow": "solve"}
     assert [e.row for e in entries] == [f"r{i}" for i in range(12)]
     assert all(e.final and e.status == "ok" and e.labels["workflow"] == "solve" for e in entries)
     for i, (entry, ref, alone) in enumerate(zip(entries, refs, own, strict=True)):

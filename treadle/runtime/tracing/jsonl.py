@@ -111,10 +111,8 @@ class SpanLines:
         """The lines written by this flush: spans that ended (one `span` line, or an `end` line
         after an earlier `start`), then a `start` line for each span still running."""
         queue = self._queue
-        lines: list[bytes] = []
         # popleft, not a copy and clear: the run's thread may append meanwhile
-        while queue:
-            lines.append(queue.popleft())
+        lines = [queue.popleft() for _ in range(len(queue))]
         if self._running:
             started = self._started
             # a copy: the run's thread may start and end spans meanwhile

@@ -77,9 +77,10 @@ class StreamTrace(SpanLines):
 
     tagged = True
 
-    def __init__(self, stream: TraceStream, labels: Mapping[str, Any]) -> None:
+    def __init__(self, stream: TraceStream, labels: dict[str, Any]) -> None:
         super().__init__()
         self.stream = stream
+        self.labels = labels
         self.header: dict[str, Any] = {"time": time.time(), **labels}
         #: the run ended (set by its thread after its last span event)
         self.closed = False
@@ -131,7 +132,10 @@ class StreamTrace(SpanLines):
         """The index line of the block just written at `offset` (the stream's lock is held)."""
         entry: dict[str, Any] = {"trace_id": self._trace, "offset": offset, "length": length}
         if self.last is None:
-            entry["labels"] = labels_of(self.header)
+            # what `labels_of` finds in the header, without filtering it
+            labels = entry["labels"] = dict(self.labels)
+            if "workflow" in self.header:
+                labels["workflow"] = self.header["workflow"]
         if self.done:
             entry["final"] = True
             entry["spans"] = self.ended
