@@ -283,6 +283,66 @@ def test_a_stream_without_its_index_is_listed_and_read_by_a_scan(tmp_path: Path)
         read_trace(path, "nope")
 
 
+EVAL_SCRIPT = """
+import sys
+from treadle.eval.evaluate import evaluate_sync
+from treadle.eval.options import RunConfig
+from treadle.runtime.models.scripted import ScriptedBackend
+
+model = ScriptedBackend({"": "x"}, delay=0.05)
+evaluate_sync(sys.argv[1], sys.argv[2], scorer="exact", results=sys.argv[3],
+              run=RunConfig(model=model, cache=False, concurrency=2))
+"""
+
+
+def test_a_killed_evaluation_keeps_its_rows_traces_and_its_resume_appends(
+    tmp_path: Path,
+) -> None:
+    from treadle.eval.evaluate import evaluate_sync, read_results
+    from treadle.eval.options import RunConfig
+
+    flow, data, results = tmp_path / "solve.flow", tmp_path / "d.jsonl", tmp_path / "r.jsonl"
+    flow.write_text(FLOW)
+    data.write_text("".join(json.dumps({"question": f"q{i}", "answer": "x"}) + "\n"
+                            for i in range(30)))  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", EVAL_SCRIPT, str(flow), str(data), str(results)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if results.exists() and results.read_text().count("\n") >= 7:  # header + 6 rows
+                break
+            time.sleep(0.02)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+    _, before = read_results(results, repair=False)
+    assert 6 <= len(before) < 30
+    stream = tmp_path / "r-traces" / "local.jsonl"
+    for row in before:  # every row the results file holds points at a complete trace
+        assert row.trace_path == str(stream)
+        trace = read_trace(stream, row.trace_id, offset=row.trace_offset)
+        assert trace.header["row"] == row.id and len(trace.spans) == SPANS
+        assert all(s.status == "ok" for s in trace.spans)
+    cut = [e for e in list_traces(stream) if not e.final]  # rows in flight at the kill
+    assert len(cut) <= 2
+    report = evaluate_sync(
+        flow, data, scorer="exact", resume=results,
+        run=RunConfig(model=ScriptedBackend({"": "x"}), cache=False),  # the killed run's
+    )  # fmt: skip
+    assert report.n == 30 and report.errors == 0
+    _, after = read_results(results)
+    assert len(after) == 30
+    entries = {e.trace_id: e for e in list_traces(stream)}
+    assert len(entries) == 30 + len(cut)  # appended: the killed run's traces are still there
+    for row in after:
+        trace = read_trace(stream, row.trace_id, offset=row.trace_offset)
+        assert trace.header["row"] == row.id and entries[row.trace_id].final
+    assert {r.trace_id for r in before} <= {r.trace_id for r in after}
+
+
 # ---------------------------------------------------------------- an evaluation's stream
 
 
