@@ -156,7 +156,8 @@ def treadle_runner(
         elif stream is not None:
             sink = stream.trace(row=str(next(counter)), epoch=0)
             sink.describe(header)
-            tracer = Tracer([sink])
+            tracer = Tracer()
+            tracer.attach(sink)
         elif previews:
             tracer = Tracer()
         else:

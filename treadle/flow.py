@@ -202,7 +202,7 @@ class Flow:
             trace = trace.trace()
         if isinstance(trace, StreamTrace):
             trace.describe(header)
-            tracer.add_sink(trace)
+            tracer.attach(trace)
             return trace.stream.path
         path = default_trace_path(workflow) if trace is True else Path(trace)
         tracer.add_sink(JsonlSink(path, header=header))

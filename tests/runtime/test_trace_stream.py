@@ -161,7 +161,9 @@ def test_any_interleaving_reads_back_each_trace_exactly(tmp_path_factory: Any, o
     from the stream holds exactly its own spans, with their final fields."""
     path = tmp_path_factory.mktemp("law") / "s.jsonl"
     stream = open_stream(path)
-    tracers = [Tracer([stream.trace(row=str(i))]) for i in range(4)]
+    tracers = [Tracer() for i in range(4)]
+    for i, tracer in enumerate(tracers):
+        tracer.attach(stream.trace(row=str(i)))
     stacks: list[list[Span]] = [[t.start("workflow", f"w{i}", None)] for i, t in enumerate(tracers)]
     closed = [False] * 4
     for n, (i, action) in enumerate(ops):
@@ -200,7 +202,8 @@ stream = open_stream(sys.argv[1])
 n = 0
 while True:
     sink = stream.trace(row=str(n), epoch=0)
-    tracer = Tracer([sink])
+    tracer = Tracer()
+    tracer.attach(sink)
     root = tracer.start("workflow", "w", None)
     step = tracer.start("step", "s", root, step="s", op="noop")
     if n == 5:
@@ -250,7 +253,8 @@ def test_a_killed_process_leaves_every_reported_row_readable_and_resume_appends(
         f.write(b'{"event":"span","span_id":"torn')
     size = path.stat().st_size
     with open_stream(path) as again:
-        tracer = Tracer([again.trace(row="5", epoch=0)])
+        tracer = Tracer()
+        tracer.attach(again.trace(row="5", epoch=0))
         tracer.end(tracer.start("workflow", "w", None), "ok")
         tracer.close()
     assert path.stat().st_size > size
@@ -267,7 +271,8 @@ def test_a_stream_without_its_index_is_listed_and_read_by_a_scan(tmp_path: Path)
     ids = []
     with open_stream(path) as stream:
         for i in range(3):
-            tracer = Tracer([stream.trace(row=str(i))])
+            tracer = Tracer()
+            tracer.attach(stream.trace(row=str(i)))
             tracer.end(tracer.start("workflow", "w", None), "ok")
             tracer.close()
             ids.append(tracer.trace_id)

@@ -9,8 +9,8 @@ SIGTERM/SIGHUP. A span that starts and ends between two flushes is one line. A r
 at most `FLUSH_INTERVAL` old: spans that ended, and the start of the ones that did not. Large
 inputs that repeat (the sandbox harness script) are `blob` lines, referenced by hash.
 
-`SpanLines` (span events → queued lines) and the flusher are shared with the batch trace stream
-(`stream`), which writes many runs' lines into one file.
+The line builders and the flusher are shared with the batch trace stream (`stream`), which
+writes many runs' lines into one file.
 """
 
 from __future__ import annotations
@@ -44,17 +44,23 @@ _IDLE_EXIT = 10.0
 _FLUSH_EVENTS = 4096
 
 
-class SpanLines:
-    """A run's span events as trace lines, queued until a flush takes them (see the module
-    docstring): the part of the writer that a per-run file and a batch stream share.
+class JsonlSink:
+    """Writes the trace as JSON Lines, in batches (see the module docstring).
 
-    `tagged` lines carry their trace id (a stream holds many traces; a file's header names its
-    one trace).
+    Lines: a header `{"event": "trace", "format", "time", "trace_id", ...header}`, then per span
+    either one `span` line (it started and ended between two flushes) or a `start` line and
+    later an `end` line holding what changed; `blob` lines hold large inputs by sha256.
     """
 
-    tagged = False
-
-    def __init__(self) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, header: dict[str, Any] | None = None):
+        self.path = path if isinstance(path, Path) else Path(path)
+        self._header: dict[str, Any] | None = {
+            "event": "trace",
+            "format": TRACE_FORMAT,
+            "time": time.time(),
+            **(header or {}),
+        }
+        self._fd: int | None = open_for_writing(self.path, _OPEN_FLAGS)
         #: spans that started and have not ended (their start line is written by a flush
         #: that finds them still running)
         self._running: dict[str, Span] = {}
@@ -66,94 +72,43 @@ class SpanLines:
         self._trace: str | None = None
         #: ids of spans whose start line is written but not their end
         self._started: set[str] = set()
-        #: the first span started (a run's workflow span), and how many spans ended
-        self.root: Span | None = None
-        self.ended = 0
+        #: held while writing, so the timer's flush and the final one never interleave
+        self.lock = threading.RLock()
+        self.error: OSError | None = None
+        _FLUSHER.add(self)
 
     def on_start(self, span: Span) -> None:
         if self._trace is None:
             self._trace = span.trace_id
-            self.root = span
         self._running[span.span_id] = span
 
     def on_end(self, span: Span) -> None:
         span_id = span.span_id
         if self._running.pop(span_id, None) is None and self._trace is None:
             self._trace = span.trace_id  # ended without a start seen here
-        self.ended += 1
         started = self._started
-        tag = span.trace_id if self.tagged else None
         if span_id in started:
             started.discard(span_id)
-            record: dict[str, Any] = {"event": "end", "span_id": span_id}
-            if tag is not None:
-                record["trace_id"] = tag
-            line = dumps(_end_record(span, record))
+            line = dumps(end_record(span, {"event": "end", "span_id": span_id}))
         else:
             # a flush racing with this may still write a start line after it: `read_trace`
             # never lets a start override what the span line said
-            line = _span_line(span, tag)
+            line = span_line(span)
         queue = self._queue
         queue.append(line)
         if len(queue) > _FLUSH_EVENTS:
             self.flush()
 
     def on_blob(self, sha256: str, text: str) -> None:
-        record = {"event": "blob", "sha256": sha256, "text": text}
-        if self.tagged and self._trace is not None:
-            record["trace_id"] = self._trace
-        self._queue.append(dumps(record))
+        self._queue.append(dumps({"event": "blob", "sha256": sha256, "text": text}))
 
     def flush(self, final: bool = False) -> None:
-        raise NotImplementedError
-
-    def take_lines(self) -> list[bytes]:
-        """The lines written by this flush: spans that ended (one `span` line, or an `end` line
-        after an earlier `start`), then a `start` line for each span still running."""
-        queue = self._queue
-        # popleft, not a copy and clear: the run's thread may append meanwhile
-        lines = [queue.popleft() for _ in range(len(queue))]
-        if self._running:
-            started = self._started
-            # a copy: the run's thread may start and end spans meanwhile
-            for span in list(self._running.values()):
-                if span.span_id not in started:
-                    started.add(span.span_id)
-                    record = _start_record(span, "start")
-                    if self.tagged:
-                        record["trace_id"] = span.trace_id
-                    lines.append(dumps(record))
-        return lines
-
-
-class JsonlSink(SpanLines):
-    """Writes one run's trace as a JSON Lines file, in batches (see the module docstring).
-
-    Lines: a header `{"event": "trace", "format", "time", "trace_id", ...header}`, then per span
-    either one `span` line (it started and ended between two flushes) or a `start` line and
-    later an `end` line holding what changed; `blob` lines hold large inputs by sha256.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], *, header: dict[str, Any] | None = None):
-        super().__init__()
-        self.path = path if isinstance(path, Path) else Path(path)
-        self._header: dict[str, Any] | None = {
-            "event": "trace",
-            "format": TRACE_FORMAT,
-            "time": time.time(),
-            **(header or {}),
-        }
-        self._fd: int | None = open_for_writing(self.path, _OPEN_FLAGS)
-        #: held while writing, so the timer's flush and the final one never interleave
-        self.lock = threading.RLock()
-        self.error: OSError | None = None
-        _FLUSHER.add(self)
-
-    def flush(self, final: bool = False) -> None:
-        """Write what happened since the last flush (the header first, once)."""
+        """Write what happened since the last flush: spans that ended (one `span` line, or an
+        `end` line after an earlier `start`), then a `start` line for each span still running."""
         with self.lock:
             if self._fd is None:
                 return
+            queue = self._queue
             lines: list[bytes] = []
             if self._header is not None:
                 if "trace_id" not in self._header:
@@ -163,10 +118,20 @@ class JsonlSink(SpanLines):
                     self._header["trace_id"] = trace_id
                 lines.append(dumps(self._header))
                 self._header = None
-            lines += self.take_lines()
-            if lines:
-                failed = write_all(self._fd, b"".join(lines), self.path, self.error)
-                self.error = self.error or failed
+            started = self._started
+            # popleft, not a copy and clear: the run's thread may append meanwhile
+            while queue:
+                lines.append(queue.popleft())
+            if self._running:
+                # a copy: the run's thread may start and end spans meanwhile
+                for span in list(self._running.values()):
+                    if span.span_id not in started:
+                        started.add(span.span_id)
+                        lines.append(dumps(start_record(span, "start")))
+            if not lines:
+                return
+            failed = write_all(self._fd, b"".join(lines), self.path, self.error)
+            self.error = self.error or failed
 
     def close(self) -> None:
         with self.lock:
@@ -216,8 +181,8 @@ def dumps(record: dict[str, Any]) -> bytes:
         return (json.dumps(record, ensure_ascii=False, default=json_default) + "\n").encode()
 
 
-def _span_line(span: Span, trace_id: str | None = None) -> bytes:
-    """`_end_record(span, _start_record(span, "span"))` as a line, in one go: this runs once
+def span_line(span: Span, trace_id: str | None = None) -> bytes:
+    """`end_record(span, start_record(span, "span"))` as a line, in one go: this runs once
     for nearly every span of every traced run. `trace_id`: the tag of a stream's lines."""
     record: dict[str, Any] = {
         "event": "span",
@@ -265,7 +230,7 @@ def _span_line(span: Span, trace_id: str | None = None) -> bytes:
         return (json.dumps(record, ensure_ascii=False, default=json_default) + "\n").encode()
 
 
-def _start_record(span: Span, event: str) -> dict[str, Any]:
+def start_record(span: Span, event: str) -> dict[str, Any]:
     record: dict[str, Any] = {
         "event": event,
         "span_id": span.span_id,
@@ -286,7 +251,7 @@ def _start_record(span: Span, event: str) -> dict[str, Any]:
     return record
 
 
-def _end_record(span: Span, record: dict[str, Any]) -> dict[str, Any]:
+def end_record(span: Span, record: dict[str, Any]) -> dict[str, Any]:
     record["status"] = span.status
     record["end"] = span.end
     if span.outputs is not None:

@@ -3,8 +3,10 @@
 Why: an evaluation, a reward batch or a search runs thousands of short flows, and a trace file
 per run costs a file creation (12-400 µs on ext4) against a ~45 µs run. A stream is opened once
 per process and path (`open_stream`; a second open shares the first), each run writes into it
-through its own sink (`stream.trace(row=..., epoch=...)`, given to `Flow.run(trace=...)`), and
-the flusher thread every trace file uses writes what all of them did in one `write`.
+through its own place in it (`stream.trace(row=..., epoch=...)`, given to `Flow.run(trace=...)`,
+attached to the run's tracer), and the flusher thread every trace file uses writes what all of
+them did in one `write`. Nothing is done per span event: a flush reads the spans the tracer keeps
+(a span's status is set last, so a span seen ended is seen whole) and encodes what is new.
 
 Layout (format 3): a `stream` line, then blocks. A trace is written in blocks, one per flush
 that found something new in it (a short run: one block). A block is contiguous: it starts with
@@ -32,6 +34,7 @@ is closed with a newline before anything is appended after it.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import socket
@@ -42,7 +45,15 @@ from pathlib import Path
 from typing import Any
 
 from treadle.runtime.tracing import jsonl
-from treadle.runtime.tracing.jsonl import SpanLines, dumps, open_for_writing, write_all
+from treadle.runtime.tracing.jsonl import (
+    dumps,
+    end_record,
+    open_for_writing,
+    span_line,
+    start_record,
+    write_all,
+)
+from treadle.runtime.tracing.span import Span
 
 #: 3: a stream of many traces in blocks (format 2's lines tagged with their trace id)
 STREAM_FORMAT = 3
@@ -71,31 +82,43 @@ class TraceRef:
     offset: int
 
 
-class StreamTrace(SpanLines):
-    """One run's sink into a stream (`TraceStream.trace`): its lines wait in memory until a
-    flush writes them as a block; `close` (the run ended) makes the next block its final one."""
-
-    tagged = True
+class StreamTrace:
+    """One run's place in a stream (`TraceStream.trace`), attached to the run's tracer: at each
+    flush it reads the spans the tracer keeps and turns what is new into a block (a span that
+    ended: one `span` line, or an `end` line after an earlier `start`; a span still running: a
+    `start` line); `close` (the run ended) makes the next block its final one. Nothing happens
+    per span event, so a traced run costs its lines and little else."""
 
     def __init__(self, stream: TraceStream, labels: dict[str, Any]) -> None:
-        super().__init__()
         self.stream = stream
         self.labels = labels
         self.header: dict[str, Any] = {"time": time.time(), **labels}
-        #: the run ended (set by its thread after its last span event)
+        #: the run ended (set by its thread after its last span ended)
         self.closed = False
         #: (offset, length) of the last block written
         self.last: tuple[int, int] | None = None
         #: the final block is written (or there was nothing to write)
         self.done = False
+        self._spans: list[Span] = []
+        self._trace: str | None = None
+        #: spans before this index are written whole; those in `_started` only by their start
+        self._cursor = 0
+        self._started: dict[int, Span] = {}
+        #: blob lines not written yet
+        self._blobs: collections.deque[bytes] = collections.deque()
+
+    def bind(self, tracer: Any) -> None:
+        self._spans = tracer.spans
+        self._trace = tracer.trace_id
+
+    def on_blob(self, sha256: str, text: str) -> None:
+        record = {"event": "blob", "sha256": sha256, "text": text, "trace_id": self._trace}
+        self._blobs.append(dumps(record))
 
     def describe(self, header: Mapping[str, Any]) -> None:
         """Add what the run knows about itself to the trace's header (`Flow.run` gives the
         workflow, program hash, model and seed); before its first span."""
         self.header.update(header)
-
-    def flush(self, final: bool = False) -> None:
-        self.stream.flush(self)
 
     def close(self) -> None:
         self.closed = True
@@ -109,6 +132,30 @@ class StreamTrace(SpanLines):
             return None
         return TraceRef(self.stream.path, self._trace, self.last[0])
 
+    def take_lines(self) -> list[bytes]:
+        """The lines of what is new since the last block (the stream's lock is held)."""
+        blobs, tag = self._blobs, self._trace
+        lines = [blobs.popleft() for _ in range(len(blobs))]
+        started = self._started
+        for i, span in list(started.items()):
+            if span.status is not None:
+                del started[i]
+                lines.append(dumps(end_record(span, {"event": "end", "span_id": span.span_id,
+                                                     "trace_id": tag})))  # fmt: skip
+        spans = self._spans
+        end = len(spans)
+        for i in range(self._cursor, end):
+            span = spans[i]
+            if span.status is not None:
+                lines.append(span_line(span, tag))
+            else:
+                record = start_record(span, "start")
+                record["trace_id"] = tag
+                lines.append(dumps(record))
+                started[i] = span
+        self._cursor = end
+        return lines
+
     def block(self) -> bytes | None:
         """The next block, or None when there is nothing new (the stream's lock is held)."""
         final = self.closed  # before taking the lines: a close after this is the next block's
@@ -118,7 +165,7 @@ class StreamTrace(SpanLines):
         if final:
             self.done = True
         trace_id = self._trace
-        if trace_id is None:
+        if trace_id is None or not self._spans:
             return None  # no span at all: nothing to show
         head: dict[str, Any]
         if self.last is None:
@@ -138,8 +185,8 @@ class StreamTrace(SpanLines):
                 labels["workflow"] = self.header["workflow"]
         if self.done:
             entry["final"] = True
-            entry["spans"] = self.ended
-            root = self.root
+            entry["spans"] = sum(1 for span in self._spans if span.status is not None)
+            root = self._spans[0] if self._spans else None
             if root is not None and root.status is not None:
                 entry.update(status=root.status, start=root.start, end=root.end)
         self.last = (offset, length)
