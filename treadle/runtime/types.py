@@ -46,7 +46,10 @@ class Type(BaseModel):
         """Whether a value of type `other` may flow where this type is expected.
 
         `json` is the dynamic type (gradual typing): it flows anywhere and anything flows into
-        it; such values are checked when they reach an operator at run time.
+        it. Where text is expected, numbers, booleans, words and json values are accepted and
+        read as a template renders them. At run time `treadle.runtime.coerce` does exactly what
+        this promises, for every operator argument, call input and declared output: so what
+        the checker accepts runs (tests/compiler/test_soundness.py holds it to that).
         """
         if self.kind in ("any", "json") or other.kind in ("any", "json"):
             return True
