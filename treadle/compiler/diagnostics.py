@@ -71,6 +71,16 @@ CODES: dict[str, tuple[str, Severity, str]] = {
     ),
     "W801": ("unused-step", "warning", "a step's value is never used"),
     "W802": ("unused-input", "warning", "a workflow input is never used"),
+    "W803": (
+        "literal-braces",
+        "warning",
+        "a `{...}` that looks like an interpolation stays literal text",
+    ),
+    "W804": (
+        "brace-escape",
+        "warning",
+        "`{{`/`}}` escapes make a string's JSON-looking braces no longer pair up",
+    ),
 }
 
 
