@@ -138,9 +138,7 @@ def test_a_json_value_reaches_a_text_argument_as_in_a_template() -> None:
     ("value", "got"),
     [({"a": 1}, 'a record {"a": 1}'), (None, "null"), ("12", "text '12'")],
 )
-def test_a_declared_output_of_the_wrong_type_is_a_run_error_naming_it(
-    value: Any, got: str
-) -> None:
+def test_a_declared_output_of_the_wrong_type_is_a_run_error_naming_it(value: Any, got: str) -> None:
     source = "workflow f(j: json) -> answer1: number\n  answer1 = j\nend\n"
     flow = Flow(compile_source(source, "f.flow"))
     with pytest.raises(RunError) as e:

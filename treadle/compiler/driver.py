@@ -19,8 +19,8 @@ from treadle.compiler import ast as A
 from treadle.compiler.calls import WorkflowSig
 from treadle.compiler.diagnostics import Diagnostic, finish, make
 from treadle.compiler.lower import WorkflowLowerer, signature
-from treadle.compiler.strings import check_strings
 from treadle.compiler.parsing import parse
+from treadle.compiler.strings import check_strings
 from treadle.runtime import ir
 from treadle.runtime.ir import SourceSpan
 

@@ -40,8 +40,9 @@ def check_strings(module: A.Node, text: str, file: str | None) -> list[Diagnosti
     starts = _line_starts(text)
     diags: list[Diagnostic] = []
     for s in _strings(module):
-        begin, end = _offset(starts, s.span.line, s.span.column), _offset(
-            starts, s.span.end_line, s.span.end_column
+        begin, end = (
+            _offset(starts, s.span.line, s.span.column),
+            _offset(starts, s.span.end_line, s.span.end_column),
         )
         raw = text[begin:end]
         quote = 3 if raw.startswith('"""') else 1
@@ -52,9 +53,7 @@ def check_strings(module: A.Node, text: str, file: str | None) -> list[Diagnosti
     return diags
 
 
-def _literal_reads(
-    body: str, at: int, starts: list[int], file: str | None
-) -> Iterator[Diagnostic]:
+def _literal_reads(body: str, at: int, starts: list[int], file: str | None) -> Iterator[Diagnostic]:
     i = 0
     while (m := _LOOKS_READ.search(body, i)) is not None:
         i = m.end()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, get_args
 
 from treadle.compiler.exprs import join_types
 from treadle.runtime.types import (
@@ -88,10 +88,9 @@ class _Value:
 
 
 class _Writer:
-    def __init__(self, rng: random.Random, ops: Mapping[str, Operator], steps: int) -> None:
+    def __init__(self, rng: random.Random, ops: Mapping[str, Operator]) -> None:
         self.rng = rng
         self.ops = ops
-        self.steps = steps
         self.lines: list[str] = []
         self.depth = 1
         self.counter = 0
@@ -151,22 +150,23 @@ class _Writer:
         if kind == "list" and depth < 2:
             item = want.item or ANY
             items = [self.value(env, item, depth=depth + 1) for _ in range(rng.randint(1, 3))]
-            return "[" + ", ".join(x for x, _ in items) + "]", list_of(join_types(t for _, t in items))
+            written = "[" + ", ".join(x for x, _ in items) + "]"
+            return written, list_of(join_types(t for _, t in items))
         return '"fallback"', TEXT
 
     # ------------------------------------------------------------ steps
 
-    def operator_step(self, env: list[_Value], name: str, extra: list[_Value] = ()) -> Type:  # type: ignore[assignment]
+    def operator_step(self, env: list[_Value], name: str) -> Type:
         """`name = OP ...` for a random operator; its value's type."""
+        words, t = self.command(env)
+        self.emit(f"{name} = {words}")
+        return t
+
+    def command(self, env: list[_Value]) -> tuple[str, Type]:
+        """One call of a random operator (subject, prepositions, options), and the type of
+        its value (a list of its output with `samples`)."""
         rng = self.rng
         op_name = rng.choice(sorted(self.ops))
-        self.emit(f"{name} = {self.command(op_name, [*env, *extra])}")
-        out = self.ops[op_name].signature.output
-        return self._samples_type(out)
-
-    def command(self, op_name: str, env: list[_Value]) -> str:
-        """The words of one operator call: subject, prepositions and options."""
-        rng = self.rng
         op = self.ops[op_name]
         sig = op.signature
         self.used_ops.append(op_name)
@@ -183,20 +183,15 @@ class _Writer:
                 value = self.option(op_name, o.name, o.type, fields[o.name], env)
                 if value is not None:
                     options.append(f"{o.name} {value}")
-        self._samples = None
+        out = sig.output
         if rng.random() < 0.15:
-            self._samples = rng.randint(1, 3)
-            options.append(f"samples {self._samples}")
+            options.append(f"samples {rng.randint(1, 3)}")
+            out = list_of(out)
         if rng.random() < 0.05:
             options.append(f"timeout 60, retries {rng.randint(0, 2)}")
         if options:
             parts.append("with " + ", ".join(options))
-        return " ".join(parts)
-
-    _samples: int | None = None
-
-    def _samples_type(self, out: Type) -> Type:
-        return list_of(out) if self._samples is not None else out
+        return " ".join(parts), out
 
     def argument(self, op_name: str, param: str, want: Type, env: list[_Value]) -> str:
         consts = _CONSTANTS.get((op_name, param), ())
@@ -299,10 +294,9 @@ class _Writer:
         var = self.fresh("it")
         name = self.fresh()
         item = _Value(var, over.type.item or ANY, var)
-        op_name = self.rng.choice(sorted(self.ops))
         self.read.add(var)
-        self.emit(f"{name} = for each {var} in {self.reads(over.text)}: {self.command(op_name, [item])}")
-        out = self._samples_type(self.ops[op_name].signature.output)
+        words, out = self.command([item])
+        self.emit(f"{name} = for each {var} in {self.reads(over.text)}: {words}")
         self.bind(env, name, list_of(out))
 
 
@@ -341,13 +335,8 @@ def number_constants(field: Any) -> tuple[str, ...]:
 
 
 def _whole(field: Any) -> bool:
-    return int in _members(field.annotation)
-
-
-def _members(annotation: Any) -> tuple[Any, ...]:
-    from typing import get_args
-
-    return get_args(annotation) or (annotation,)
+    """Whether a numeric option takes whole numbers only (`int`, `int | None`)."""
+    return int in (get_args(field.annotation) or (field.annotation,))
 
 
 def _num(x: float) -> str:
@@ -372,7 +361,7 @@ def synthetic_flow(
     """One well-typed flow of about `steps` statements (and a helper workflow it calls, now
     and then), its inputs of the declared types, and the operators it uses."""
     ops = dict(ops if ops is not None else operators())
-    w = _Writer(rng, ops, steps)
+    w = _Writer(rng, ops)
     helper: list[str] = []
     env: list[_Value] = []
     inputs: dict[str, Any] = {}
@@ -390,7 +379,7 @@ def synthetic_flow(
         w.emit(f"{name} = helper {arg}")
         w.bind(env, name, TEXT)
     w.block(env, steps)
-    # every input and every value bound at the top level is read by the last output
+    # the inputs and values nothing read yet are read by the `notes` output (no W801/W802)
     unread = [v for v in env if v.name is not None and v.name not in w.read]
     outputs: list[str] = []
     last = env[-1]
@@ -410,7 +399,7 @@ def synthetic_flow(
 
 def _helper(rng: random.Random, ops: Mapping[str, Operator]) -> list[str]:
     """A small second workflow, `helper(task: text) -> result: text`, for call sites."""
-    w = _Writer(rng, ops, 1)
+    w = _Writer(rng, ops)
     env = [_Value("task", TEXT, "task")]
     name = w.fresh("hs")
     t = w.operator_step(env, name)
@@ -423,4 +412,3 @@ def synthetic_flows(seed: int, n: int, *, steps: int = 4) -> Iterator[SyntheticF
     rng = random.Random(seed)
     for _ in range(n):
         yield synthetic_flow(rng, steps=steps)
-
