@@ -220,3 +220,39 @@ def test_values_of_another_type_are_refused_with_what_came(
 def test_null_stays_null_where_the_argument_is_optional() -> None:
     assert coerce(None, TEXT, optional=True) is None
     assert coerce(None, TEXT) == "null"
+
+
+def _numeric_options() -> list[tuple[str, str]]:
+    return [
+        (name, o.name)
+        for name, op in sorted(operators().items())
+        for o in op.signature.options
+        if o.range is not None
+    ]
+
+
+@pytest.mark.parametrize(("op_name", "option"), _numeric_options())
+def test_a_constant_option_compiles_exactly_when_the_operator_takes_it(
+    op_name: str, option: str
+) -> None:
+    op = operators()[op_name]
+    bounds = next(o.range for o in op.signature.options if o.name == option)
+    assert bounds is not None
+    edges = [b for b in (bounds.low, bounds.high) if b is not None]
+    required = [p for p in op.signature.params if p.required]
+    for value in {0.0, 0.5, 1.0, 7.0, *edges, *(e + d for e in edges for d in (-0.5, 0.5, 1))}:
+        written = render(value)
+        values = ((p.prep, "[q]" if p.type.kind == "list" else "q") for p in required)
+        args = " ".join(f"{prep} {v}" if prep else v for prep, v in values)
+        source = (
+            f"workflow f(q: text) -> a: json\n"
+            f"  a = {op_name} {args} with {option} {'-' if value < 0 else ''}{render(abs(value))}\n"
+            "end\n"
+        )
+        compiles = not [d for d in check_source(source) if d.is_error]
+        try:
+            op.options.model_validate({option: value})
+            runs = True
+        except ValueError:
+            runs = False
+        assert compiles == runs, f"{op_name} with {option} {written}"

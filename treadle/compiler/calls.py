@@ -22,8 +22,9 @@ from treadle.compiler.exprs import ExprLowerer, describe_type, list_names
 from treadle.compiler.ir_nodes import ir_node
 from treadle.compiler.scope import Env
 from treadle.runtime import ir
+from treadle.runtime.expr import render
 from treadle.runtime.ir import SourceSpan
-from treadle.runtime.types import ANY, NUMBER, Type, list_of, record
+from treadle.runtime.types import ANY, NUMBER, NumberRange, Type, list_of, record
 
 #: options every step takes, applied by the scheduler (`Step.timeout_s`, `.retries`, `.samples`)
 COMMON = {"timeout", "retries", "samples"}
@@ -186,6 +187,7 @@ class CallLowerer:
                 self.exprs.error("E204", f"`{a.prep}` is given twice", a.span)
             given.add(p.name)
             args[p.name] = self._value(a.value, p.type, env, f"`{op_name} {a.prep}`")
+            self._in_range(a.value, getattr(p, "range", None), f"`{op_name} {a.prep}`", "E301")
         for p in sig.params:
             if p.required and p.name not in given:
                 how = f"`{p.prep} {p.name.upper()}`" if p.prep else f"a subject ({p.name})"
@@ -224,7 +226,9 @@ class CallLowerer:
                 elif c is not None:
                     samples = int(c)
                 continue
-            options[o.name] = self._value(o.value, opt.type, env, f"option `{o.name}`", code="E206")
+            what = f"option `{o.name}`"
+            options[o.name] = self._value(o.value, opt.type, env, what, code="E206")
+            self._in_range(o.value, getattr(opt, "range", None), what, "E206")
         node = ir_node(
             ir.Step,
             id=node_id,
@@ -253,6 +257,13 @@ class CallLowerer:
         }[o.name]
         self.exprs.error("E206", f"option `{o.name}` must be {want} written as a constant", v.span)
         return None
+
+    def _in_range(self, e: A.Expr, bounds: NumberRange | None, what: str, code: str) -> None:
+        """A constant number outside the parameter's declared bounds (which the operator
+        would refuse at run time) is an error here; computed numbers are checked at run time."""
+        value = _constant_number(e)
+        if bounds is not None and value is not None and not bounds.admits(value):
+            self.exprs.error(code, f"{what} must be {bounds}, got {render(value)}", e.span)
 
     def _value(self, e: A.Expr, want: Type, env: Env, what: str, *, code: str = "E301") -> ir.Expr:
         """Lower a value and check it fits `want`; choice words become constants."""
@@ -334,6 +345,14 @@ class CallLowerer:
                 node, ir_node(ir.Ref, name=node_id, path=(sig.outputs[0][0],)), sig.output_type
             )
         return Lowered(node, ir_node(ir.Ref, name=node_id), sig.output_type)
+
+
+def _constant_number(e: A.Expr) -> float | None:
+    if isinstance(e, A.Num):
+        return float(e.value)
+    if isinstance(e, A.UnaryOp) and e.op == "-" and isinstance(e.operand, A.Num):
+        return -float(e.operand.value)
+    return None
 
 
 def _cover(exprs: tuple[A.Expr, ...] | list[A.Expr]) -> SourceSpan:

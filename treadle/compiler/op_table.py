@@ -22,31 +22,47 @@ from pathlib import Path
 from typing import Any
 
 from treadle.compiler.build_cache import cache_dir, digest, write_atomic
-from treadle.runtime.types import Type
+from treadle.runtime.types import NumberRange, Type
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 #: bump when the table's layout changes
-TABLE_VERSION = 1
+TABLE_VERSION = 2
 
 
 class TableParam:
     """A parameter as `registry.Param` has it (plain classes: a dataclass's generated methods
     cost more start-up than this module saves)."""
 
-    __slots__ = ("description", "name", "prep", "required", "type")
+    __slots__ = ("description", "name", "prep", "range", "required", "type")
 
-    def __init__(self, name: str, type: Type, prep: str | None, required: bool, description: str):
+    def __init__(
+        self,
+        name: str,
+        type: Type,
+        prep: str | None,
+        required: bool,
+        description: str,
+        range: NumberRange | None = None,
+    ):
         self.name, self.type, self.prep = name, type, prep
-        self.required, self.description = required, description
+        self.required, self.description, self.range = required, description, range
 
 
 class TableOption:
     """An option as `registry.Option` has it."""
 
-    __slots__ = ("default", "description", "name", "type")
+    __slots__ = ("default", "description", "name", "range", "type")
 
-    def __init__(self, name: str, type: Type, default: Any, description: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        type: Type,
+        default: Any,
+        description: str,
+        range: NumberRange | None = None,
+    ) -> None:
         self.name, self.type, self.default, self.description = name, type, default, description
+        self.range = range
 
 
 class TableSignature:
@@ -132,7 +148,13 @@ def dump(ops: Mapping[str, Any]) -> dict[str, Any]:
 
     def option(o: Any) -> dict[str, Any]:
         t = o.type.model_dump(mode="json")
-        return {"name": o.name, "type": t, "default": o.default, "description": o.description}
+        return {
+            "name": o.name,
+            "type": t,
+            "default": o.default,
+            "description": o.description,
+            "range": _dump_range(o.range),
+        }
 
     return {
         "version": TABLE_VERSION,
@@ -147,6 +169,7 @@ def dump(ops: Mapping[str, Any]) -> dict[str, Any]:
                         "prep": p.prep,
                         "required": p.required,
                         "description": p.description,
+                        "range": _dump_range(p.range),
                     }
                     for p in op.signature.params
                 ],
@@ -164,19 +187,36 @@ def load(data: dict[str, Any]) -> dict[str, TableOperator]:
         raise ValueError("another table layout")
 
     def option(o: dict[str, Any]) -> TableOption:
-        return TableOption(o["name"], to_type(o["type"]), o["default"], o["description"])
+        return TableOption(
+            o["name"], to_type(o["type"]), o["default"], o["description"], _load_range(o["range"])
+        )
 
     common = tuple(option(o) for o in data["common"])
     out = {}
     for name, op in data["operators"].items():
         params = tuple(
-            TableParam(p["name"], to_type(p["type"]), p["prep"], p["required"], p["description"])
+            TableParam(
+                p["name"],
+                to_type(p["type"]),
+                p["prep"],
+                p["required"],
+                p["description"],
+                _load_range(p["range"]),
+            )
             for p in op["params"]
         )
         options = tuple(option(o) for o in op["options"])
         sig = TableSignature(params, options, to_type(op["output"]), common)
         out[name] = TableOperator(name, op["summary"], sig)
     return out
+
+
+def _dump_range(r: NumberRange | None) -> dict[str, Any] | None:
+    return None if r is None else r.model_dump(mode="json")
+
+
+def _load_range(d: dict[str, Any] | None) -> NumberRange | None:
+    return None if d is None else NumberRange.model_construct(**d)
 
 
 def to_type(d: dict[str, Any]) -> Type:

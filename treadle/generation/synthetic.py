@@ -19,9 +19,10 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Iterator, Mapping
-from typing import Any, get_args
+from typing import Any
 
 from treadle.compiler.exprs import join_types
+from treadle.runtime.expr import render
 from treadle.runtime.types import (
     ANY,
     BOOLEAN,
@@ -29,6 +30,7 @@ from treadle.runtime.types import (
     JSON,
     NUMBER,
     TEXT,
+    NumberRange,
     Type,
     list_of,
 )
@@ -54,7 +56,6 @@ _CONSTANTS: dict[tuple[str, str], tuple[str, ...] | None] = {
     # text without a number, so it reads text that has one
     ("extract number", "text"): ('"Answer: 7"', '"The total is 12.5 apples."'),
     ("validate", "json_schema"): ('"{\\"type\\": \\"object\\"}"', '"{\\"type\\": \\"string\\"}"'),
-    ("ensemble", "candidates"): None,  # filled from non-empty lists only, see _LIST_NONEMPTY
     ("*", "model"): None,  # a model spec: the run's model is the one under test
     ("run", "files"): None,
     ("run", "memory_mb"): None,
@@ -177,10 +178,9 @@ class _Writer:
             written = self.argument(op_name, p.name, p.type, env)
             parts.append(written if p.prep is None else f"{p.prep} {written}")
         options = []
-        fields = op.options.model_fields
         for o in sig.options:
             if rng.random() < 0.3:
-                value = self.option(op_name, o.name, o.type, fields[o.name], env)
+                value = self.option(op_name, o.name, o.type, o.range, env)
                 if value is not None:
                     options.append(f"{o.name} {value}")
         out = sig.output
@@ -207,7 +207,7 @@ class _Writer:
         return self.value(env, want)[0]
 
     def option(
-        self, op_name: str, name: str, want: Type, field: Any, env: list[_Value]
+        self, op_name: str, name: str, want: Type, bounds: NumberRange | None, env: list[_Value]
     ) -> str | None:
         consts = _CONSTANTS.get((op_name, name), _CONSTANTS.get(("*", name), ()))
         if consts is None:
@@ -215,7 +215,7 @@ class _Writer:
         if consts:
             return self.rng.choice(consts)
         if want.kind == "number":
-            return self.rng.choice(number_constants(field))
+            return self.rng.choice(number_constants(bounds))
         return self.value(env, want)[0]
 
     # ------------------------------------------------------------ statements
@@ -312,35 +312,18 @@ def fits(want: Type, got: Type) -> bool:
     return True
 
 
-def number_constants(field: Any) -> tuple[str, ...]:
-    """Constants within a numeric option's declared bounds (its lower and upper bound, and a
-    value between them); whole numbers where the option takes an `int`."""
-    lo: float | None = None
-    hi: float | None = None
-    for m in getattr(field, "metadata", ()):
-        if getattr(m, "ge", None) is not None:
-            lo = m.ge
-        if getattr(m, "gt", None) is not None:
-            lo = m.gt + (1 if _whole(field) else 0.5)
-        if getattr(m, "le", None) is not None:
-            hi = m.le
-        if getattr(m, "lt", None) is not None:
-            hi = m.lt - 1
-    lo = 0 if lo is None else lo
-    hi = lo + 100 if hi is None else hi
-    picks = {lo, hi, (lo + hi) / 2}
-    if _whole(field):
-        picks = {int(p) for p in picks}
-    return tuple(_num(p) for p in sorted(picks))
-
-
-def _whole(field: Any) -> bool:
-    """Whether a numeric option takes whole numbers only (`int`, `int | None`)."""
-    return int in (get_args(field.annotation) or (field.annotation,))
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
+def number_constants(bounds: NumberRange | None) -> tuple[str, ...]:
+    """Constants within a numeric option's declared bounds: its bounds (just inside an open
+    one) and a value between them; whole numbers where it takes whole numbers."""
+    if bounds is None:
+        return ("0", "7")
+    step = 1.0 if bounds.whole else 0.5
+    low = 0.0 if bounds.low is None else bounds.low + (step if bounds.low_open else 0)
+    high = low + 100 if bounds.high is None else bounds.high - (step if bounds.high_open else 0)
+    picks = {low, high, (low + high) / 2}
+    if bounds.whole:
+        picks = {float(int(p)) for p in picks}
+    return tuple(render(p) for p in sorted(picks) if bounds.admits(p))
 
 
 def declarable(t: Type) -> Type:

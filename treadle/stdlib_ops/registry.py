@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from treadle.runtime.op_context import OpContext
-from treadle.runtime.types import NUMBER, Type, from_annotation
+from treadle.runtime.types import NUMBER, NumberRange, Type, from_annotation, number_range
 
 #: The prepositions the grammar knows. An operator binds a parameter to one of these.
 PREPOSITIONS: tuple[str, ...] = (
@@ -68,6 +68,8 @@ class Param(BaseModel):
     prep: str | None
     required: bool
     description: str
+    #: a numeric parameter's declared bounds (the checker checks constants against them)
+    range: NumberRange | None = None
 
 
 class Option(BaseModel):
@@ -75,6 +77,7 @@ class Option(BaseModel):
     type: Type
     default: Any
     description: str
+    range: NumberRange | None = None
 
 
 class Signature(BaseModel):
@@ -186,6 +189,7 @@ class Operator:
                     prep=None if is_subject else str(word),
                     required=f.is_required(),
                     description=f.description or "",
+                    range=_range(f),
                 )
             )
         options = tuple(
@@ -194,10 +198,17 @@ class Operator:
                 type=from_annotation(f.annotation),
                 default=f.get_default(call_default_factory=True),
                 description=f.description or "",
+                range=_range(f),
             )
             for name, f in self.options.model_fields.items()
         )
         return Signature(params=tuple(params), options=options, output=from_annotation(self.output))
+
+
+def _range(f: Any) -> NumberRange | None:
+    if from_annotation(f.annotation) != NUMBER:
+        return None
+    return number_range(f.annotation, f.metadata)
 
 
 _OPERATORS: dict[str, Operator] = {}
