@@ -26,7 +26,7 @@ from treadle.runtime.types import NumberRange, Type
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 #: bump when the table's layout changes
-TABLE_VERSION = 2
+TABLE_VERSION = 3
 
 
 class TableParam:
@@ -68,7 +68,7 @@ class TableOption:
 class TableSignature:
     """What the compiler reads of `registry.Signature`, with the same lookups."""
 
-    __slots__ = ("common", "options", "output", "params")
+    __slots__ = ("common", "item_of", "options", "output", "params")
 
     def __init__(
         self,
@@ -76,8 +76,10 @@ class TableSignature:
         options: tuple[TableOption, ...],
         output: Type,
         common: tuple[TableOption, ...],
+        item_of: str | None = None,
     ) -> None:
         self.params, self.options, self.output, self.common = params, options, output, common
+        self.item_of = item_of
 
     @property
     def subject(self) -> TableParam | None:
@@ -175,6 +177,7 @@ def dump(ops: Mapping[str, Any]) -> dict[str, Any]:
                 ],
                 "options": [option(o) for o in op.signature.options],
                 "output": op.signature.output.model_dump(mode="json"),
+                "item_of": op.signature.item_of,
             }
             for name, op in ops.items()
         },
@@ -206,7 +209,7 @@ def load(data: dict[str, Any]) -> dict[str, TableOperator]:
             for p in op["params"]
         )
         options = tuple(option(o) for o in op["options"])
-        sig = TableSignature(params, options, to_type(op["output"]), common)
+        sig = TableSignature(params, options, to_type(op["output"]), common, op["item_of"])
         out[name] = TableOperator(name, op["summary"], sig)
     return out
 

@@ -84,6 +84,9 @@ class Signature(BaseModel):
     params: tuple[Param, ...]
     options: tuple[Option, ...]
     output: Type
+    #: the value is one of the items of this list parameter: the checker types it as that
+    #: list's items (`vote` of a list of numbers is a number), not as `output`
+    item_of: str | None = None
 
     @property
     def subject(self) -> Param | None:
@@ -172,6 +175,8 @@ class Operator:
     uses_sandbox: bool = False
     #: how attribution removes a step of it; None only until declared (a test requires one)
     ablation: Ablation | None = None
+    #: the value is one of the items of this list parameter (see `Signature.item_of`)
+    output_item_of: str | None = None
 
     @functools.cached_property
     def signature(self) -> Signature:
@@ -202,7 +207,12 @@ class Operator:
             )
             for name, f in self.options.model_fields.items()
         )
-        return Signature(params=tuple(params), options=options, output=from_annotation(self.output))
+        return Signature(
+            params=tuple(params),
+            options=options,
+            output=from_annotation(self.output),
+            item_of=self.output_item_of,
+        )
 
 
 def _range(f: Any) -> NumberRange | None:
