@@ -52,9 +52,10 @@ _TEXTS = ("Summarise this.", "Answer: 7", "Solve step by step.", "", "a {{litera
 #: arguments and options whose operator needs more of the value than its type: the constants
 #: that meet it (None: never written, the default is kept)
 _CONSTANTS: dict[tuple[str, str], tuple[str, ...] | None] = {
-    # null is outside the static types (docs/language.md): `extract number` gives it for
-    # text without a number, so it reads text that has one
+    # null is outside the static types (docs/language.md): `extract number` / `extract json`
+    # give it for text without a number / JSON value, so they read text that has one
     ("extract number", "text"): ('"Answer: 7"', '"The total is 12.5 apples."'),
+    ("extract json", "text"): ('"Result: {\\"a\\": 1}"', '"[1, 2]"'),
     ("validate", "json_schema"): ('"{\\"type\\": \\"object\\"}"', '"{\\"type\\": \\"string\\"}"'),
     ("*", "model"): None,  # a model spec: the run's model is the one under test
     ("run", "files"): None,
@@ -172,18 +173,21 @@ class _Writer:
         sig = op.signature
         self.used_ops.append(op_name)
         parts = [op_name]
+        item: Type | None = None
         for p in sig.params:
             if not p.required and rng.random() < 0.5:
                 continue
-            written = self.argument(op_name, p.name, p.type, env)
+            written, t = self.argument(op_name, p.name, p.type, env)
             parts.append(written if p.prep is None else f"{p.prep} {written}")
+            if p.name == sig.item_of and t.kind == "list" and t.item is not None:
+                item = t.item  # `vote xs`: one of the items, typed as the checker types it
         options = []
         for o in sig.options:
             if rng.random() < 0.3:
                 value = self.option(op_name, o.name, o.type, o.range, env)
                 if value is not None:
                     options.append(f"{o.name} {value}")
-        out = sig.output
+        out = item if item is not None else sig.output
         if rng.random() < 0.15:
             options.append(f"samples {rng.randint(1, 3)}")
             out = list_of(out)
@@ -193,18 +197,21 @@ class _Writer:
             parts.append("with " + ", ".join(options))
         return " ".join(parts), out
 
-    def argument(self, op_name: str, param: str, want: Type, env: list[_Value]) -> str:
+    def argument(self, op_name: str, param: str, want: Type, env: list[_Value]) -> tuple[str, Type]:
+        """An argument for `param` of `op_name`, and its type."""
         consts = _CONSTANTS.get((op_name, param), ())
         if consts:
-            return self.rng.choice(consts)
+            return self.rng.choice(consts), TEXT
         if (op_name, param) in _LIST_NONEMPTY:
             lists = [v for v in env if v.type.kind == "list" and fits(want, v.type)]
             if lists and self.rng.random() < 0.6:
-                return self.reads(self.rng.choice(lists).text)
+                v = self.rng.choice(lists)
+                return self.reads(v.text), v.type
             item = want.item or ANY
-            items = [self.value(env, item)[0] for _ in range(self.rng.randint(1, 3))]
-            return "[" + ", ".join(items) + "]"
-        return self.value(env, want)[0]
+            items = [self.value(env, item) for _ in range(self.rng.randint(1, 3))]
+            written = "[" + ", ".join(x for x, _ in items) + "]"
+            return written, list_of(join_types(t for _, t in items))
+        return self.value(env, want)
 
     def option(
         self, op_name: str, name: str, want: Type, bounds: NumberRange | None, env: list[_Value]
