@@ -18,7 +18,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from treadle.errors import ModelError
 from treadle.runtime.models import _llama_internals as internals
@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
     from llama_cpp import Llama
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-    from llama_cpp.llama_types import ChatCompletionRequestMessage
     from llguidance import LLTokenizer
 
 _TOKENIZERS: dict[str, LLTokenizer] = {}
@@ -71,7 +69,6 @@ class EmbeddedDecoder:
         self.n_vocab = int(llama.n_vocab())
         self.eos = int(llama.token_eos())
         self.tokenizer = _tokenizer(llama, identity)
-        self._template: Jinja2ChatFormatter | None = None
         #: tokens sampled in the current program, for the repeat penalty
         self.recent: list[int] = []
         self.repeat_penalty = 1.15
@@ -81,20 +78,7 @@ class EmbeddedDecoder:
 
     def chat_prompt(self, messages: Sequence[Message]) -> str:
         """The model's chat template applied, ending where the assistant's turn starts."""
-        if self._template is None:
-            template = self.llama.metadata.get("tokenizer.chat_template")
-            if not template:
-                raise ModelError(
-                    "The model file has no chat template; constrained generation needs one."
-                )
-            self._template = internals.chat_formatter(
-                template,
-                eos_token=internals.token_text(self.llama, self.eos),
-                bos_token=internals.token_text(self.llama, int(self.llama.token_bos())),
-            )
-        turns = [{"role": m.role, "content": m.content} for m in messages]
-        result = self._template(messages=cast("list[ChatCompletionRequestMessage]", turns))
-        return str(result.prompt)
+        return str(internals.chat_prompt(self.llama, messages).prompt)
 
     def start(self, prompt: str) -> DecodeStats:
         """Evaluate the prompt (the longest common prefix with the context is kept)."""
