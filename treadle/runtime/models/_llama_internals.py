@@ -157,10 +157,15 @@ def truncate_context(llama: Llama, length: int) -> None:
     llama.n_tokens = length
 
 
+def context_pointer(llama: Llama) -> Any:
+    """The `llama_context` pointer of a `Llama`."""
+    return llama._ctx.ctx
+
+
 def restore_context(llama: Llama, tokens: list[int], state: bytes) -> bool:
     """Replace the context with a saved state of sequence 0 holding `tokens` (False when
     llama.cpp refuses it; the context is then empty)."""
-    if not set_sequence_state(llama._ctx.ctx, state, 0):
+    if not set_sequence_state(context_pointer(llama), state, 0):
         llama.n_tokens = 0
         return False
     llama.input_ids[: len(tokens)] = tokens
@@ -170,7 +175,7 @@ def restore_context(llama: Llama, tokens: list[int], state: bytes) -> bool:
 
 def context_state(llama: Llama) -> bytes:
     """The saved KV state of the context's tokens (sequence 0)."""
-    return sequence_state(llama._ctx.ctx, 0)
+    return sequence_state(context_pointer(llama), 0)
 
 
 # ------------------------------------------------------------ a batching context

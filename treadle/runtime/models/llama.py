@@ -262,6 +262,10 @@ class LlamaBackend(ModelBackend):
             )
         return self._loaded
 
+    async def batch_engine(self) -> BatchEngine:
+        """The loaded model's batch engine (its counters show how calls were batched)."""
+        return (await self._load()).engine(self.slots)
+
     async def with_decoder(self, work: Callable[[EmbeddedDecoder], T]) -> T:
         """Run `work` in a worker thread with a token-level decoder over this model, which it
         has to itself meanwhile: the decoder owns the KV cache, so no other call may run."""
@@ -271,7 +275,7 @@ class LlamaBackend(ModelBackend):
 
         def run() -> T:
             with loaded.thread_lock:
-                return work(EmbeddedDecoder(loaded.llama, self.model))
+                return work(EmbeddedDecoder(loaded.llama, self.model, loaded.prefixes))
 
         return await asyncio.to_thread(run)
 
@@ -279,7 +283,7 @@ class LlamaBackend(ModelBackend):
         if not messages:
             raise ModelError("A model call needs at least one message; got none.")
         loaded = await self._load()
-        engine = loaded.engine(self.slots)
+        engine = await self.batch_engine()
         request = Request(
             tokens=internals.chat_tokens(loaded.llama, messages),
             max_tokens=params.max_tokens,
