@@ -118,8 +118,15 @@ async def test_the_decoder_restores_a_saved_prefix_deterministically(gguf_path: 
 
 
 def test_prompt_blocks_end_at_fixed_positions() -> None:
-    assert list(blocks(0, 600)) == [(0, 256), (256, 512), (512, 600)]
-    assert list(blocks(300, 520)) == [(300, 512), (512, 520)]
+    assert list(blocks(0, 2 * BLOCK + 5)) == [
+        (0, BLOCK),
+        (BLOCK, 2 * BLOCK),
+        (2 * BLOCK, 2 * BLOCK + 5),
+    ]
+    assert list(blocks(BLOCK + 3, 2 * BLOCK + 1)) == [
+        (BLOCK + 3, 2 * BLOCK),
+        (2 * BLOCK, 2 * BLOCK + 1),
+    ]
     assert list(blocks(5, 5)) == []
 
 
@@ -127,7 +134,7 @@ def test_the_prefix_store_is_bounded_and_finds_the_longest_prefix() -> None:
     store = PrefixStore(max_bytes=3000)
     base = list(range(2000))
     assert store.worth_saving([*base, 1]) == 0  # nothing seen yet shares a prefix
-    assert store.worth_saving([*base, 2]) == 1792  # 2000 shared, cut to a block boundary
+    assert store.worth_saving([*base, 2]) == 2000 // BLOCK * BLOCK  # cut to a block boundary
     store.save(base[:512], b"a" * 1000)
     store.save(base[:1024], b"b" * 1000)
     assert store.lookup([*base, 3]) == (1024, b"b" * 1000)

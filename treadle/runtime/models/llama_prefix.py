@@ -21,9 +21,9 @@ from collections.abc import Iterator, Sequence
 from treadle.errors import ModelError
 
 #: prompt positions where evaluation blocks end
-BLOCK = 256
+BLOCK = 128
 #: shortest prefix worth saving (shorter ones cost little to evaluate)
-MIN_PREFIX = 2 * BLOCK
+MIN_PREFIX = 4 * BLOCK
 #: recent prompts kept (as tokens) to discover shared prefixes
 RECENT = 16
 DEFAULT_MAX_MB = 256
