@@ -81,10 +81,13 @@ def test_a_batching_context_saves_and_restores_one_sequence(llama: Llama) -> Non
     try:
         assert llama_cpp.llama_n_seq_max(ctx) == 2
         tokens = llama.tokenize(b"One, two, three, four,", add_bos=False)
-        batch = llama_cpp.llama_batch_get_one(
-            (llama_cpp.llama_token * len(tokens))(*tokens), len(tokens)
-        )
+        batch = llama_cpp.llama_batch_init(len(tokens), 0, 1)
+        for i, token in enumerate(tokens):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, i, 1
+            batch.seq_id[i][0], batch.logits[i] = 0, i == len(tokens) - 1
+        batch.n_tokens = len(tokens)
         assert llama_cpp.llama_decode(ctx, batch) == 0
+        llama_cpp.llama_batch_free(batch)
         state = internals.sequence_state(ctx, 0)
         assert len(state) > 1000
         memory = llama_cpp.llama_get_memory(ctx)
@@ -93,10 +96,17 @@ def test_a_batching_context_saves_and_restores_one_sequence(llama: Llama) -> Non
         assert llama_cpp.llama_memory_seq_pos_max(memory, 0) == -1
         assert internals.set_sequence_state(ctx, state, 1)
         assert llama_cpp.llama_memory_seq_pos_max(memory, 1) == len(tokens) - 1
-        # the decoder's own context restores the same way
-        assert internals.restore_context(llama, tokens, state)
+        # a state of one kind of context does not load into the other: refused, not a crash
+        assert not internals.restore_context(llama, tokens, state)
+        assert internals.context_length(llama) == 0
+        # the decoder's own context saves and restores the same way
+        llama.eval(tokens)
+        own = internals.context_state(llama)
+        llama.reset()
+        internals.clear_sequence(internals.context_pointer(llama), 0)
+        assert internals.restore_context(llama, tokens, own)
         assert internals.context_tokens(llama) == tokens
-        assert internals.context_state(llama) == state
+        assert internals.context_state(llama) == own
     finally:
         llama_cpp.llama_free(ctx)
 

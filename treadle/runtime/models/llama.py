@@ -65,7 +65,10 @@ class _LoadedModel:
     n_ctx: int
     n_threads: int
     thread_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: saved prefixes of the batch engine's sequences and of the decoder's context (a state
+    #: saved from one kind of context does not load into the other)
     prefixes: PrefixStore = field(default_factory=PrefixStore)
+    decoder_prefixes: PrefixStore = field(default_factory=PrefixStore)
     _engine: BatchEngine | None = None
 
     def engine(self, slots: int) -> BatchEngine:
@@ -275,7 +278,7 @@ class LlamaBackend(ModelBackend):
 
         def run() -> T:
             with loaded.thread_lock:
-                return work(EmbeddedDecoder(loaded.llama, self.model, loaded.prefixes))
+                return work(EmbeddedDecoder(loaded.llama, self.model, loaded.decoder_prefixes))
 
         return await asyncio.to_thread(run)
 

@@ -99,8 +99,8 @@ class EmbeddedDecoder:
         hit = self.prefixes.lookup(tokens) if self.prefixes is not None else None
         if hit is not None and hit[0] > common:
             internals.clear_sequence(internals.context_pointer(self.llama), 0)
-            if internals.restore_context(self.llama, list(tokens[: hit[0]]), hit[1]):
-                common = stats.reused_tokens = hit[0]
+            restored = internals.restore_context(self.llama, list(tokens[: hit[0]]), hit[1])
+            common = stats.reused_tokens = hit[0] if restored else 0
         elif self.prefixes is not None:
             save_at = self.prefixes.worth_saving(tokens)
         internals.truncate_context(self.llama, common)
