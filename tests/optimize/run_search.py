@@ -26,7 +26,7 @@ async def main(out: Path, seed: int, resume: bool, delay: float) -> None:
     flow.write_text(sim.SEED_FLOW)
     run = RunConfig(
         model=sim.executor(delay),
-        cache=ModelCache(out.parent / "cache"),
+        cache=ModelCache(out / "cache"),
         sandbox="process",
         seed=seed,
     )
