@@ -20,7 +20,8 @@ from treadle.compiler import CODES, check_file
 from treadle.compiler.diagnostics import render_all
 
 GOLDEN = Path(__file__).parent / "golden"
-CASES = sorted(p.stem for p in GOLDEN.glob("*.flow") if re.fullmatch(r"[EW]\d{3}(-[a-z0-9_]+)?", p.stem))
+CASE = re.compile(r"[EW]\d{3}(-[a-z0-9_]+)?")
+CASES = sorted(p.stem for p in GOLDEN.glob("*.flow") if CASE.fullmatch(p.stem))
 
 
 def render(code: str) -> tuple[str, list[str]]:

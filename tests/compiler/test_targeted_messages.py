@@ -9,7 +9,7 @@ from treadle.compiler import check_source
 
 CASES = [
     (
-        'workflow f(problem: text, tests: text) -> draft: code\n'
+        "workflow f(problem: text, tests: text) -> draft: code\n"
         "  draft = write code for problem\n"
         "  r = test draft against tests\n"
         "  draft = revise draft usin r.feedback\n"
