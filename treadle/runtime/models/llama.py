@@ -95,6 +95,8 @@ def chat_kwargs(messages: list[Message], params: GenParams) -> dict[str, Any]:
     }
     if params.stop:
         kwargs["stop"] = list(params.stop)
+    if params.repeat_penalty is not None:
+        kwargs["repeat_penalty"] = params.repeat_penalty
     if params.seed is not None:
         kwargs["seed"] = params.seed
     elif params.temperature > 0:
@@ -320,8 +322,8 @@ class LlamaBackend(ModelBackend):
                     raise ModelError(
                         f"The prompt is too long for the embedded model {self.path.name}: it "
                         f"does not fit in the context window of {self.n_ctx} tokens. Shorten "
-                        "the prompt, or load the model with a larger context "
-                        "(load_model(spec, n_ctx=...)).",
+                        "the prompt, or give the model a larger context in its spec "
+                        "(e.g. `--model default?n_ctx=16384`).",
                     ) from e
                 raise ModelError(
                     f"The embedded model {self.path.name} rejected the request: {text}.",
