@@ -355,7 +355,7 @@ async def evaluate(
                 )
 
     if progress is not None:
-        progress.start(len(wanted), len(prior))
+        progress.start(len(wanted), prior)
     own = session is None
     the_session = session if session is not None else run.session()
     runner = RowRunner(the_session, run)
