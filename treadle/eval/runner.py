@@ -203,9 +203,10 @@ def pick_output(outputs: Mapping[str, Any], declared: list[str], name: str | Non
     return next(iter(outputs.values()), None) if outputs else None
 
 
-def _stats(spans: list[Span], report: RowReport, workflow: str) -> None:
+def _stats(spans: list[Span], report: RowReport) -> None:
     """Counters and per-step statistics of one run, from its spans."""
     by_id = {s.span_id: s for s in spans}
+    workflow = next((s.name for s in spans if s.kind == "workflow" and s.parent_id is None), "")
     steps: dict[str, StepStats] = {}
     for s in spans:
         if s.kind == "model":
@@ -285,7 +286,7 @@ async def run_row(job: RowJob, runner: RowRunner) -> RowReport:
         spans = list(getattr(e, "spans", None) or [])
         report.status, report.error_kind = classify(e)
         report.error = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
-    _stats(spans, report, job.workflow)
+    _stats(spans, report)
     if report.status != "ok":
         report.latency_s = round(time.perf_counter() - start, 6)
         if report.status == "failed":
