@@ -22,8 +22,9 @@ from treadle.compiler.exprs import ExprLowerer, describe_type, list_names
 from treadle.compiler.ir_nodes import ir_node
 from treadle.compiler.scope import Env
 from treadle.runtime import ir
+from treadle.runtime.expr import render
 from treadle.runtime.ir import SourceSpan
-from treadle.runtime.types import ANY, NUMBER, Type, list_of, record
+from treadle.runtime.types import ANY, NUMBER, NumberRange, Type, list_of, record
 
 #: options every step takes, applied by the scheduler (`Step.timeout_s`, `.retries`, `.samples`)
 COMMON = {"timeout", "retries", "samples"}
@@ -192,6 +193,7 @@ class CallLowerer:
     ) -> Lowered:
         sig = self.operators[op_name].signature
         args: dict[str, ir.Expr] = {}
+        types: dict[str, Type] = {}
         given: set[str] = set()
         if subject is not None:
             p = sig.subject
@@ -205,7 +207,9 @@ class CallLowerer:
                 )
                 self.exprs.lower(subject, env)
             else:
-                args[p.name] = self._value(subject, p.type, env, f"the subject of `{op_name}`")
+                args[p.name], types[p.name] = self._typed(
+                    subject, p.type, env, f"the subject of `{op_name}`"
+                )
                 given.add(p.name)
         for a in cmd.args:
             p = sig.by_prep(a.prep)
@@ -221,7 +225,8 @@ class CallLowerer:
             if p.name in given:
                 self.exprs.error("E204", f"`{a.prep}` is given twice", a.span)
             given.add(p.name)
-            args[p.name] = self._value(a.value, p.type, env, f"`{op_name} {a.prep}`")
+            args[p.name], types[p.name] = self._typed(a.value, p.type, env, f"`{op_name} {a.prep}`")
+            self._in_range(a.value, getattr(p, "range", None), f"`{op_name} {a.prep}`", "E301")
         for p in sig.params:
             if p.required and p.name not in given:
                 how = f"`{p.prep} {p.name.upper()}`" if p.prep else f"a subject ({p.name})"
@@ -260,7 +265,9 @@ class CallLowerer:
                 elif c is not None:
                     samples = int(c)
                 continue
-            options[o.name] = self._value(o.value, opt.type, env, f"option `{o.name}`", code="E206")
+            what = f"option `{o.name}`"
+            options[o.name] = self._value(o.value, opt.type, env, what, code="E206")
+            self._in_range(o.value, getattr(opt, "range", None), what, "E206")
         node = ir_node(
             ir.Step,
             id=node_id,
@@ -273,7 +280,8 @@ class CallLowerer:
             retries=retries,
             samples=samples,
         )
-        out = list_of(sig.output) if samples is not None else sig.output
+        out = _result_type(sig, types)
+        out = list_of(out) if samples is not None else out
         return Lowered(node, ir_node(ir.Ref, name=node_id), out)
 
     def _constant_number(self, o: A.Option) -> float | None:
@@ -290,12 +298,25 @@ class CallLowerer:
         self.exprs.error("E206", f"option `{o.name}` must be {want} written as a constant", v.span)
         return None
 
+    def _in_range(self, e: A.Expr, bounds: NumberRange | None, what: str, code: str) -> None:
+        """A constant number outside the parameter's declared bounds (which the operator
+        would refuse at run time) is an error here; computed numbers are checked at run time."""
+        value = _constant_number(e)
+        if bounds is not None and value is not None and not bounds.admits(value):
+            self.exprs.error(code, f"{what} must be {bounds}, got {render(value)}", e.span)
+
     def _value(self, e: A.Expr, want: Type, env: Env, what: str, *, code: str = "E301") -> ir.Expr:
-        """Lower a value and check it fits `want`; choice words become constants."""
+        return self._typed(e, want, env, what, code=code)[0]
+
+    def _typed(
+        self, e: A.Expr, want: Type, env: Env, what: str, *, code: str = "E301"
+    ) -> tuple[ir.Expr, Type]:
+        """Lower a value and check it fits `want`; choice words become constants. The value
+        and its type."""
         if want.kind == "choice" and isinstance(e, A.Name) and len(e.path) == 1:
             word = e.path[0]
             if word in want.choices:
-                return ir_node(ir.Const, value=word)
+                return ir_node(ir.Const, value=word), want
             if word not in env:
                 self.exprs.error(
                     "E208",
@@ -303,7 +324,7 @@ class CallLowerer:
                     e.span,
                     hint=did_you_mean(word, want.choices),
                 )
-                return ir_node(ir.Const, value=None)
+                return ir_node(ir.Const, value=None), ANY
         x, t = self.exprs.lower(e, env)
         if not want.accepts(t):
             self.exprs.error(
@@ -312,7 +333,7 @@ class CallLowerer:
                 e.span,
                 hint=_convert_hint(want, t),
             )
-        return x
+        return x, t
 
     # ------------------------------------------------------------ workflows
 
@@ -370,6 +391,24 @@ class CallLowerer:
                 node, ir_node(ir.Ref, name=node_id, path=(sig.outputs[0][0],)), sig.output_type
             )
         return Lowered(node, ir_node(ir.Ref, name=node_id), sig.output_type)
+
+
+def _result_type(sig: Any, types: Mapping[str, Type]) -> Type:
+    """A step's value type: the signature's output, or for an operator whose value is one of
+    a list argument's items (`vote`), that argument's item type."""
+    item_of = getattr(sig, "item_of", None)
+    given = types.get(item_of) if item_of else None
+    if given is not None and given.kind == "list" and given.item is not None:
+        return given.item
+    return sig.output
+
+
+def _constant_number(e: A.Expr) -> float | None:
+    if isinstance(e, A.Num):
+        return float(e.value)
+    if isinstance(e, A.UnaryOp) and e.op == "-" and isinstance(e.operand, A.Num):
+        return -float(e.operand.value)
+    return None
 
 
 def _cover(exprs: tuple[A.Expr, ...] | list[A.Expr]) -> SourceSpan:

@@ -41,7 +41,11 @@ CODES: dict[str, tuple[str, Severity, str]] = {
     "E203": ("missing-argument", "error", "a required argument is missing"),
     "E204": ("duplicate-argument", "error", "the same argument or option is given twice"),
     "E205": ("unknown-option", "error", "the operator has no option of this name"),
-    "E206": ("option-type", "error", "an option's value has the wrong type"),
+    "E206": (
+        "option-type",
+        "error",
+        "an option's value has the wrong type, or a constant is out of its bounds",
+    ),
     "E207": ("bad-subject", "error", "the words after the operator do not form one subject"),
     "E208": ("bad-choice", "error", "a word is not one of the choices the parameter accepts"),
     "E301": ("type-mismatch", "error", "a value's type does not fit where it flows"),
@@ -71,6 +75,16 @@ CODES: dict[str, tuple[str, Severity, str]] = {
     ),
     "W801": ("unused-step", "warning", "a step's value is never used"),
     "W802": ("unused-input", "warning", "a workflow input is never used"),
+    "W803": (
+        "literal-braces",
+        "warning",
+        "a `{...}` that looks like an interpolation stays literal text",
+    ),
+    "W804": (
+        "brace-escape",
+        "warning",
+        "`{{`/`}}` escapes make a string's JSON-looking braces no longer pair up",
+    ),
 }
 
 

@@ -162,16 +162,20 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "row"
 
 
-def read_results(path: Path) -> tuple[dict[str, Any] | None, list[RowReport]]:
+def read_results(
+    path: Path, *, repair: bool = True
+) -> tuple[dict[str, Any] | None, list[RowReport]]:
     """The header and row lines of a results file; a torn last line (a kill mid-write) is
-    dropped, and the file is cut back to its last full line so appending stays valid."""
+    dropped, and (`repair`, for a resume) the file is cut back to its last full line so
+    appending stays valid. A reader of a file still being written passes `repair=False`."""
     if not path.is_file():
         raise InputError(f"There is no results file {path} to resume from.")
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         cut = data.rfind(b"\n") + 1
-        with path.open("r+b") as f:
-            f.truncate(cut)
+        if repair:
+            with path.open("r+b") as f:
+                f.truncate(cut)
         data = data[:cut]
     header: dict[str, Any] | None = None
     rows: dict[tuple[str, int], RowReport] = {}
@@ -329,7 +333,8 @@ async def evaluate(
             seed=run.seed + e,
             scorers=specs,
             output=scoring.output,
-            trace_path=None if run.traces is False else str(traces / f"{_safe(row.id)}-e{e}.jsonl"),
+            traces=None if run.traces is False else os.path.abspath(traces),
+            trace_group=results_path.name,
         )
         for row in ds.rows
         for e in range(epochs.n)
@@ -367,6 +372,7 @@ async def evaluate(
         if progress is not None:
             progress.finish()
         writer.close()
+        runner.close_traces()
         if own:
             await the_session.aclose()
     # the report comes from the record, so a resumed run reports exactly what the file holds

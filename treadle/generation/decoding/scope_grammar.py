@@ -232,18 +232,21 @@ class _Builder:
         c: str,
         samples: bool = True,
         focus: tuple[Scope, str] | None = None,
+        want: Type | None = None,
     ) -> tuple[Item, ...] | None:
         """`OPERATOR [SUBJECT] {PREP VALUE} [with OPTION VALUE, ...]`; None when a required
         parameter has nothing in scope that fits. With `focus`, the first parameter must read
-        one of the focus names (a map's item; the steps nothing has read yet)."""
+        one of the focus names (a map's item; the steps nothing has read yet). With `want`,
+        an operator whose value is an item of a list argument (`vote`) gets a list of `want`."""
         items: list[Item] = [Lit(callee.name)]
         for i, p in enumerate(callee.params):
+            t = list_of(want) if want is not None and p.name == callee.item_of else p.type
             if i == 0 and focus is not None:
-                v = self.focused(focus[0], p.type, focus[1])
+                v = self.focused(focus[0], t, focus[1])
                 if v is None:
                     return None
             else:
-                v = self.value(scope, p.type, c)
+                v = self.value(scope, t, c)
             if v is None:
                 if p.required:
                     return None
@@ -274,7 +277,7 @@ class _Builder:
                 if want is not None and not want.accepts(callee.output):
                     continue
                 # `samples N` makes the value a list: offered only where any value fits
-                cmd = self.command(callee, scope, c, samples=want is None, focus=attempt)
+                cmd = self.command(callee, scope, c, samples=want is None, focus=attempt, want=want)
                 if cmd is not None:
                     alts.append(cmd)
             if alts:
