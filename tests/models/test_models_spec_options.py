@@ -104,10 +104,11 @@ def test_stop_and_repeat_penalty_reach_the_scripted_model(tmp_path: Path) -> Non
 def test_the_controls_are_checked_at_compile_time() -> None:
     from treadle.compiler import check_source
 
-    bad = FLOW.replace("from q", "from q with repeat_penalty 3")
-    assert [d.code for d in check_source(bad)] == []  # a constant in range is the runtime's
-    wrong = FLOW.replace("from q", 'from q with stop "END"')
-    assert [d.code for d in check_source(wrong)] == ["E206"]
+    fine = FLOW.replace("from q", 'from q with stop ["END"], repeat_penalty 1.3')
+    assert check_source(fine) == []
+    for option in ("repeat_penalty 3", 'stop "END"'):  # out of range; a string, not a list
+        bad = FLOW.replace("from q", f"from q with {option}")
+        assert [d.code for d in check_source(bad)] == ["E206"], option
 
 
 def test_servers_and_llama_cpp_get_the_repeat_penalty() -> None:
