@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from treadle.errors import TreadleError
+from treadle.runtime import ir
 from treadle.runtime.ir import Program, Workflow
 from treadle.runtime.models.base import ModelBackend
 from treadle.runtime.scheduler import RunOptions, Scheduler, check_inputs, find_workflow
@@ -69,6 +70,7 @@ class Flow:
         self.path = path
         # plans depend only on the program, so every run of this flow shares them
         self._plans: dict[int, Any] = {}
+        self._specs: frozenset[str] | None = None
         self._hash: str | None = None
 
     @classmethod
@@ -153,6 +155,7 @@ class Flow:
         own = session is None
         if session is None:
             session = Session(model=model, models=models, cache=cache, sandbox=sandbox)
+        session.check_specs(self.model_specs)
         tracer = Tracer(sinks)
         trace_path = self._trace_into(tracer, trace, wf.name, session.model_name, seed)
         if otel:
@@ -178,6 +181,14 @@ class Flow:
             finally:
                 tracer.close()
         return RunResult(outputs, trace_path, tracer.spans, tracer.trace_id)
+
+    @property
+    def model_specs(self) -> frozenset[str]:
+        """The model specs the program's steps name as constants (`with model "..."`), for
+        checking before a run (`Session.check_specs`)."""
+        if self._specs is None:
+            self._specs = frozenset(_step_specs(self.program))
+        return self._specs
 
     def _trace_into(
         self,
@@ -217,6 +228,20 @@ class Flow:
         raise TreadleError(
             "Flow.run_sync was called from inside a running event loop; use `await flow.run(...)`."
         )
+
+
+def _step_specs(program: Program) -> Iterator[str]:
+    graphs = [wf.graph for wf in program.workflows.values()]
+    while graphs:
+        for node in graphs.pop().nodes:
+            if isinstance(node, ir.Step):
+                spec = node.options.get("model")
+                if isinstance(spec, ir.Const) and isinstance(spec.value, str):
+                    yield spec.value
+            elif isinstance(node, ir.Branch):
+                graphs.extend(arm.body for arm in node.arms)
+            elif isinstance(node, ir.Loop | ir.Map):
+                graphs.append(node.body)
 
 
 def load(path: str | os.PathLike[str]) -> Flow:

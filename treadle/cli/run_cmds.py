@@ -109,13 +109,14 @@ def _run(
     trace_path: Path | None = None
     try:
         from treadle.runtime.scheduler import RunOptions
-        from treadle.runtime.session import SandboxConfig
+        from treadle.runtime.session import SandboxConfig, check_specs
 
         sandbox = SandboxConfig.of(options["sandbox"], options["isolation"])  # checks both
         flow = _load(file)
         wf = flow.workflow(options["workflow"])
         values = _read_inputs(wf, pairs, inputs_file)
         flow.check_inputs(values, wf.name)
+        check_specs([options["model"], *flow.model_specs])
         if options["concurrency"] < 1:
             raise InputError(f"--concurrency must be at least 1, got {options['concurrency']}.")
         schedule = RunOptions(

@@ -37,7 +37,7 @@ from treadle.eval.report import EvalReport, RowReport, build_report
 from treadle.eval.runner import RowJob, RowRunner, ScorerSpec
 from treadle.eval.scorers import Scorer, resolve_scorer
 from treadle.flow import Flow
-from treadle.runtime.session import Session
+from treadle.runtime.session import Session, check_specs
 
 #: what a dataset may be given as: a path, "humaneval", rows as dicts, or a loaded `Dataset`
 DataSource = str | Path | Dataset | Sequence[Mapping[str, Any]]
@@ -280,6 +280,10 @@ async def evaluate(
     ds = select_rows(data, scoring, rows)
     ds = ds.bind([f.name for f in wf.inputs] or list(wf.graph.params), scoring.input_map)
     _coerce_inputs(the_flow, wf.name, ds)
+    if session is not None:
+        session.check_specs(the_flow.model_specs)
+    else:
+        check_specs([run.model, *the_flow.model_specs], run.models or {})
     specs, built = scorer_specs(scoring)
     model_name = session.model_name if session is not None else run.model_name
     flow_path = str(the_flow.path) if the_flow.path else None
@@ -356,7 +360,7 @@ async def evaluate(
                 )
 
     if progress is not None:
-        progress.start(len(wanted), len(prior))
+        progress.start(len(wanted), prior)
     own = session is None
     the_session = session if session is not None else run.session()
     runner = RowRunner(the_session, run)

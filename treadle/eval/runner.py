@@ -245,6 +245,7 @@ def pick_output(outputs: Mapping[str, Any], declared: list[str], name: str | Non
 def _stats(spans: list[Span], report: RowReport) -> None:
     """Counters and per-step statistics of one run, from its spans."""
     by_id = {s.span_id: s for s in spans}
+    workflow = next((s.name for s in spans if s.kind == "workflow" and s.parent_id is None), "")
     steps: dict[str, StepStats] = {}
     for s in spans:
         if s.kind == "model":
@@ -255,7 +256,7 @@ def _stats(spans: list[Span], report: RowReport) -> None:
         elif s.kind == "sandbox":
             report.sandbox_runs += 1
         elif s.kind == "step":
-            st = steps.setdefault(s.name, StepStats())
+            st = steps.setdefault(_step_key(s, workflow), StepStats())
             st.runs += 1
             if s.status == "skipped":
                 st.skips += 1
@@ -266,14 +267,24 @@ def _stats(spans: list[Span], report: RowReport) -> None:
     for s in spans:
         if s.kind == "model" and s.parent_id in by_id:
             parent = by_id[s.parent_id]
-            if parent.kind == "step" and parent.name in steps:
-                steps[parent.name].tokens_in += s.tokens_in or 0
-                steps[parent.name].tokens_out += s.tokens_out or 0
+            if parent.kind == "step" and _step_key(parent, workflow) in steps:
+                steps[_step_key(parent, workflow)].tokens_in += s.tokens_in or 0
+                steps[_step_key(parent, workflow)].tokens_out += s.tokens_out or 0
     for st in steps.values():
         timed = st.runs - st.skips
         st.total_latency_s = round(st.total_latency_s, 6)
         st.mean_latency_s = st.total_latency_s / timed if timed else 0.0
     report.steps = steps
+
+
+def _step_key(span: Span, workflow: str) -> str:
+    """A step's identity in the per-step statistics: its IR node id, relative to the workflow
+    run (`draft`, `repeat1.draft`, `draft#2`; a called workflow's `inner.answer`), never the
+    name it binds, which several steps may share; a loop's turns by their number."""
+    if span.step is None:
+        return span.name
+    key = span.step.removeprefix(f"{workflow}.")
+    return f"{key} turn {span.name.rsplit(' ', 1)[-1]}" if span.op == "turn" else key
 
 
 async def run_row(job: RowJob, runner: RowRunner) -> RowReport:

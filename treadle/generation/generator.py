@@ -13,7 +13,8 @@
    decode again (`repair.py`). De-duplicate by the Graph IR's content hash; give each a static
    cost bound (`cost.py`); with `dry_run`, run each once on a scripted model (`dry_run.py`).
 4. Choose: a compiled, non-duplicate candidate (that passed the dry run when one ran), fewest
-   repairs first, then the lowest cost bound; print it in the canonical layout.
+   repairs first, then fewest warnings (an input never read is a flow that ignores part of
+   the task), then the lowest cost bound; print it in the canonical layout.
 """
 
 from __future__ import annotations
@@ -93,6 +94,12 @@ class Candidate(BaseModel):
     grammar_seconds: float = 0.0
     grammars: int = 0
     attempts: list[Attempt] = []
+
+    @property
+    def warnings(self) -> int:
+        """The compiler's warnings (an input never read, a step never used): each a sign the
+        flow does less than the task asked, so they count against it before its cost does."""
+        return sum(d.get("severity") == "warning" for d in self.diagnostics)
 
 
 class GenerationResult(BaseModel):
@@ -189,6 +196,11 @@ async def generate(
     `task` (`treadle optimize` sends its own: a parent flow and how it did); decoding, repair
     and judging are the same.
     """
+    if not task.strip():
+        raise InputError(
+            "The task is empty: say in words what the workflow should do, e.g. "
+            '`treadle generate "Solve a math word problem; answer with a number"`.'
+        )
     started = time.perf_counter()
     cfg = replace(settings or GenerationSettings(), **overrides)
     n, repairs, temperature, seed = cfg.n, cfg.repairs, cfg.temperature, cfg.seed
@@ -433,7 +445,10 @@ def _choose(cands: list[Candidate], dry: bool) -> int | None:
     ]
     if not ok:
         return None
-    best = min(ok, key=lambda c: (c.repairs, c.cost.bound() if c.cost else (0, 0), c.index))
+    best = min(
+        ok,
+        key=lambda c: (c.repairs, c.warnings, c.cost.bound() if c.cost else (0, 0), c.index),
+    )
     return best.index
 
 

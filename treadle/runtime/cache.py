@@ -72,10 +72,9 @@ def key_for(
         "backend": kind,
         "model": model,
         "messages": [[m.role, m.content] for m in messages],
-        # a call without a grammar keeps the key it had before calls could have one
-        "params": params.model_dump(
-            mode="json", exclude={"grammar"} if params.grammar is None else None
-        ),
+        # a call without a grammar or a repeat penalty keeps the key it had before calls
+        # could have them
+        "params": params.model_dump(mode="json", exclude=params.unset_extras()),
         "extra": extra,
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -124,6 +124,8 @@ def chat_kwargs(messages: list[Message], params: GenParams) -> dict[str, Any]:
     }
     if params.stop:
         kwargs["stop"] = list(params.stop)
+    if params.repeat_penalty is not None:
+        kwargs["repeat_penalty"] = params.repeat_penalty
     if params.seed is not None or params.temperature > 0:
         kwargs["seed"] = _seed(params)
     return kwargs
@@ -295,6 +297,7 @@ class LlamaBackend(ModelBackend):
             seed=_seed(params),
             stop=tuple(params.stop or ()),
             grammar=(params.grammar, "root") if params.grammar is not None else None,
+            repeat_penalty=params.repeat_penalty,
         )
         start = time.perf_counter()
         future = engine.submit(request)

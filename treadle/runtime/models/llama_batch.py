@@ -36,6 +36,8 @@ N_BATCH = 512
 #: llama-cpp-python's sampling defaults, so a batched call samples as `create_chat_completion`
 TOP_K = 40
 MIN_P = 0.05
+#: how many recent tokens a repeat penalty looks back over (llama-cpp-python's default)
+PENALTY_LAST_N = 64
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class Request:
     seed: int
     stop: Sequence[str] = ()
     grammar: tuple[str, str] | None = None  # GBNF text and root rule
+    #: llama.cpp's repeat penalty over the last `PENALTY_LAST_N` tokens (None: none)
+    repeat_penalty: float | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,8 @@ class BatchEngine:
             raise ModelError(
                 f"The prompt is too long for the embedded model: {len(request.tokens)} tokens "
                 f"do not fit in the context window of {self.n_ctx} tokens. Shorten the prompt, "
-                "or load the model with a larger context (load_model(spec, n_ctx=...))."
+                "or give the model a larger context in its spec (e.g. "
+                "`--model default?n_ctx=16384`)."
             )
         future: Future[Result] = Future()
         self._queue.put((request, future))
@@ -338,6 +343,11 @@ def _sampler_chain(vocab: Any, request: Request) -> Any:
                 "see llama.cpp's grammars/README.md for the format."
             )
         llama_cpp.llama_sampler_chain_add(chain, grammar)
+    if request.repeat_penalty is not None:  # as llama-cpp-python adds it (its binding's form)
+        penalties = llama_cpp.llama_sampler_init_penalties(
+            llama_cpp.llama_vocab_n_tokens(vocab), PENALTY_LAST_N, request.repeat_penalty, 0.0, 0.0
+        )
+        llama_cpp.llama_sampler_chain_add(chain, penalties)
     if request.temperature <= 0:
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
         return chain
