@@ -19,6 +19,7 @@ from treadle.runtime.ir import SourceSpan
 _NAMES = {
     "NAME": "a name",
     "STRING": "a string",
+    "BLOCK_STRING": "a string",
     "NUMBER": "a number",
     "_NL": "the end of the line",
     "$END": "the end of the file",
