@@ -69,6 +69,8 @@ class Attempt(BaseModel):
     codes: list[str]
     tokens: int
     seconds: float
+    #: prompt tokens the model read for this attempt (what a token budget counts besides `tokens`)
+    prompt_tokens: int = 0
 
 
 class Candidate(BaseModel):
@@ -83,6 +85,8 @@ class Candidate(BaseModel):
     cost_text: str | None = None
     dry_run: DryRun | None = None
     tokens: int = 0
+    #: prompt tokens over every attempt
+    prompt_tokens: int = 0
     seconds: float = 0.0
     #: time inside the token loop (model evaluation, mask, sampling), prompt evaluation excluded
     decode_seconds: float = 0.0
@@ -181,13 +185,16 @@ async def generate(
     library: Sequence[str | Path] = (),
     settings: GenerationSettings | None = None,
     base_dir: str | Path | None = None,
+    prompt: Sequence[Message] | None = None,
     **overrides: Unpack[GenerationOverrides],
 ) -> GenerationResult:
     """Generate candidate workflows for `task` and choose one (see the module doc and
     `GenerationSettings`; its fields may also be given as keywords).
 
     `base_dir`: where the output will live, so its `use` paths are relative to it (default:
-    the current directory).
+    the current directory). `prompt`: the turns to decode from instead of the ones built from
+    `task` (`treadle optimize` sends its own: a parent flow and how it did); decoding, repair
+    and judging are the same.
     """
     if not task.strip():
         raise InputError(
@@ -204,7 +211,9 @@ async def generate(
     caps = select_capabilities(task, caps_all, cfg.max_capabilities) if caps_all else []
     vocab = vocabulary(caps)
     chosen_examples = select_examples(task, cfg.examples)
-    msgs = build_messages(task, vocab, caps, chosen_examples)
+    msgs = (
+        list(prompt) if prompt is not None else build_messages(task, vocab, caps, chosen_examples)
+    )
     uses = use_lines(caps, str(base))
     use_text = "".join(u + "\n" for u in uses)
 
@@ -245,7 +254,7 @@ async def generate(
                 cand = await _free_candidate(
                     backend, msgs, use_text, i, temp, seed + i, repairs, max_tokens, base
                 )
-            await _judge(cand, base, seen, dry_run_candidates, dry_run_sandbox)
+            await judge_candidate(cand, base, seen, dry_run_candidates, dry_run_sandbox)
             candidates.append(cand)
     finally:
         if not isinstance(model, ModelBackend):
@@ -309,10 +318,12 @@ async def _free_candidate(
                 codes=[d.code for d in errors],
                 tokens=completion.usage.output_tokens,
                 seconds=time.perf_counter() - t0,
+                prompt_tokens=completion.usage.input_tokens,
             )
         )
         cand.text, cand.repairs = text, r
         cand.tokens += completion.usage.output_tokens
+        cand.prompt_tokens += completion.usage.input_tokens
         cand.seconds += time.perf_counter() - t0
         if not errors:
             break
@@ -375,10 +386,12 @@ async def _embedded_candidate(
                     codes=[d.code for d in errors] if failed is None else ["undecoded"],
                     tokens=stats.tokens,
                     seconds=time.perf_counter() - t0,
+                    prompt_tokens=stats.prompt_tokens,
                 )
             )
             cand.text, cand.repairs = text, r
             cand.tokens += stats.tokens
+            cand.prompt_tokens += stats.prompt_tokens
             cand.seconds += time.perf_counter() - t0
             cand.mask_seconds += stats.mask_seconds
             cand.decode_seconds += stats.seconds
@@ -394,9 +407,12 @@ async def _embedded_candidate(
     return await backend.with_decoder(decode)
 
 
-async def _judge(
+async def judge_candidate(
     cand: Candidate, base: Path, seen: dict[str, int], dry: bool, sandbox: str
 ) -> None:
+    """Compile `cand`, mark it a duplicate of an earlier IR hash in `seen` (which it extends),
+    give it its cost bound and, with `dry`, a dry run (what `treadle optimize` gates every
+    proposal with too)."""
     from treadle.compiler import check_source, compile_source
 
     if cand.attempts and cand.attempts[-1].codes == ["undecoded"]:

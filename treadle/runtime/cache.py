@@ -198,6 +198,9 @@ class CachedModel(WrappedBackend):
         self.model_calls = 0
         #: calls answered from the cache (or by sharing a call in flight)
         self.cache_hits = 0
+        #: input + output tokens of every call, a cache hit counted at its tokens (what a fresh
+        #: run spends: a token budget that counts this is the same on a re-run)
+        self.tokens = 0
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
 
     def __repr__(self) -> str:
@@ -220,6 +223,13 @@ class CachedModel(WrappedBackend):
         self, messages: list[Message], params: GenParams, *, sample: int = 0
     ) -> Completion:
         """Like `ModelBackend.complete`; `sample` numbers the samples of one seeded call."""
+        completion = await self._complete(messages, params, sample)
+        self.tokens += completion.usage.input_tokens + completion.usage.output_tokens
+        return completion
+
+    async def _complete(
+        self, messages: list[Message], params: GenParams, sample: int
+    ) -> Completion:
         if not (self.enabled and params.deterministic):
             self.model_calls += 1
             return await self.inner.complete(messages, params)

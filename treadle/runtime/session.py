@@ -265,6 +265,12 @@ class Session:
             self._backends[spec] = found
         return found
 
+    @property
+    def tokens(self) -> int:
+        """Input + output tokens of every model call made through this session so far (cache
+        hits counted at their tokens), scorers' judges included."""
+        return sum(b.tokens for b in self._backends.values())
+
     async def model(self, spec: str | None = None) -> ModelBackend:
         """`backend(spec)` with the plain `ModelBackend` interface."""
         return _Plain(await self.backend(spec))
