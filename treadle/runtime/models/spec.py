@@ -96,7 +96,7 @@ GRAMMAR_MODES: tuple[GrammarMode, ...] = get_args(GrammarMode)
 
 #: per backend kind, the settings a spec may give its constructor, and each one's type
 BACKEND_OPTIONS: dict[SpecKind, dict[str, type[int] | type[float]]] = {
-    "llama": {"n_ctx": int, "n_threads": int, "n_gpu_layers": int},
+    "llama": {"n_ctx": int, "n_threads": int, "n_gpu_layers": int, "slots": int},
     "openai": {"timeout": float, "max_concurrency": int, "rate_limit": int, "max_retries": int},
     "scripted": {"delay": float},
 }
