@@ -159,6 +159,8 @@ class _Builder:
             alts.append((self.number(option),))
         if kind == "boolean":
             alts += [(Lit("true"),), (Lit("false"),)]
+        if kind == "json" and option is None:
+            alts.append((Lit("null"),))  # the dynamic type's no-value
         if kind == "choice":
             alts += [(Lit(w),) for w in want.choices]
         if kind == "list" and want.item is not None:
