@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from treadle.compiler import ast as A
-from treadle.compiler.diagnostics import did_you_mean
+from treadle.compiler.diagnostics import closest, did_you_mean
 from treadle.compiler.exprs import ExprLowerer, describe_type, list_names
 from treadle.compiler.ir_nodes import ir_node
 from treadle.compiler.scope import Env
@@ -104,6 +104,9 @@ class CallLowerer:
             return self._unknown(cmd, env, words)
         callee, k = found
         rest = cmd.terms[k:]
+        fixed = self._misspelt_prep(callee, k, cmd, env)
+        if fixed is not None:
+            return self.lower(fixed, env, node_id, name, span)
         subject: A.Expr | None = rest[0] if rest else None
         if len(rest) > 1:
             self.exprs.error(
@@ -116,6 +119,34 @@ class CallLowerer:
         if callee in self.workflows:
             return self._call(callee, subject, cmd, env, node_id, name, span)
         return self._step(callee, subject, cmd, env, node_id, name, span)
+
+    def _misspelt_prep(self, callee: str, k: int, cmd: A.Command, env: Env) -> A.Command | None:
+        """`revise draft usin r.feedback`: a word after the subject that is no value but close
+        to one of the operator's prepositions is reported once (E202, did you mean), and the
+        command read as if it were spelt right, so no missing-argument error follows."""
+        op = self.operators.get(callee) if callee not in self.workflows else None
+        if op is None:
+            return None
+        preps = [p.prep for p in op.signature.params if p.prep]
+        rest = cmd.terms[k:]
+        for i, t in enumerate(rest[1:-1], start=1):
+            if not (isinstance(t, A.Name) and len(t.path) == 1 and t.path[0] not in env):
+                continue
+            prep = closest(t.path[0], preps)
+            if prep is None:
+                continue
+            self.exprs.error(
+                "E202",
+                f"`{t.path[0]}` is not a preposition of `{callee}`",
+                t.span,
+                hint=f"did you mean `{prep}`?",
+            )
+            value = rest[i + 1]
+            arg = A.new(A.Arg, prep=prep, value=value, span=_cover((t, value)))
+            terms = (*cmd.terms[: k + i], *rest[i + 2 :])
+            return A.new(A.Command, terms=terms, args=(arg, *cmd.args), options=cmd.options,
+                         span=cmd.span)  # fmt: skip
+        return None
 
     def _unknown(self, cmd: A.Command, env: Env, words: list[str]) -> Lowered:
         head = cmd.terms[0]
@@ -131,11 +162,16 @@ class CallLowerer:
             names = self.callable_names()
             two = " ".join(words[:2])
             hint = did_you_mean(two, names) if len(words) > 1 else None
+            span = head.span
+            if hint is not None:  # both words misspell a two-word name: say both
+                shown, span = two, _cover(cmd.terms[:2])
             hint = hint or did_you_mean(shown, names)
             if hint is None and shown in env:
                 hint = f"`{shown}` is a value; an operator must come first"
-            self.exprs.error("E201", f"unknown operator `{shown}`", head.span, hint=hint)
+            self.exprs.error("E201", f"unknown operator `{shown}`", span, hint=hint)
         for t in cmd.terms[1:]:
+            if isinstance(t, A.Name) and len(t.path) == 1 and t.path[0] not in env:
+                continue  # a word of the operator's name (`extract numbr`), not a value
             self.exprs.lower(t, env)
         for a in cmd.args:
             self.exprs.lower(a.value, env)

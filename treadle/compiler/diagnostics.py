@@ -171,15 +171,21 @@ def finish(diags: Iterable[Diagnostic], text: str, file: str | None) -> list[Dia
     return out
 
 
-def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
-    """The closest candidate, as a hint, or None when nothing is close."""
+def closest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate `word` most likely misspells, or None when nothing is close."""
     names = sorted(set(candidates))
     match = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
     if not match:
         lowered = {n.lower(): n for n in names}
         if word.lower() in lowered:
             match = [lowered[word.lower()]]
-    return f"did you mean `{match[0]}`?" if match else None
+    return match[0] if match else None
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """The closest candidate, as a hint, or None when nothing is close."""
+    match = closest(word, candidates)
+    return f"did you mean `{match}`?" if match else None
 
 
 def to_json(diags: list[Diagnostic]) -> str:
