@@ -33,12 +33,15 @@ ALLOWED: dict[str, tuple[str, ...]] = {
                    "generation"),
     "train": ("errors", "grammar", "runtime", "stdlib_ops", "compiler", "flow", "eval",
               "generation", "train"),
+    # the editor's server: the compiler's checks and generation's scope and vocabulary
+    "lsp": ("errors", "grammar", "runtime", "stdlib_ops", "compiler", "flow", "eval",
+            "generation", "lsp"),
     # the public faces: they gather names from every layer
     "rewards": ("train",),
     "api": ("flow", "runtime", "eval", "studies", "generation", "train"),
     "__init__": ("flow", "runtime", "eval", "studies", "generation", "train", "rewards"),
     "cli": ("errors", "grammar", "runtime", "stdlib_ops", "compiler", "flow", "eval", "studies",
-            "generation", "train", "cli", "api", "rewards"),
+            "generation", "train", "cli", "api", "rewards", "lsp"),
 }  # fmt: skip
 
 
