@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import threading
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import pytest_lsp
@@ -14,6 +18,8 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FLOWS = sorted(p for p in EXAMPLES.glob("*.flow"))
+
+R = TypeVar("R")
 
 SERVER = [sys.executable, "-c", "from treadle.cli import main; main()", "lsp"]
 
@@ -35,7 +41,9 @@ class Editor:
 
     async def open(self) -> list[T.Diagnostic]:
         self.client.text_document_did_open(
-            T.DidOpenTextDocumentParams(T.TextDocumentItem(uri=self.uri, language_id="flow", version=1, text=self.text))
+            T.DidOpenTextDocumentParams(
+                T.TextDocumentItem(uri=self.uri, language_id="flow", version=1, text=self.text)
+            )
         )
         return await self.diagnostics()
 
@@ -50,9 +58,12 @@ class Editor:
         return await self.diagnostics()
 
     async def diagnostics(self) -> list[T.Diagnostic]:
+        """The diagnostics the server publishes for this document's current version."""
         while True:
-            note = await self.client.wait_for_notification(T.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
-            if note.uri == self.uri:
+            note = await asyncio.wait_for(
+                self.client.wait_for_notification(T.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS), 30
+            )
+            if note.uri == self.uri and note.version == self.version:
                 return list(note.diagnostics)
 
     def doc(self) -> T.TextDocumentIdentifier:
@@ -193,7 +204,7 @@ async def test_completion_offers_calls_prepositions_options_names_fields_and_tem
     text = (
         "workflow f(problem: text) -> answer: text\n"
         "  checked = program for problem\n"
-        "  draft = generate from \"Solve {pro\"\n"
+        '  draft = generate from "Solve {pro"\n'
         "  x = checked.\n"
         "  answer = generate from problem \n"
         "  y = wri\n"
@@ -250,36 +261,79 @@ def points(text: str) -> st.SearchStrategy[tuple[int, int, str]]:
     )
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(data=st.data())
-async def test_every_completion_inserted_adds_no_name_or_call_error(
-    client: LanguageClient, data: st.DataObject
-) -> None:
-    path = data.draw(st.sampled_from(FLOWS), label="file")
+class Background:
+    """A client on an event loop of its own thread, for hypothesis's synchronous tests."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.client = LanguageClient()
+
+    def run(self, coro: Coroutine[Any, Any, R], timeout: float = 120) -> R:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def start(self) -> None:
+        await self.client.start_io(*SERVER)
+        await self.client.initialize_session(
+            T.InitializeParams(capabilities=T.ClientCapabilities(), root_uri=EXAMPLES.as_uri())
+        )
+
+    async def stop(self) -> None:
+        await self.client.shutdown_session()
+
+
+@pytest.fixture(scope="module")
+def background() -> Iterator[Background]:
+    bg = Background()
+    bg.run(bg.start())
+    yield bg
+    bg.run(bg.stop())
+    bg.loop.call_soon_threadsafe(bg.loop.stop)
+    bg.thread.join(10)
+
+
+async def completions_inserted(
+    client: LanguageClient, path: Path, point: tuple[int, int, str]
+) -> list[tuple[str, str, dict[str, int]]]:
+    """Each completion offered at the point, inserted: its label, text and the E1xx/E2xx
+    codes that grew in number over the file as it was."""
+    line, char, how = point
     original = path.read_text()
-    line, char, how = data.draw(points(original), label="point")
     ed = Editor(client, path, original)
     base = first_kind(await ed.open())
-    text = original
+    lines = original.split("\n")
     if how == "space":
-        lines = text.split("\n")
         lines[line] += " "
-        text = "\n".join(lines)
     elif how == "new step":
-        lines = text.split("\n")
         lines.insert(line, "  zq = ")
-        text = "\n".join(lines)
+    text = "\n".join(lines)
     if text != original:
         await ed.change(text)
-    items = await complete(ed, line, char)
-    for item in items[:12]:
+    out = []
+    for item in (await complete(ed, line, char))[:12]:
         assert item.text_edit is not None and isinstance(item.text_edit, T.TextEdit)
         after = first_kind(await ed.change(apply(text, line, item.text_edit)))
         new = {c: n for c, n in after.items() if n > base.get(c, 0)}
-        assert not new, (how, item.label, item.text_edit.new_text, new)
+        out.append((item.label, item.text_edit.new_text, new))
     client.text_document_did_close(T.DidCloseTextDocumentParams(ed.doc()))
+    return out
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_every_completion_inserted_adds_no_name_or_call_error(
+    background: Background, data: st.DataObject
+) -> None:
+    path = data.draw(st.sampled_from(FLOWS), label="file")
+    point = data.draw(points(path.read_text()), label="point")
+    for label, inserted, new in background.run(
+        completions_inserted(background.client, path, point)
+    ):
+        assert not new, (point, label, inserted, new)
 
 
 def test_the_server_is_a_cli_command() -> None:

@@ -20,6 +20,6 @@ def register(app: typer.Typer) -> None:
             from treadle.lsp.server import main
         except ImportError as exc:
             raise InputError(
-                f"`treadle lsp` needs pygls ({exc}); install it with `pip install -e \".[lsp]\"`."
+                f'`treadle lsp` needs pygls ({exc}); install it with `pip install -e ".[lsp]"`.'
             ) from exc
         main()

@@ -27,8 +27,8 @@ from treadle.compiler.scope import Binding, Env, ScopeMark
 from treadle.generation.decoding.scope_grammar import KEYWORDS, Scope
 from treadle.generation.decoding.vocabulary import Callee, Capability, from_operator
 from treadle.runtime.ir import SourceSpan
-from treadle.stdlib_ops.registry import COMMON_OPTIONS
 from treadle.runtime.types import Type
+from treadle.stdlib_ops.registry import COMMON_OPTIONS
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\.?")
 _STEP = re.compile(r"^(\s*)([a-z_][a-z0-9_]*)(\s*=\s*)")
@@ -74,9 +74,7 @@ def _doc(wf: A.Workflow) -> str:
 def _workflow_infos(cf: CompiledFile, path: Path | None) -> dict[str, WorkflowInfo]:
     """This file's workflows and those of the files it uses, by the name a step calls."""
     out: dict[str, WorkflowInfo] = {}
-    sources = [(path, cf)] + [
-        (_used_path(path, use), sub) for use, sub in cf.used.items()
-    ]
+    sources = [(path, cf)] + [(_used_path(path, use), sub) for use, sub in cf.used.items()]
     for where, f in sources:
         for wf in f.module.workflows:
             sig = f.sigs.get(wf.name)
@@ -251,7 +249,7 @@ class FlowDocument:
         wf = self.workflows.get(c.name)
         if wf is not None and c.kind == "workflow":
             out = [f"```\n{wf.header}\n```", wf.doc]
-        op = self.operators.get(c.name)
+        op = self._operator(c)
         if op is not None:
             sig = op.signature
             for p in sig.params:
@@ -298,7 +296,12 @@ class FlowDocument:
                 return self._refs_here(scope, start, end, word, None)  # `for each x in LIST`
             rest = text[cmd - 1 :]
             if callee is None or column < after_name:
-                typing = not text[column - 1 :].strip() and re.fullmatch(r"[a-z_ ]*", rest)
+                first = rest.split(" ", 1)[0]
+                typing = (
+                    not text[column - 1 :].strip()
+                    and re.fullmatch(r"[a-z_ ]*", rest)
+                    and first not in _WORDS  # `for each x in xs` opens a block
+                )
                 if typing:  # a new step's command: a whole call, or a plain reference
                     here = self.workflow_at(line)
                     calls = self._calls(scope, cmd, len(text) + 1, here.name if here else None)
@@ -341,6 +344,24 @@ class FlowDocument:
             return refs[0]
         if want.kind in ("text", "json", "any"):
             return '""'
+        return None
+
+    def _operator(self, c: Callee) -> Any:
+        """The registry operator behind a callee (None for a workflow, even one that shares
+        an operator's name: a `use`d workflow wins)."""
+        return self.operators.get(c.name) if c.kind == "operator" else None
+
+    def _constant(self, scope: Scope, want: Type, default: Any) -> str | None:
+        """An option's value: options are read at compile time, so numbers and booleans are
+        constants (the default where there is one); text may be a name or a string."""
+        if isinstance(default, bool) or (default is None and want.kind == "boolean"):
+            return "true" if default else "false"
+        if isinstance(default, int | float):
+            return repr(default)
+        if want.kind == "choice" and want.choices:
+            return str(default) if default in want.choices else want.choices[0]
+        if want.kind in ("text", "code"):
+            return self._value(scope, want)
         return None
 
     def _calls(self, scope: Scope, start: int, end: int, caller: str | None) -> list[Offer]:
@@ -394,15 +415,13 @@ class FlowDocument:
                         Offer(p.prep, f"{p.prep} {v}", column, column, "preposition", str(p.type))
                     )
             return out + self._options(scope, c, "", column, "with ")
-        if not w:
-            return []
+        if not w or (re.search(r"(?: with |, )$", before[: start - 1]) and options is not None):
+            return []  # nothing to replace, or an option's name
         want = self._slot_type(c, before[: start - 1])
         return self._refs_here(scope, start, end, w, want)
 
-    def _options(
-        self, scope: Scope, c: Callee, given: str, column: int, lead: str
-    ) -> list[Offer]:
-        op = self.operators.get(c.name)
+    def _options(self, scope: Scope, c: Callee, given: str, column: int, lead: str) -> list[Offer]:
+        op = self._operator(c)
         specs = (
             [(o.name, o.type, o.default) for o in (*op.signature.options, *COMMON_OPTIONS)]
             if op is not None
@@ -413,7 +432,7 @@ class FlowDocument:
         for name, t, default in specs:
             if name in named or (op is None and name in named):
                 continue
-            v = self._value(scope, t, default)
+            v = self._constant(scope, t, default)
             if v is not None:
                 out.append(Offer(name, f"{lead}{name} {v}", column, column, "option", str(t)))
         return out
@@ -425,7 +444,7 @@ class FlowDocument:
         for p in c.params:
             if p.prep == last:
                 return p.type
-        op = self.operators.get(c.name)
+        op = self._operator(c)
         if op is not None:
             o = op.signature.option(last)
             if o is not None:

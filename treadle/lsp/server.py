@@ -81,10 +81,12 @@ class FlowServer(LanguageServer):
             data={"slug": CODES[d.code][0]} if d.code in CODES else None,
         )
 
-    def publish(self, uri: str, text: str) -> None:
+    def publish(self, uri: str, text: str, version: int | None) -> None:
         doc = self.analyse(uri, text)
         diags = [self.to_lsp(doc, uri, d) for d in doc.diagnostics]
-        self.text_document_publish_diagnostics(T.PublishDiagnosticsParams(uri=uri, diagnostics=diags))
+        self.text_document_publish_diagnostics(
+            T.PublishDiagnosticsParams(uri=uri, diagnostics=diags, version=version)
+        )
 
 
 server = FlowServer()
@@ -92,19 +94,21 @@ server = FlowServer()
 
 @server.feature(T.TEXT_DOCUMENT_DID_OPEN)
 def did_open(ls: FlowServer, params: T.DidOpenTextDocumentParams) -> None:
-    ls.publish(params.text_document.uri, params.text_document.text)
+    ls.publish(params.text_document.uri, params.text_document.text, params.text_document.version)
 
 
 @server.feature(T.TEXT_DOCUMENT_DID_CHANGE)
 def did_change(ls: FlowServer, params: T.DidChangeTextDocumentParams) -> None:
     uri = params.text_document.uri
-    ls.publish(uri, ls.workspace.get_text_document(uri).source)
+    ls.publish(uri, ls.workspace.get_text_document(uri).source, params.text_document.version)
 
 
 @server.feature(T.TEXT_DOCUMENT_DID_CLOSE)
 def did_close(ls: FlowServer, params: T.DidCloseTextDocumentParams) -> None:
     ls.documents.pop(params.text_document.uri, None)
-    ls.text_document_publish_diagnostics(T.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[]))
+    ls.text_document_publish_diagnostics(
+        T.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[])
+    )
 
 
 def _doc(ls: FlowServer, uri: str) -> FlowDocument:
@@ -121,9 +125,7 @@ def hover(ls: FlowServer, params: T.HoverParams) -> T.Hover | None:
     return T.Hover(T.MarkupContent(kind=T.MarkupKind.Markdown, value=text))
 
 
-@server.feature(
-    T.TEXT_DOCUMENT_COMPLETION, T.CompletionOptions(trigger_characters=[".", "{", " "])
-)
+@server.feature(T.TEXT_DOCUMENT_COMPLETION, T.CompletionOptions(trigger_characters=[".", "{", " "]))
 def completion(ls: FlowServer, params: T.CompletionParams) -> T.CompletionList:
     p = params.position
     offers = _doc(ls, params.text_document.uri).complete(p.line + 1, p.character + 1)
