@@ -316,13 +316,12 @@ async def completions_inserted(
         after = first_kind(await ed.change(apply(text, line, item.text_edit)))
         new = {c: n for c, n in after.items() if n > base.get(c, 0)}
         out.append((item.label, item.text_edit.new_text, new))
-    client.text_document_did_close(T.DidCloseTextDocumentParams(ed.doc()))
+    # no didClose: its empty publish could arrive between two waits and hide the next one
     return out
 
 
-@pytest.mark.slow
 @settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
 def test_every_completion_inserted_adds_no_name_or_call_error(
