@@ -156,6 +156,7 @@ def test_a_lark_without_the_fast_paths_internals_falls_back(
     """A Lark whose internals differ (here: scanners that keep their regexps under another
     name, as a future Lark might) cannot give the fast path its tables: it must give up and
     let Lark parse, never raise AttributeError. No cached tables are read (an empty cache)."""
+    from lark import load_grammar
     from lark.lexer import Scanner
 
     init = Scanner.__init__
@@ -197,6 +198,9 @@ def test_a_lark_without_the_fast_paths_internals_falls_back(
     finally:
         fast_tables.fast_tables.cache_clear()
         lalr.lark_parser.cache_clear()
+        # Lark keeps its grammar-of-grammars parser for the process: one whose scanner the
+        # patch built must not outlive the patch
+        vars(load_grammar._get_parser).pop("cache", None)
 
 
 FRESH_PARSE = (

@@ -209,6 +209,9 @@ class Workflow(Node):
     end_comments: tuple[str, ...] = ()
     #: set when the header did not parse, so checks inside stay quiet about names
     broken: bool = False
+    #: set when a line of the body did not parse, so checks stay quiet about what it may
+    #: have bound or read (unused values, unbound outputs)
+    damaged: bool = False
 
 
 class Use(Node):

@@ -21,6 +21,7 @@ from treadle.compiler.diagnostics import Diagnostic, finish, make
 from treadle.compiler.lower import WorkflowLowerer, signature
 from treadle.compiler.parsing import parse
 from treadle.compiler.scope import ScopeMark
+from treadle.compiler.strings import check_strings
 from treadle.runtime import ir
 from treadle.runtime.ir import SourceSpan
 
@@ -174,6 +175,7 @@ class Compiler:
             ).lower()
             workflows[lowered.name] = lowered
         diags.extend(_recursion(workflows, {s.key for s in sigs.values()}, file))
+        diags.extend(check_strings(module, text, file))
         return CompiledFile(
             file=file,
             source=text,

@@ -120,7 +120,7 @@ class WorkflowLowerer:
         self.defs: list[Definition] = []
         self.params: list[str] = []
         #: a line of this workflow did not parse (unused-warnings would be noise)
-        self._invalid = wf.broken
+        self._invalid = wf.broken or wf.damaged
         self.exprs = ExprLowerer(
             diags,
             file,
@@ -181,7 +181,7 @@ class WorkflowLowerer:
         for (name, t), p in zip(sig.outputs, wf.outputs, strict=True):
             b = env.get(name)
             if b is None:
-                if not wf.broken:
+                if not self._invalid:
                     self._error(
                         "E601",
                         f"output `{name}` is never bound",
@@ -308,7 +308,7 @@ class WorkflowLowerer:
         for name, _ in outs:
             b = env.get(name)
             if b is None or b.partial:
-                if not self.wf.broken:
+                if not self._invalid:
                     self._error(
                         "E601",
                         f"`return` leaves output `{name}` unbound",

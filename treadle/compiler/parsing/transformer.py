@@ -18,7 +18,7 @@ from treadle.runtime.ir import SourceSpan
 #: the name a stand-in gives a line that did not parse; checks stay quiet about it
 INVALID = "$invalid"
 
-_INTERP = re.compile(r"\{[ \t]*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)[ \t]*\}")
+INTERP = re.compile(r"\{[ \t]*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)[ \t]*\}")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 
 
@@ -57,7 +57,7 @@ def parse_string(tok: Token) -> A.Str:
         elif ch == "}" and raw.startswith("}}", i):
             buf.append("}")
             i += 2
-        elif ch == "{" and (m := _INTERP.match(raw, i)):
+        elif ch == "{" and (m := INTERP.match(raw, i)):
             if buf:
                 parts.append("".join(buf))
                 buf = []
