@@ -71,7 +71,7 @@ class Editor:
 
 
 BROKEN = """\
-workflow solve(problem: text) -> answer: number
+workflow solve(problem: text) -> answer: text
   drafts = genrate from "Solve: {problem}" with samples 3
   answer = vote drafts
 end
