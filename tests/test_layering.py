@@ -36,13 +36,16 @@ ALLOWED: dict[str, tuple[str, ...]] = {
                  "studies", "generation", "optimization"),
     "train": ("errors", "grammar", "runtime", "stdlib_ops", "compiler", "flow", "eval",
               "studies", "generation", "optimization", "train"),
+    # the editor's server: the compiler's checks and generation's scope and vocabulary
+    "lsp": ("errors", "grammar", "runtime", "stdlib_ops", "compiler", "flow", "eval",
+            "generation", "lsp"),
     # the public faces: they gather names from every layer
     "rewards": ("train",),
     "api": ("flow", "runtime", "eval", "studies", "generation", "optimization", "train"),
     "__init__": ("flow", "runtime", "eval", "studies", "generation", "optimization", "train",
                  "rewards"),
     "cli": ("errors", "grammar", "runtime", "stdlib_ops", "compiler", "flow", "eval", "studies",
-            "generation", "optimization", "train", "cli", "api", "rewards"),
+            "generation", "optimization", "train", "cli", "api", "rewards", "lsp"),
 }  # fmt: skip
 
 

@@ -21,7 +21,7 @@ from treadle.compiler.diagnostics import Diagnostic, make
 from treadle.compiler.exprs import ExprLowerer, describe_type, join_types
 from treadle.compiler.ir_nodes import ir_node
 from treadle.compiler.returns import check_returns, normalize
-from treadle.compiler.scope import Binding, Definition, Env
+from treadle.compiler.scope import Binding, Definition, Env, ScopeMark
 from treadle.runtime import ir
 from treadle.runtime.expr import ExprError, evaluate
 from treadle.runtime.ir import SourceSpan
@@ -178,8 +178,11 @@ class WorkflowLowerer:
         diags: list[Diagnostic],
         file: str | None,
         folder: Path | None = None,
+        scopes: list[ScopeMark] | None = None,
     ) -> None:
         self.wf = wf
+        #: where to record the bindings at every statement (an editor's request), or None
+        self.scopes = scopes
         self.sig = sig
         self.ids = ids
         self.diags = diags
@@ -240,6 +243,7 @@ class WorkflowLowerer:
             d = self._define(name, p.span, "input")
             env[name] = Binding(ir_node(ir.Ref, name=name), t, p.span, defs=(d,))
             self.params.append(name)
+        self._mark(wf.span.line, wf.span.column, env, after=True)
         errors_before = len(self.diags)
         self.diags.extend(check_returns(wf.body, self.file))
         g = _Graph(prefix=f"{sig.key}.")
@@ -312,20 +316,29 @@ class WorkflowLowerer:
 
     # ------------------------------------------------------------ statements
 
+    def _mark(self, line: int, column: int, env: Env, after: bool = False) -> None:
+        if self.scopes is not None:
+            self.scopes.append(ScopeMark(line, column, dict(env), after))
+
     def _block(self, body: tuple[A.Statement, ...], env: Env, g: _Graph) -> None:
         for s in body:
-            if isinstance(s, A.Step):
-                self._step(s, env, g)
-            elif isinstance(s, A.If):
-                self._if(s, env, g)
-            elif isinstance(s, A.Repeat):
-                self._repeat(s, env, g)
-            elif isinstance(s, A.Return):
-                self._return(s, env)
-            elif isinstance(s, A.Invalid):
-                self._invalid = True
-                if s.name:
-                    env[s.name] = Binding(_PLACEHOLDER, ANY, s.span, quiet=True)
+            self._mark(s.span.line, s.span.column, env)
+            self._statement(s, env, g)
+            self._mark(s.span.end_line, s.span.end_column, env, after=True)
+
+    def _statement(self, s: A.Statement, env: Env, g: _Graph) -> None:
+        if isinstance(s, A.Step):
+            self._step(s, env, g)
+        elif isinstance(s, A.If):
+            self._if(s, env, g)
+        elif isinstance(s, A.Repeat):
+            self._repeat(s, env, g)
+        elif isinstance(s, A.Return):
+            self._return(s, env)
+        elif isinstance(s, A.Invalid):
+            self._invalid = True
+            if s.name:
+                env[s.name] = Binding(_PLACEHOLDER, ANY, s.span, quiet=True)
 
     def _step(self, s: A.Step, env: Env, g: _Graph) -> None:
         node_id = self._id(g, s.name)
@@ -385,6 +398,7 @@ class WorkflowLowerer:
         arms: list[tuple[ir.Expr | None, _Graph, Env]] = []
         n_elif = 0
         for i, arm in enumerate(s.arms):
+            self._mark(arm.span.line, arm.span.column, env)  # an arm sees none of another's
             cond: ir.Expr | None = None
             if arm.cond is not None:
                 cond, t = self.exprs.lower(arm.cond, env)
@@ -553,6 +567,7 @@ class WorkflowLowerer:
         item: ir.Expr = _PLACEHOLDER
         it: Type = ANY
         if fe.command is not None:
+            self._mark(fe.command.span.line, fe.command.span.column, benv)
             inner = self._id(sub, "each")
             low = self.calls.lower(fe.command, benv, inner, s.name, self._span(fe.command.span))
             if low.node is not None:
