@@ -6,11 +6,14 @@ PIP ?= $(PYTHON) -m pip
 # native build's AMX kernels then die of SIGILL on the first matrix product (seen on CI's machine).
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_BMI2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: install install-test sandbox-image lint test test-quick run-example
+BUILD_CHECK = $(PYTHON) -m treadle.runtime.models.llama_build
+
+.PHONY: install install-test llama-build llama-server-check sandbox-image lint test test-quick run-example
 
 # 1. Install treadle with its runtime (embedded model, OpenAI-compatible client, Docker sandbox).
 install:
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -e ".[run]"
+	$(MAKE) --no-print-directory llama-build
 
 # Everything the test suite needs: Debian packages (mmdebstrap for the sandbox image, iproute2
 # for the two-node Ray test's network namespaces, chromium and chromium-driver for the viewer's
@@ -19,6 +22,17 @@ install:
 install-test:
 	@{ command -v mmdebstrap && command -v ip && command -v chromium && command -v chromedriver; } >/dev/null || { apt-get update -qq && apt-get install -y -qq mmdebstrap iproute2 chromium chromium-driver; }
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -e ".[dev]"
+	$(MAKE) --no-print-directory llama-build
+
+# pip may have kept (or taken from its wheel cache) a llama-cpp-python built with other flags:
+# read its CPU features and complete one token in a child process; rebuild from source without
+# the cache when the build is not the portable one or crashes.
+llama-build:
+	$(BUILD_CHECK) ensure --cmake-args "$(LLAMA_CMAKE_ARGS)"
+
+# llama-cpp-python's own server on 127.0.0.1 must complete one request before the suite runs.
+llama-server-check:
+	$(BUILD_CHECK) serve-once
 
 # The sandbox image, built from Debian packages (no registry needed); skipped when it exists.
 sandbox-image:
@@ -31,7 +45,7 @@ lint:
 	mypy
 
 # 2. Install test dependencies, build the sandbox image, lint, type-check, run every test.
-test: install-test sandbox-image lint
+test: install-test sandbox-image lint llama-server-check
 	$(PYTHON) -m pytest -q --durations=15
 
 # Everything but the tests marked slow (Ray cluster, training, the embedded model's long runs,

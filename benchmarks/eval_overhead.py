@@ -3,7 +3,7 @@
 1. Overhead per row: the same flow on the same rows with a scripted model, run directly with
    `Flow.run` in a loop and through `evaluate` (concurrency 1, so the two do the same work in
    the same order); the difference per row is what evaluation adds (dataset binding, row jobs,
-   scoring, the results file, the report), with and without the per-row trace files.
+   scoring, the results file, the report), with and without the row trace stream.
    Aim: under 2 ms per row beyond the flow's run.
 2. HumanEval: `evaluate(humaneval_canonical.flow, "humaneval", scorer="pass")` (the 164
    canonical solutions through the `test` operator's harness in the Docker sandbox) against
@@ -150,7 +150,7 @@ def main() -> None:
     print(
         f"overhead per row ({n} rows, scripted model, concurrency 1): flow alone "
         f"{o['direct_ms_per_row']:.3f} ms, through evaluate {o['eval_ms_per_row']:.3f} ms "
-        f"→ +{o['overhead_ms_per_row']:.3f} ms/row; with per-row trace files "
+        f"→ +{o['overhead_ms_per_row']:.3f} ms/row; with the row trace stream "
         f"+{o['overhead_traced_ms_per_row']:.3f} ms/row   (load {load()})"
     )
     if "--no-humaneval" not in sys.argv:

@@ -5,10 +5,11 @@ agents), with SmolLM2-135M and scope-aware constrained decoding:
 - share of candidates that parse, compile with 0 repairs, compile with <= 1 repair, and run on
   the dry run (scripted model);
 - distinct compiled candidates per task (by Graph IR hash);
-- seconds per workflow, decode tokens/s with the mask and without it (the same decoder loop,
-  free, on each task's prompt right after its constrained candidates: paired, so load hits both
-  alike), the mask cost per token, and the cost of building a statement's grammar from its
-  scope.
+- seconds per workflow (mean and median; the shared start of the prompt, the cheat-sheet and
+  operators, is restored from a saved prefix after the first tasks), decode tokens/s with the
+  mask and without it (the same decoder loop, free, on each task's prompt right after its
+  constrained candidates: paired, so load hits both alike), the mask cost per token, and the
+  cost of building a statement's grammar from its scope.
 
     python benchmarks/generate_quality.py [--tasks N] [-n K]
 
@@ -22,6 +23,7 @@ import asyncio
 import functools
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -135,6 +137,7 @@ async def main() -> dict[str, object]:
         "distinct_per_task": sum(distinct) / len(distinct),
         "seconds_per_workflow_mean": sum(seconds) / len(seconds),
         "seconds_per_workflow_median": sorted(seconds)[len(seconds) // 2],
+        "median_s_per_workflow": statistics.median(seconds),
         "tokens_per_workflow": tokens / total,
         "tokens_per_s_masked": tokens / decode_s if decode_s else None,
         "tokens_per_s_free": free_tokens / free_s if free_s else None,

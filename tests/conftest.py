@@ -11,7 +11,6 @@ import contextlib
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
@@ -19,6 +18,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+
+from treadle.runtime.models.llama_build import server_argv, stop_server
 
 
 def free_port() -> int:
@@ -65,12 +66,7 @@ def serve(
             time.sleep(0.25)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
 
 
 @pytest.fixture(scope="session")
@@ -102,15 +98,9 @@ def llama_server_factory(
     def start(*, n_ctx: int = 2048, n_threads: int | None = None) -> Iterator[str]:
         port = free_port()
         log = tmp_path_factory.mktemp("llama_server") / "server.log"
-        argv = [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(default_model_path()),
-            "--model_alias", "smollm2",
-            "--host", "127.0.0.1",
-            "--port", str(port),
-            "--n_ctx", str(n_ctx),
-            "--n_threads", str(n_threads or os.cpu_count() or 1),
-        ]  # fmt: skip
+        argv = server_argv(
+            default_model_path(), port, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count() or 1
+        )
         base = f"http://127.0.0.1:{port}/v1"
         with serve(argv, f"{base}/models", log, what="llama_cpp.server"):
             yield base

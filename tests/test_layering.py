@@ -1,10 +1,10 @@
 """Imports point one way, lowest layer first:
 
     errors → grammar → runtime → stdlib_ops → compiler → flow → eval → {studies, generation}
-    → train → cli / api
+    → optimization → train → cli / api
 
-(`view` reads what eval, studies and tracing wrote, and only `cli` imports it.)
-(`train` may use `generation`'s prompts: an SFT pair is a generation prompt and its flow.)
+(`optimization` composes studies and generation: the search loop; `train` may use `generation`'s
+prompts: an SFT pair is a generation prompt and its flow.)
 A layer imports only the ones below it, in module bodies and inside functions alike; every
 module under `treadle/` belongs to exactly one layer.
 """
@@ -32,17 +32,23 @@ ALLOWED: dict[str, tuple[str, ...]] = {
                 "studies"),
     "generation": ("errors", "grammar", "runtime", "stdlib_ops", "compiler", "flow", "eval",
                    "generation"),
+    "optimization": ("errors", "grammar", "runtime", "stdlib_ops", "compiler", "flow", "eval",
+                 "studies", "generation", "optimization"),
     "train": ("errors", "grammar", "runtime", "stdlib_ops", "compiler", "flow", "eval",
-              "generation", "train"),
+              "studies", "generation", "optimization", "train"),
     # reads what evaluations, studies and traces wrote, to show it
     "view": ("errors", "grammar", "runtime", "stdlib_ops", "compiler", "flow", "eval", "studies",
              "view"),
+    # the editor's server: the compiler's checks and generation's scope and vocabulary
+    "lsp": ("errors", "grammar", "runtime", "stdlib_ops", "compiler", "flow", "eval",
+            "generation", "lsp"),
     # the public faces: they gather names from every layer
     "rewards": ("train",),
-    "api": ("flow", "runtime", "eval", "studies", "generation", "train"),
-    "__init__": ("flow", "runtime", "eval", "studies", "generation", "train", "rewards"),
+    "api": ("flow", "runtime", "eval", "studies", "generation", "optimization", "train"),
+    "__init__": ("flow", "runtime", "eval", "studies", "generation", "optimization", "train",
+                 "rewards"),
     "cli": ("errors", "grammar", "runtime", "stdlib_ops", "compiler", "flow", "eval", "studies",
-            "generation", "train", "cli", "api", "rewards", "view"),
+            "generation", "optimization", "train", "cli", "api", "rewards", "lsp", "view"),
 }  # fmt: skip
 
 

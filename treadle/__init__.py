@@ -27,12 +27,16 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "attribute": ("treadle.studies.attribution", "attribute"),
     "rank": ("treadle.studies.ranking", "rank"),
     "generate": ("treadle.generation", "generate"),
+    "optimize": ("treadle.optimization", "optimize"),
+    "optimize_sync": ("treadle.optimization", "optimize_sync"),
+    "OptimizeSettings": ("treadle.optimization", "OptimizeSettings"),
 }
 
 __all__ = [
     "Epochs",
     "Flow",
     "LocalExecutor",
+    "OptimizeSettings",
     "RayExecutor",
     "RowSelection",
     "RunConfig",
@@ -46,6 +50,8 @@ __all__ = [
     "evaluate",
     "evaluate_sync",
     "generate",
+    "optimize",
+    "optimize_sync",
     "rank",
     "rewards",
 ]

@@ -7,5 +7,7 @@ module only gathers the public names, so nothing inside treadle imports it.
 from __future__ import annotations
 
 from treadle.flow import Flow, RunOptions, RunResult, SandboxConfig, Session, load
+from treadle.optimization import OptimizeSettings, optimize
 
-__all__ = ["Flow", "RunOptions", "RunResult", "SandboxConfig", "Session", "load"]
+__all__ = ["Flow", "OptimizeSettings", "RunOptions", "RunResult", "SandboxConfig", "Session",
+           "load", "optimize"]  # fmt: skip

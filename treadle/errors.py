@@ -67,6 +67,13 @@ class ModelError(StepError):
     """A model backend failed: missing file, refused connection, HTTP error, bad reply."""
 
 
+class ModelSpecError(ModelError):
+    """A model spec that names no model treadle knows, or with an option it does not take:
+    the user's input, found before any work (`parse_spec`)."""
+
+    exit_code = EXIT_INPUT
+
+
 class SandboxError(StepError):
     """The sandbox itself failed (not the code it ran): no engine, no image, no permission."""
 

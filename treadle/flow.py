@@ -18,18 +18,27 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from treadle.errors import TreadleError
+from treadle.runtime import ir
 from treadle.runtime.ir import Program, Workflow
 from treadle.runtime.models.base import ModelBackend
 from treadle.runtime.scheduler import RunOptions, Scheduler, check_inputs, find_workflow
 from treadle.runtime.session import SandboxConfig, SandboxSource, Session
 from treadle.runtime.step_context import RunState
-from treadle.runtime.tracing import JsonlSink, Sink, Span, Tracer, default_trace_path
+from treadle.runtime.tracing import (
+    JsonlSink,
+    Sink,
+    Span,
+    StreamTrace,
+    Tracer,
+    TraceStream,
+    default_trace_path,
+)
 
 if TYPE_CHECKING:
     from treadle.runtime.cache import ModelCache
@@ -40,7 +49,7 @@ class RunResult:
     """What a run produced: the workflow's outputs and its trace."""
 
     outputs: dict[str, Any]
-    #: the JSONL trace file, when one was written
+    #: the JSONL trace file (or the batch stream holding the trace), when one was written
     trace_path: Path | None
     #: every span of the run, in start order (workflow, steps, model calls, sandbox runs)
     spans: list[Span] = field(default_factory=list)
@@ -61,6 +70,8 @@ class Flow:
         self.path = path
         # plans depend only on the program, so every run of this flow shares them
         self._plans: dict[int, Any] = {}
+        self._specs: frozenset[str] | None = None
+        self._hash: str | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Flow:
@@ -81,6 +92,13 @@ class Flow:
     def from_json(cls, text: str) -> Flow:
         """A flow from Graph IR JSON (what `treadle compile` writes)."""
         return cls(Program.model_validate_json(text))
+
+    @property
+    def program_hash(self) -> str:
+        """The program's content hash (computed once: every traced run's header holds it)."""
+        if self._hash is None:
+            self._hash = self.program.content_hash()
+        return self._hash
 
     @property
     def name(self) -> str:
@@ -104,7 +122,7 @@ class Flow:
         cache: bool | ModelCache = True,
         sandbox: SandboxSource = None,
         seed: int | None = None,
-        trace: str | os.PathLike[str] | bool | None = None,
+        trace: str | os.PathLike[str] | bool | TraceStream | StreamTrace | None = None,
         options: RunOptions | None = None,
         sinks: Iterable[Sink] = (),
         otel: bool = False,
@@ -116,8 +134,11 @@ class Flow:
         (the default model spec, None for the embedded SmolLM2, or a backend), `models`
         (backends for further specs steps name), `cache` (True: the on-disk cache, False, or a
         `ModelCache`) and `sandbox` (a `SandboxConfig`, "docker" — the default — "process",
-        a `Sandbox` or a factory), and closes it at the end. `trace`: a JSONL path, True for
-        `.treadle/traces/<time>-<workflow>.jsonl`, None/False for spans in memory only.
+        a `Sandbox` or a factory), and closes it at the end. `trace`: a JSONL path (the file is
+        complete when `run` returns), True for `.treadle/traces/<time>-<workflow>.jsonl`,
+        a batch stream or one run's place in it (`stream.trace(row=...)`: written with the
+        stream's other runs, see `treadle.runtime.tracing.stream`), None/False for spans in
+        memory only.
         `options`: concurrency, step timeout, retries (`RunOptions`). `otel`: also export
         spans through OpenTelemetry's global tracer provider (needs `opentelemetry-sdk`).
         """
@@ -134,21 +155,9 @@ class Flow:
         own = session is None
         if session is None:
             session = Session(model=model, models=models, cache=cache, sandbox=sandbox)
-        trace_path: Path | None = None
-        if trace is True:
-            trace_path = default_trace_path(wf.name)
-        elif trace:
-            trace_path = Path(trace)
+        session.check_specs(self.model_specs)
         tracer = Tracer(sinks)
-        if trace_path is not None:
-            header = {
-                "workflow": wf.name,
-                "program_hash": self.program.content_hash(),
-                "source": str(self.path) if self.path else None,
-                "model": session.model_name,
-                "seed": seed,
-            }
-            tracer.add_sink(JsonlSink(trace_path, header=header))
+        trace_path = self._trace_into(tracer, trace, wf.name, session.model_name, seed)
         if otel:
             from treadle.runtime.tracing import OtelSink
 
@@ -173,6 +182,43 @@ class Flow:
                 tracer.close()
         return RunResult(outputs, trace_path, tracer.spans, tracer.trace_id)
 
+    @property
+    def model_specs(self) -> frozenset[str]:
+        """The model specs the program's steps name as constants (`with model "..."`), for
+        checking before a run (`Session.check_specs`)."""
+        if self._specs is None:
+            self._specs = frozenset(_step_specs(self.program))
+        return self._specs
+
+    def _trace_into(
+        self,
+        tracer: Tracer,
+        trace: str | os.PathLike[str] | bool | TraceStream | StreamTrace | None,
+        workflow: str,
+        model: str | None,
+        seed: int | None,
+    ) -> Path | None:
+        """Give `tracer` the sink `trace` asks for (a file, or a place in a stream); the path
+        the trace is written to."""
+        if not trace:
+            return None
+        header = {
+            "workflow": workflow,
+            "program_hash": self.program_hash,
+            "source": str(self.path) if self.path else None,
+            "model": model,
+            "seed": seed,
+        }
+        if isinstance(trace, TraceStream):
+            trace = trace.trace()
+        if isinstance(trace, StreamTrace):
+            trace.describe(header)
+            tracer.attach(trace)
+            return trace.stream.path
+        path = default_trace_path(workflow) if trace is True else Path(trace)
+        tracer.add_sink(JsonlSink(path, header=header))
+        return path
+
     def run_sync(self, inputs: Mapping[str, Any] | None = None, **options: Any) -> RunResult:
         """`run` for code without an event loop (takes the same options)."""
         try:
@@ -182,6 +228,20 @@ class Flow:
         raise TreadleError(
             "Flow.run_sync was called from inside a running event loop; use `await flow.run(...)`."
         )
+
+
+def _step_specs(program: Program) -> Iterator[str]:
+    graphs = [wf.graph for wf in program.workflows.values()]
+    while graphs:
+        for node in graphs.pop().nodes:
+            if isinstance(node, ir.Step):
+                spec = node.options.get("model")
+                if isinstance(spec, ir.Const) and isinstance(spec.value, str):
+                    yield spec.value
+            elif isinstance(node, ir.Branch):
+                graphs.extend(arm.body for arm in node.arms)
+            elif isinstance(node, ir.Loop | ir.Map):
+                graphs.append(node.body)
 
 
 def load(path: str | os.PathLike[str]) -> Flow:

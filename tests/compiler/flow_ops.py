@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from treadle.stdlib_ops.registry import OpArgs, Operator, OpOptions, prep, subject
 
@@ -19,7 +19,7 @@ class GenArgs(OpArgs):
 
 
 class GenOptions(OpOptions):
-    temperature: float = 0.0
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
     samples: int = 1
     style: Literal["plain", "fancy"] = "plain"
 

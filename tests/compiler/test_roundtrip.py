@@ -16,8 +16,8 @@ from treadle.stdlib_ops.registry import PREPOSITIONS
 
 KEYWORDS = set(re.findall(r'"([a-z]+)"', grammar_text()))
 
-# small pools keep generation fast; keyword-like names (`ends`, `iff`, `_if`) probe the lexer
-NAME_POOL = ["a", "x1", "draft", "ends", "iff", "_if", "withx", "fromage", "tru", "n_2", "q"]
+# small pools keep generation fast; keyword-like names (`endx`, `iff`, `_if`) probe the lexer
+NAME_POOL = ["a", "x1", "draft", "endx", "iff", "_if", "withx", "fromage", "tru", "n_2", "q"]
 assert not set(NAME_POOL) & KEYWORDS
 names = st.sampled_from(NAME_POOL)
 paths = st.lists(names, min_size=1, max_size=3).map(tuple)
@@ -25,7 +25,7 @@ comment = st.sampled_from(["#", "# note", "#x  y", '# "quoted" # twice', "# end"
 comments = st.lists(comment, max_size=2).map(tuple)
 trailing = st.none() | comment
 
-text_chunk = st.text(alphabet=st.sampled_from(list('ab {}"\\\n\t#é')), min_size=1, max_size=6)
+text_chunk = st.text(alphabet=st.sampled_from(list('ab {}"\\\n\t#é\r')), min_size=1, max_size=6)
 
 
 @st.composite
@@ -40,7 +40,7 @@ def strings(draw: st.DrawFn) -> A.Str:
                 parts.append(chunk)
         else:
             parts.append(A.Interp(path=draw(paths)))
-    return A.Str(parts=tuple(parts))
+    return A.Str(parts=tuple(parts), block=draw(st.booleans()))
 
 
 numbers = st.integers(0, 10**6).map(lambda v: A.Num(value=v)) | st.floats(
@@ -52,14 +52,40 @@ leaves = (
     | strings()
     | numbers
     | st.booleans().map(lambda b: A.Bool(value=b))
+    | st.just(A.Null())
+    | st.sampled_from(["p.txt", "prompts/a b.md"]).map(lambda p: A.PromptFile(path=p))
 )
 
-BIN_OPS = ["and", "or", "==", "!=", "<", "<=", ">", ">=", "is", "is not", "+", "-", "*", "/"]
+keys = st.sampled_from(["type", "a b", 'say "hi"', "{x}", "é", "", "line\nbreak"])
+
+BIN_OPS = [
+    "and",
+    "or",
+    "or else",
+    "==",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "is",
+    "is not",
+    "contains",
+    "starts with",
+    "ends with",
+    "+",
+    "-",
+    "*",
+    "/",
+]
 
 
 def _extend(children: st.SearchStrategy[A.Expr]) -> st.SearchStrategy[A.Expr]:
     return (
         st.lists(children, max_size=3).map(lambda xs: A.ListLit(items=tuple(xs)))
+        | st.lists(st.tuples(keys, children), max_size=3).map(
+            lambda kv: A.ObjectLit(pairs=tuple(A.Pair(key=k, value=v) for k, v in kv))
+        )
         | st.tuples(st.sampled_from(["not", "-"]), children).map(
             lambda t: A.UnaryOp(op=t[0], operand=t[1])
         )
@@ -146,10 +172,13 @@ def statements(depth: int) -> st.SearchStrategy[A.Statement]:
 scalar_types = st.sampled_from(["text", "number", "code", "x1"]).map(lambda n: A.TypeRef(name=n))
 types = scalar_types | scalar_types.map(lambda t: A.TypeRef(name="list", item=t))
 params = st.lists(st.builds(A.Param, name=names, type=types), max_size=3).map(tuple)
+inputs = st.lists(
+    st.builds(A.Param, name=names, type=types, default=st.none() | exprs), max_size=3
+).map(tuple)
 workflows = st.builds(
     A.Workflow,
     name=names,
-    inputs=params,
+    inputs=inputs,
     outputs=params,
     body=st.lists(statements(2), max_size=3).map(tuple),
     comments=comments,

@@ -68,4 +68,14 @@ def test_local_ray_stays_on_loopback_and_matches_local(ray_temp: Path, tmp_path:
         (r.id, r.output, r.score) for r in local.rows
     ]
     assert local.mean == 0.5
+    # one trace stream per worker process; each row's pointer reads its trace back
+    from treadle.runtime.tracing import read_trace
+
+    streams = sorted((tmp_path / "r-traces").glob("*.jsonl"))
+    assert len(streams) == 1 and streams[0].name.startswith("ray-"), streams
+    for row in remote.rows:
+        assert row.trace_path == str(streams[0]) and row.trace_id is not None
+        trace = read_trace(row.trace_path, row.trace_id, offset=row.trace_offset)
+        assert trace.header["row"] == row.id and trace.header["group"] == "r.jsonl"
+        assert {s.name for s in trace.spans} >= {"solve", "reply", "answer"}
     assert_cluster_on_loopback(ray_temp)

@@ -7,6 +7,7 @@ import random
 import re
 
 from treadle.generation.decoding.grammar_ir import Grammar, Group, Item, Lit, Opt, Ref, Rx, Star
+from treadle.generation.decoding.scope_grammar import IDENTIFIER_RX
 
 _NAMES = [
     "draft", "drafts", "check", "result", "answer2", "total", "plan", "x1", "end", "if", "from",
@@ -22,6 +23,7 @@ def _rx(rx: Rx, rng: random.Random) -> str:
         r"0\.[0-9]|1\.0": lambda: rng.choice(["0.0", "0.7", "1.0"]),
         r"[1-9][0-9]{1,3}": lambda: str(rng.randint(10, 2048)),
         r"[0-9]{1,4}(\.[0-9]{1,2})?": lambda: rng.choice(["3", "42", "0.5", "7.25"]),
+        IDENTIFIER_RX: lambda: rng.choice(['"solve"', '"is_prime"', '"f"']),
     }
     return table[rx.lark]()
 

@@ -55,18 +55,29 @@ async def test_a_bad_grammar_is_reported_not_decoded(gguf_path: Path) -> None:
     assert not result.complete and result.error and result.error.startswith("grammar:")
 
 
-async def test_the_decoder_has_the_model_to_itself(gguf_path: Path) -> None:
+async def test_the_decoder_has_its_context_to_itself_and_calls_run_beside_it(
+    gguf_path: Path,
+) -> None:
     backend = LlamaBackend(gguf_path)
-    started = threading.Event()
+    started, call_done = threading.Event(), threading.Event()
+    order: list[str] = []
 
     def work(decoder: EmbeddedDecoder) -> int:
         started.set()
         decoder.start(decoder.chat_prompt(QUESTION))
-        threading.Event().wait(0.5)  # a call made meanwhile must wait for the model
+        call_done.wait(120)  # a completion is batched in its own context meanwhile
+        order.append("first decoder")
         return backend.calls
+
+    def second(decoder: EmbeddedDecoder) -> None:
+        order.append("second decoder")
 
     decoding = asyncio.create_task(backend.with_decoder(work))
     await asyncio.to_thread(started.wait, 60)
-    call = asyncio.create_task(backend.complete(QUESTION, GenParams(max_tokens=2)))
-    assert await decoding == 0
-    assert (await call).usage.output_tokens <= 2 and backend.calls == 1
+    waiting = asyncio.create_task(backend.with_decoder(second))
+    reply = await backend.complete(QUESTION, GenParams(max_tokens=2))
+    call_done.set()
+    assert reply.usage.output_tokens <= 2
+    assert await decoding == 1  # the call finished while the decoder held its context
+    await waiting
+    assert order == ["first decoder", "second decoder"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -45,35 +45,70 @@ def test_installed_version_is_in_the_pinned_range() -> None:
     assert specs and all(s == pin for s in specs), (specs, pin)
 
 
-def test_a_grammar_holds_its_text_and_root() -> None:
-    text = 'root ::= "yes" | "no"'
-    assert internals.grammar_source(llama_cpp.LlamaGrammar.from_string(text, verbose=False)) == (
-        text,
-        "root",
-    )
-
-
-def test_llama_cpp_parses_a_grammar_without_crashing(llama: Llama) -> None:
-    assert internals.grammar_parses(llama, 'root ::= "yes" | "no"', "root")
-    assert not internals.grammar_parses(llama, "root ::= (", "root")
-    assert not internals.grammar_parses(llama, 'start ::= "x"', "root")
-
-
-def test_loading_without_extra_buffers(
-    llama: Llama, gguf_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_loading_with_or_without_extra_buffers(
+    llama: Llama, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lib = llama_cpp.llama_cpp
     original = lib.llama_model_default_params
-    assert original().use_extra_bufts is True  # llama.cpp's default, which the loader turns off
+    assert original().use_extra_bufts is True  # llama.cpp's default
+    for extra in (False, True):
+        with internals.weight_buffers(extra=extra):
+            assert lib.llama_model_default_params().use_extra_bufts is extra
+        assert lib.llama_model_default_params is original
+    # `Llama()` reads the wrapped function: the shared model was loaded as the policy says
     monkeypatch.delenv("TREADLE_LLAMA_EXTRA_BUFTS", raising=False)
-    with internals.no_extra_buffers():
-        assert lib.llama_model_default_params().use_extra_bufts is False
-    assert lib.llama_model_default_params is original
-    # `Llama()` reads the wrapped function: the shared model was loaded without them
-    assert llama.model_params.use_extra_bufts is False
-    monkeypatch.setenv("TREADLE_LLAMA_EXTRA_BUFTS", "1")
-    with internals.no_extra_buffers():
-        assert lib.llama_model_default_params().use_extra_bufts is True
+    has_amx = "AMX" in llama_cpp.llama_print_system_info().decode()
+    assert internals.extra_buffers_safe() is not has_amx
+    assert llama.model_params.use_extra_bufts is internals.extra_buffers_safe()
+    for value, expected in (("0", False), ("1", True)):
+        monkeypatch.setenv("TREADLE_LLAMA_EXTRA_BUFTS", value)
+        assert internals.extra_buffers_safe() is expected
+
+
+def test_chat_tokens_are_the_prompt_create_chat_completion_evaluates(llama: Llama) -> None:
+    from treadle.runtime.models import Message
+
+    tokens = internals.chat_tokens(llama, [Message(role="user", content="Say yes.")])
+    reply: Any = llama.create_chat_completion(
+        messages=[{"role": "user", "content": "Say yes."}], max_tokens=1, temperature=0.0
+    )
+    assert reply["usage"]["prompt_tokens"] == len(tokens)
+    assert internals.context_tokens(llama)[: len(tokens)] == tokens
+
+
+def test_a_batching_context_saves_and_restores_one_sequence(llama: Llama) -> None:
+    ctx = internals.new_context(llama, n_ctx=512, n_seq_max=2, n_batch=64, n_threads=1)
+    try:
+        assert llama_cpp.llama_n_seq_max(ctx) == 2
+        tokens = llama.tokenize(b"One, two, three, four,", add_bos=False)
+        batch = llama_cpp.llama_batch_init(len(tokens), 0, 1)
+        for i, token in enumerate(tokens):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, i, 1
+            batch.seq_id[i][0], batch.logits[i] = 0, i == len(tokens) - 1
+        batch.n_tokens = len(tokens)
+        assert llama_cpp.llama_decode(ctx, batch) == 0
+        llama_cpp.llama_batch_free(batch)
+        state = internals.sequence_state(ctx, 0)
+        assert len(state) > 1000
+        memory = llama_cpp.llama_get_memory(ctx)
+        assert llama_cpp.llama_memory_seq_pos_max(memory, 0) == len(tokens) - 1
+        internals.clear_sequence(ctx, 0)
+        assert llama_cpp.llama_memory_seq_pos_max(memory, 0) == -1
+        assert internals.set_sequence_state(ctx, state, 1)
+        assert llama_cpp.llama_memory_seq_pos_max(memory, 1) == len(tokens) - 1
+        # a state of one kind of context does not load into the other: refused, not a crash
+        assert not internals.restore_context(llama, tokens, state)
+        assert internals.context_length(llama) == 0
+        # the decoder's own context saves and restores the same way
+        llama.eval(tokens)
+        own = internals.context_state(llama)
+        llama.reset()
+        internals.clear_sequence(internals.context_pointer(llama), 0)
+        assert internals.restore_context(llama, tokens, own)
+        assert internals.context_tokens(llama) == tokens
+        assert internals.context_state(llama) == own
+    finally:
+        llama_cpp.llama_free(ctx)
 
 
 def test_vocabulary_token_text_and_chat_template(llama: Llama) -> None:
@@ -82,8 +117,7 @@ def test_vocabulary_token_text_and_chat_template(llama: Llama) -> None:
     eos, bos = llama.token_eos(), llama.token_bos()
     assert internals.token_text(llama, eos) == "<|im_end|>"
     assert internals.token_text(llama, bos) == "<|im_start|>"
-    template = llama.metadata["tokenizer.chat_template"]
-    render = internals.chat_formatter(template, eos_token="<|im_end|>", bos_token="<|im_start|>")
+    render = internals.chat_template(llama)
     prompt = render(messages=[{"role": "user", "content": "Say yes."}]).prompt
     assert "<|im_start|>user\nSay yes.<|im_end|>" in prompt
     assert prompt.endswith("<|im_start|>assistant\n")

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from cli_runner import treadle
+from default_signals import with_default_signals
 from rt_helpers import program, r, step
 
 from treadle.runtime import ir
@@ -282,7 +283,9 @@ def test_ctrl_c_cancels_everything_and_keeps_the_trace(tmp_path: Path) -> None:
     )
     trace = tmp_path / "t.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, str(LAUNCHER), "run", str(prog), "--trace", str(trace)],
+        with_default_signals(
+            [sys.executable, str(LAUNCHER), "run", str(prog), "--trace", str(trace)]
+        ),
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

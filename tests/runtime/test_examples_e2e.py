@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import treadle as run_treadle
+from default_signals import with_default_signals
 
 from treadle.runtime.tracing import read_trace
 
@@ -53,9 +54,11 @@ def test_ctrl_c_during_a_sandbox_run_stops_its_containers(tmp_path: Path) -> Non
     sleepy = 'scripted:{"": "```python\\nimport time\\ntime.sleep(8)\\nprint(4)\\n```"}'
     trace = tmp_path / "t.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from treadle.cli import main; main()", "run",
-         str(EXAMPLES / "solve_math.flow"), "-i", "problem=x", "--model", sleepy,
-         "--no-cache", "--trace", str(trace)],
+        with_default_signals(
+            [sys.executable, "-c", "from treadle.cli import main; main()", "run",
+             str(EXAMPLES / "solve_math.flow"), "-i", "problem=x", "--model", sleepy,
+             "--no-cache", "--trace", str(trace)]
+        ),
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from default_signals import with_default_signals
 
 from treadle.runtime.tracing import JsonlSink, Tracer, jsonl, read_trace
 from treadle.runtime.tracing.previews import MAX_TEXT, summarize, value_sha256
@@ -209,7 +210,7 @@ time.sleep(60)
 def start_script(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[str], Path]:
     path = tmp_path / f"{mode}.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(SCRIPT), str(path), mode],
+        with_default_signals([sys.executable, "-c", textwrap.dedent(SCRIPT), str(path), mode]),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stdout is not None

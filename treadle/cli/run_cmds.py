@@ -1,4 +1,4 @@
-"""`treadle run FILE` and `treadle trace show FILE`.
+"""`treadle run FILE` (`treadle trace show` draws its trace: `trace_cmds`).
 
 Exit codes tell failures apart: 0 success, 2 the file does not compile or the inputs are wrong,
 3 the run failed, 130 interrupted (Ctrl-C). Every failure prints one paragraph on stderr, never
@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from treadle.cli.common import exit_on_error, fail, finish, parse_pairs, run_async, say
+from treadle.cli.common import fail, finish, parse_pairs, run_async, say
 from treadle.errors import EXIT_OK, InputError
 
 #: declared types whose `--input` values are read as JSON (the rest stay strings)
@@ -23,11 +23,8 @@ _JSON_TYPES = ("number", "boolean", "json", "list")
 
 
 def register(app: typer.Typer) -> None:
-    """Add `run` and the `trace` group to the `treadle` app."""
+    """Add `run` to the `treadle` app."""
     app.command("run")(run)
-    trace_app = typer.Typer(help="Read run traces.", no_args_is_help=True)
-    trace_app.command("show")(exit_on_error(show))
-    app.add_typer(trace_app, name="trace")
 
 
 def run(
@@ -112,13 +109,14 @@ def _run(
     trace_path: Path | None = None
     try:
         from treadle.runtime.scheduler import RunOptions
-        from treadle.runtime.session import SandboxConfig
+        from treadle.runtime.session import SandboxConfig, check_specs
 
         sandbox = SandboxConfig.of(options["sandbox"], options["isolation"])  # checks both
         flow = _load(file)
         wf = flow.workflow(options["workflow"])
         values = _read_inputs(wf, pairs, inputs_file)
         flow.check_inputs(values, wf.name)
+        check_specs([options["model"], *flow.model_specs])
         if options["concurrency"] < 1:
             raise InputError(f"--concurrency must be at least 1, got {options['concurrency']}.")
         schedule = RunOptions(
@@ -249,23 +247,3 @@ def _read_inputs(wf: Any, pairs: list[str], inputs_file: Path | None) -> dict[st
         else:
             values[name] = text
     return values
-
-
-def show(
-    file: Annotated[Path, typer.Argument(help="a JSONL trace written by `treadle run`")],
-    values: Annotated[
-        bool, typer.Option("--values", help="show each span's output preview")
-    ] = False,
-) -> None:
-    """Render a trace as a tree with timings (works on traces of interrupted runs too)."""
-    from rich.console import Console
-
-    from treadle.cli.trace_view import render_trace
-    from treadle.runtime.tracing import read_trace
-
-    if not file.is_file():
-        raise InputError(f"There is no trace file {file}.")
-    trace = read_trace(file)
-    if not trace.spans:
-        raise InputError(f"{file} holds no spans (is it a treadle trace?).")
-    Console(soft_wrap=False).print(render_trace(trace, values=values))

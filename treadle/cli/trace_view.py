@@ -1,4 +1,5 @@
-"""Rendering a trace as a tree with timings (`treadle trace show`) and the live progress line.
+"""Rendering a trace as a tree with timings (`treadle trace show`), a stream's traces as a table
+(`treadle trace list`) and the live progress line.
 
 Both read spans only, so they work the same on a finished run, a file cut short by Ctrl-C or a
 crash, and a run still in progress.
@@ -12,10 +13,11 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from treadle.runtime.tracing import Span, Trace
+from treadle.runtime.tracing import Span, Trace, TraceEntry
 
 _STATUS_STYLE = {
     "ok": "green",
@@ -27,12 +29,15 @@ _STATUS_STYLE = {
 
 
 def render_trace(trace: Trace, *, values: bool = False) -> Tree:
-    """The spans as a tree: name, operator, status, start offset, duration, tokens, cache."""
+    """The spans as a tree: name, operator, status, start offset, duration, tokens, cache (and
+    for a batch stream's trace, its row)."""
     kids = trace.children()
     roots = kids.get(None, [])
     t0 = min((s.start for s in trace.spans), default=0.0)
     head = Text()
     head.append(f"trace {trace.header.get('workflow') or ''}".rstrip(), style="bold")
+    if trace.header.get("row") is not None:  # one row's trace of a batch stream
+        head.append(f" (row {trace.header['row']}, epoch {trace.header.get('epoch', 0)})")
     models = [s for s in trace.spans if s.kind == "model"]
     if models:
         tin = sum(s.tokens_in or 0 for s in models)
@@ -54,6 +59,27 @@ def render_trace(trace: Trace, *, values: bool = False) -> Tree:
     for root in roots:
         add(tree, root)
     return tree
+
+
+def render_listing(entries: list[TraceEntry]) -> Table:
+    """A stream's traces, in the order they started: id, row, epoch, evaluation, status,
+    duration, spans (an unfinished one was cut short or is still running)."""
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("trace", "row", "epoch", "group", "status", "duration", "spans"):
+        table.add_column(column, justify="right" if column in ("duration", "spans") else "left")
+    for e in entries:
+        status = e.status if e.final else "unfinished"
+        duration = "" if e.start is None or e.end is None else _duration(e.end - e.start)
+        table.add_row(
+            e.trace_id,
+            str(e.row if e.row is not None else ""),
+            str(e.epoch if e.epoch is not None else ""),
+            str(e.labels.get("group") or ""),
+            Text(str(status), style=_STATUS_STYLE.get(e.status if e.final else None, "yellow")),
+            duration,
+            "" if e.spans is None else str(e.spans),
+        )
+    return table
 
 
 def _label(span: Span, t0: float, values: bool) -> Text:

@@ -344,6 +344,8 @@ def _remove_node(
             )
         if isinstance(e, ir.ListExpr):
             return e.model_copy(update={"items": tuple(expr(i) for i in e.items)})
+        if isinstance(e, ir.ObjectExpr):
+            return e.model_copy(update={"fields": {k: expr(v) for k, v in e.fields.items()}})
         if isinstance(e, ir.Unary):
             return e.model_copy(update={"operand": expr(e.operand)})
         if isinstance(e, ir.Binary):

@@ -46,12 +46,21 @@ class Str(Node):
 
     kind: Literal["str"] = "str"
     parts: tuple[str | Interp, ...] = ()
+    #: written `"""`-quoted over lines (the formatter keeps it so)
+    block: bool = False
 
     def as_text(self) -> str:
         """The string with interpolations written back as `{name}` (for `use` paths)."""
         return "".join(
             p if isinstance(p, str) else "{" + ".".join(p.path) + "}" for p in self.parts
         )
+
+
+class PromptFile(Node):
+    """`file "prompts/solve.txt"`: a template read from a file next to the flow."""
+
+    kind: Literal["file"] = "file"
+    path: str
 
 
 class Num(Node):
@@ -64,9 +73,29 @@ class Bool(Node):
     value: bool
 
 
+class Null(Node):
+    """The `null` literal: no value (what an operator gives when it finds nothing)."""
+
+    kind: Literal["null"] = "null"
+
+
 class ListLit(Node):
     kind: Literal["list"] = "list"
     items: tuple[Expr, ...] = ()
+
+
+class Pair(Node):
+    """`"KEY": VALUE` in a JSON object literal."""
+
+    key: str
+    value: Expr
+
+
+class ObjectLit(Node):
+    """A JSON object literal: `{"type": "object", "required": ["answer"]}`; keys in order."""
+
+    kind: Literal["object"] = "object"
+    pairs: tuple[Pair, ...] = ()
 
 
 class UnaryOp(Node):
@@ -76,7 +105,8 @@ class UnaryOp(Node):
 
 
 BinOp = Literal[
-    "and", "or", "==", "!=", "<", "<=", ">", ">=", "is", "is not", "+", "-", "*", "/"
+    "and", "or", "or else", "==", "!=", "<", "<=", ">", ">=", "is", "is not",
+    "contains", "starts with", "ends with", "+", "-", "*", "/",
 ]  # fmt: skip
 
 
@@ -87,7 +117,7 @@ class BinaryOp(Node):
     right: Expr
 
 
-Expr = Name | Str | Num | Bool | ListLit | UnaryOp | BinaryOp
+Expr = Name | Str | PromptFile | Num | Bool | Null | ListLit | ObjectLit | UnaryOp | BinaryOp
 
 
 # ---------------------------------------------------------------- steps
@@ -196,6 +226,8 @@ class TypeRef(Node):
 class Param(Node):
     name: str
     type: TypeRef
+    #: an input's default (`k: number = 3`): a constant, used when a run leaves it out
+    default: Expr | None = None
 
 
 class Workflow(Node):
@@ -209,6 +241,9 @@ class Workflow(Node):
     end_comments: tuple[str, ...] = ()
     #: set when the header did not parse, so checks inside stay quiet about names
     broken: bool = False
+    #: set when a line of the body did not parse, so checks stay quiet about what it may
+    #: have bound or read (unused values, unbound outputs)
+    damaged: bool = False
 
 
 class Use(Node):

@@ -17,13 +17,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from treadle.compiler import ast as A
-from treadle.compiler.diagnostics import did_you_mean
+from treadle.compiler.diagnostics import closest, did_you_mean
 from treadle.compiler.exprs import ExprLowerer, describe_type, list_names
 from treadle.compiler.ir_nodes import ir_node
 from treadle.compiler.scope import Env
 from treadle.runtime import ir
+from treadle.runtime.expr import render
 from treadle.runtime.ir import SourceSpan
-from treadle.runtime.types import ANY, NUMBER, Type, list_of, record
+from treadle.runtime.types import ANY, NUMBER, NumberRange, Type, list_of, record
 
 #: options every step takes, applied by the scheduler (`Step.timeout_s`, `.retries`, `.samples`)
 COMMON = {"timeout", "retries", "samples"}
@@ -37,6 +38,8 @@ class WorkflowSig:
     key: str
     inputs: tuple[tuple[str, Type], ...]
     outputs: tuple[tuple[str, Type], ...]
+    #: the inputs a call may leave out, with the constant each then gets
+    defaults: Mapping[str, ir.Const] = dataclasses.field(default_factory=dict)
 
     @property
     def output_type(self) -> Type:
@@ -103,6 +106,9 @@ class CallLowerer:
             return self._unknown(cmd, env, words)
         callee, k = found
         rest = cmd.terms[k:]
+        fixed = self._misspelt_prep(callee, k, cmd, env)
+        if fixed is not None:
+            return self.lower(fixed, env, node_id, name, span)
         subject: A.Expr | None = rest[0] if rest else None
         if len(rest) > 1:
             self.exprs.error(
@@ -115,6 +121,34 @@ class CallLowerer:
         if callee in self.workflows:
             return self._call(callee, subject, cmd, env, node_id, name, span)
         return self._step(callee, subject, cmd, env, node_id, name, span)
+
+    def _misspelt_prep(self, callee: str, k: int, cmd: A.Command, env: Env) -> A.Command | None:
+        """`revise draft usin r.feedback`: a word after the subject that is no value but close
+        to one of the operator's prepositions is reported once (E202, did you mean), and the
+        command read as if it were spelt right, so no missing-argument error follows."""
+        op = self.operators.get(callee) if callee not in self.workflows else None
+        if op is None:
+            return None
+        preps = [p.prep for p in op.signature.params if p.prep]
+        rest = cmd.terms[k:]
+        for i, t in enumerate(rest[1:-1], start=1):
+            if not (isinstance(t, A.Name) and len(t.path) == 1 and t.path[0] not in env):
+                continue
+            prep = closest(t.path[0], preps)
+            if prep is None:
+                continue
+            self.exprs.error(
+                "E202",
+                f"`{t.path[0]}` is not a preposition of `{callee}`",
+                t.span,
+                hint=f"did you mean `{prep}`?",
+            )
+            value = rest[i + 1]
+            arg = A.new(A.Arg, prep=prep, value=value, span=_cover((t, value)))
+            terms = (*cmd.terms[: k + i], *rest[i + 2 :])
+            return A.new(A.Command, terms=terms, args=(arg, *cmd.args), options=cmd.options,
+                         span=cmd.span)  # fmt: skip
+        return None
 
     def _unknown(self, cmd: A.Command, env: Env, words: list[str]) -> Lowered:
         head = cmd.terms[0]
@@ -130,11 +164,16 @@ class CallLowerer:
             names = self.callable_names()
             two = " ".join(words[:2])
             hint = did_you_mean(two, names) if len(words) > 1 else None
+            span = head.span
+            if hint is not None:  # both words misspell a two-word name: say both
+                shown, span = two, _cover(cmd.terms[:2])
             hint = hint or did_you_mean(shown, names)
             if hint is None and shown in env:
                 hint = f"`{shown}` is a value; an operator must come first"
-            self.exprs.error("E201", f"unknown operator `{shown}`", head.span, hint=hint)
+            self.exprs.error("E201", f"unknown operator `{shown}`", span, hint=hint)
         for t in cmd.terms[1:]:
+            if isinstance(t, A.Name) and len(t.path) == 1 and t.path[0] not in env:
+                continue  # a word of the operator's name (`extract numbr`), not a value
             self.exprs.lower(t, env)
         for a in cmd.args:
             self.exprs.lower(a.value, env)
@@ -156,6 +195,7 @@ class CallLowerer:
     ) -> Lowered:
         sig = self.operators[op_name].signature
         args: dict[str, ir.Expr] = {}
+        types: dict[str, Type] = {}
         given: set[str] = set()
         if subject is not None:
             p = sig.subject
@@ -169,7 +209,9 @@ class CallLowerer:
                 )
                 self.exprs.lower(subject, env)
             else:
-                args[p.name] = self._value(subject, p.type, env, f"the subject of `{op_name}`")
+                args[p.name], types[p.name] = self._typed(
+                    subject, p.type, env, f"the subject of `{op_name}`"
+                )
                 given.add(p.name)
         for a in cmd.args:
             p = sig.by_prep(a.prep)
@@ -185,7 +227,8 @@ class CallLowerer:
             if p.name in given:
                 self.exprs.error("E204", f"`{a.prep}` is given twice", a.span)
             given.add(p.name)
-            args[p.name] = self._value(a.value, p.type, env, f"`{op_name} {a.prep}`")
+            args[p.name], types[p.name] = self._typed(a.value, p.type, env, f"`{op_name} {a.prep}`")
+            self._in_range(a.value, getattr(p, "range", None), f"`{op_name} {a.prep}`", "E301")
         for p in sig.params:
             if p.required and p.name not in given:
                 how = f"`{p.prep} {p.name.upper()}`" if p.prep else f"a subject ({p.name})"
@@ -224,7 +267,9 @@ class CallLowerer:
                 elif c is not None:
                     samples = int(c)
                 continue
-            options[o.name] = self._value(o.value, opt.type, env, f"option `{o.name}`", code="E206")
+            what = f"option `{o.name}`"
+            options[o.name] = self._value(o.value, opt.type, env, what, code="E206")
+            self._in_range(o.value, getattr(opt, "range", None), what, "E206")
         node = ir_node(
             ir.Step,
             id=node_id,
@@ -237,7 +282,8 @@ class CallLowerer:
             retries=retries,
             samples=samples,
         )
-        out = list_of(sig.output) if samples is not None else sig.output
+        out = _result_type(sig, types)
+        out = list_of(out) if samples is not None else out
         return Lowered(node, ir_node(ir.Ref, name=node_id), out)
 
     def _constant_number(self, o: A.Option) -> float | None:
@@ -254,12 +300,25 @@ class CallLowerer:
         self.exprs.error("E206", f"option `{o.name}` must be {want} written as a constant", v.span)
         return None
 
+    def _in_range(self, e: A.Expr, bounds: NumberRange | None, what: str, code: str) -> None:
+        """A constant number outside the parameter's declared bounds (which the operator
+        would refuse at run time) is an error here; computed numbers are checked at run time."""
+        value = _constant_number(e)
+        if bounds is not None and value is not None and not bounds.admits(value):
+            self.exprs.error(code, f"{what} must be {bounds}, got {render(value)}", e.span)
+
     def _value(self, e: A.Expr, want: Type, env: Env, what: str, *, code: str = "E301") -> ir.Expr:
-        """Lower a value and check it fits `want`; choice words become constants."""
+        return self._typed(e, want, env, what, code=code)[0]
+
+    def _typed(
+        self, e: A.Expr, want: Type, env: Env, what: str, *, code: str = "E301"
+    ) -> tuple[ir.Expr, Type]:
+        """Lower a value and check it fits `want`; choice words become constants. The value
+        and its type."""
         if want.kind == "choice" and isinstance(e, A.Name) and len(e.path) == 1:
             word = e.path[0]
             if word in want.choices:
-                return ir_node(ir.Const, value=word)
+                return ir_node(ir.Const, value=word), want
             if word not in env:
                 self.exprs.error(
                     "E208",
@@ -267,7 +326,7 @@ class CallLowerer:
                     e.span,
                     hint=did_you_mean(word, want.choices),
                 )
-                return ir_node(ir.Const, value=None)
+                return ir_node(ir.Const, value=None), ANY
         x, t = self.exprs.lower(e, env)
         if not want.accepts(t):
             self.exprs.error(
@@ -276,7 +335,7 @@ class CallLowerer:
                 e.span,
                 hint=_convert_hint(want, t),
             )
-        return x
+        return x, t
 
     # ------------------------------------------------------------ workflows
 
@@ -321,6 +380,8 @@ class CallLowerer:
         for n, t in sig.inputs:
             if n in given:
                 args[n] = self._value(given[n], t, env, f"input `{n}` of `{wf_name}`")
+            elif n in sig.defaults:
+                args[n] = sig.defaults[n]
             else:
                 self.exprs.error(
                     "E203",
@@ -334,6 +395,24 @@ class CallLowerer:
                 node, ir_node(ir.Ref, name=node_id, path=(sig.outputs[0][0],)), sig.output_type
             )
         return Lowered(node, ir_node(ir.Ref, name=node_id), sig.output_type)
+
+
+def _result_type(sig: Any, types: Mapping[str, Type]) -> Type:
+    """A step's value type: the signature's output, or for an operator whose value is one of
+    a list argument's items (`vote`), that argument's item type."""
+    item_of = getattr(sig, "item_of", None)
+    given = types.get(item_of) if item_of else None
+    if given is not None and given.kind == "list" and given.item is not None:
+        return given.item
+    return sig.output
+
+
+def _constant_number(e: A.Expr) -> float | None:
+    if isinstance(e, A.Num):
+        return float(e.value)
+    if isinstance(e, A.UnaryOp) and e.op == "-" and isinstance(e.operand, A.Num):
+        return -float(e.operand.value)
+    return None
 
 
 def _cover(exprs: tuple[A.Expr, ...] | list[A.Expr]) -> SourceSpan:

@@ -7,33 +7,45 @@ precedes, the line it ends, or the block it closes.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from treadle.compiler import ast as A
 
 
 def scan_comments(text: str) -> list[tuple[int, bool, str]]:
-    """Every comment as (line, on_its_own_line, text from `#`, right-stripped)."""
+    """Every comment as (line, on_its_own_line, text from `#`, right-stripped); a `#` inside a
+    string, a multi-line one included, is text."""
     found = []
-    for no, line in enumerate(text.splitlines(), start=1):
-        if "#" not in line:
+    i, no, line_start, n = 0, 1, 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\n":
+            no, line_start = no + 1, i + 1
+        elif text.startswith('"""', i):
+            close = _BLOCK_END.search(text, i + 3)
+            stop = close.end() if close else n
+            no += text.count("\n", i, stop)
+            line_start = text.rfind("\n", 0, stop) + 1 or line_start
+            i = stop
             continue
-        in_str = False
-        i = 0
-        while i < len(line):
-            ch = line[i]
-            if in_str:
-                if ch == "\\":
-                    i += 1
-                elif ch == '"':
-                    in_str = False
-            elif ch == '"':
-                in_str = True
-            elif ch == "#":
-                found.append((no, not line[:i].strip(), line[i:].rstrip()))
-                break
+        elif ch == '"':
             i += 1
+            while i < n and text[i] not in '"\n':
+                i += 2 if text[i] == "\\" else 1
+        elif ch == "#":
+            eol = text.find("\n", i)
+            eol = n if eol < 0 else eol
+            own = not text[line_start:i].strip()
+            found.append((no, own, text[i:eol].rstrip()))
+            i = eol
+            continue
+        i += 1
     return found
+
+
+#: the end of a multi-line string: three quotes not escaped (as the grammar's BLOCK_STRING)
+_BLOCK_END = re.compile(r'(?:[^"\\]|\\[\s\S]|"(?!""))*"""')
 
 
 class _Anchor:
@@ -51,6 +63,9 @@ def _anchors(module: A.Module) -> list[_Anchor]:
     def block(stmts: tuple[A.Statement, ...]) -> None:
         for s in stmts:
             out.append(_Anchor(s.span.line, "stmt", s))
+            end = _header_end(s)
+            if end > s.span.line:  # a header spread over lines: its comment ends the last one
+                out.append(_Anchor(end, "stmt", s))
             if (
                 isinstance(s, A.Step)
                 and isinstance(s.value, A.ForEach)
@@ -62,6 +77,8 @@ def _anchors(module: A.Module) -> list[_Anchor]:
                 for i, arm in enumerate(s.arms):
                     if i:
                         out.append(_Anchor(arm.span.line, "arm", (s.arms[i - 1], arm)))
+                        if arm.cond is not None and arm.cond.span.end_line > arm.span.line:
+                            out.append(_Anchor(arm.cond.span.end_line, "arm", (s.arms[i - 1], arm)))
                     block(arm.body)
                 out.append(_Anchor(s.span.end_line, "close", s.arms[-1]))
             elif isinstance(s, A.Repeat):
@@ -71,10 +88,26 @@ def _anchors(module: A.Module) -> list[_Anchor]:
     for item in module.items:
         out.append(_Anchor(item.span.line, "stmt", item))
         if isinstance(item, A.Workflow):
+            end = max((p.span.end_line for p in (*item.inputs, *item.outputs)), default=0)
+            if end > item.span.line:  # a default spread over lines
+                out.append(_Anchor(end, "stmt", item))
             block(item.body)
             out.append(_Anchor(item.span.end_line, "close", item))
     out.sort(key=lambda a: a.line)
     return out
+
+
+def _header_end(s: A.Statement) -> int:
+    """The last line of a statement's header (a JSON literal or a multi-line string may
+    spread a step, a condition or a return over several lines)."""
+    if isinstance(s, A.Step) and isinstance(s.value, A.ForEach) and s.value.body is not None:
+        return s.value.over.span.end_line
+    if isinstance(s, A.If):
+        cond = s.arms[0].cond
+        return cond.span.end_line if cond is not None else s.span.line
+    if isinstance(s, A.Repeat):
+        return s.bound.span.end_line if s.bound is not None else s.span.line
+    return s.span.end_line
 
 
 def attach_comments(module: A.Module, text: str) -> None:

@@ -41,7 +41,11 @@ CODES: dict[str, tuple[str, Severity, str]] = {
     "E203": ("missing-argument", "error", "a required argument is missing"),
     "E204": ("duplicate-argument", "error", "the same argument or option is given twice"),
     "E205": ("unknown-option", "error", "the operator has no option of this name"),
-    "E206": ("option-type", "error", "an option's value has the wrong type"),
+    "E206": (
+        "option-type",
+        "error",
+        "an option's value has the wrong type, or a constant is out of its bounds",
+    ),
     "E207": ("bad-subject", "error", "the words after the operator do not form one subject"),
     "E208": ("bad-choice", "error", "a word is not one of the choices the parameter accepts"),
     "E301": ("type-mismatch", "error", "a value's type does not fit where it flows"),
@@ -52,6 +56,7 @@ CODES: dict[str, tuple[str, Severity, str]] = {
         "error",
         "an operator of an expression gets a value of the wrong type",
     ),
+    "E305": ("input-default", "error", "an input's default is not a constant"),
     "E401": ("template-name", "error", "a string template interpolates an unknown name"),
     "E501": ("unbounded-loop", "error", "a `repeat` has no `up to N times` bound"),
     "E502": ("loop-bound", "error", "a loop bound is not a whole-number constant in range"),
@@ -60,7 +65,7 @@ CODES: dict[str, tuple[str, Severity, str]] = {
     "E505": ("return-value", "error", "`return VALUE` needs a workflow with exactly one output"),
     "E506": ("for-each-block", "error", "a `for each` block must end with a step giving the item"),
     "E601": ("output-unbound", "error", "a declared output is not bound on every path"),
-    "E701": ("missing-file", "error", "a `use`d file does not exist or cannot be read"),
+    "E701": ("missing-file", "error", "a `use`d or prompt file does not exist or cannot be read"),
     "E702": ("import-cycle", "error", "files `use` each other in a cycle"),
     "E703": ("import-errors", "error", "a `use`d file has errors"),
     "E704": ("ambiguous-workflow", "error", "two files give a workflow of the same name"),
@@ -71,6 +76,16 @@ CODES: dict[str, tuple[str, Severity, str]] = {
     ),
     "W801": ("unused-step", "warning", "a step's value is never used"),
     "W802": ("unused-input", "warning", "a workflow input is never used"),
+    "W803": (
+        "literal-braces",
+        "warning",
+        "a `{...}` that looks like an interpolation stays literal text",
+    ),
+    "W804": (
+        "brace-escape",
+        "warning",
+        "`{{`/`}}` escapes make a string's JSON-looking braces no longer pair up",
+    ),
 }
 
 
@@ -157,15 +172,21 @@ def finish(diags: Iterable[Diagnostic], text: str, file: str | None) -> list[Dia
     return out
 
 
-def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
-    """The closest candidate, as a hint, or None when nothing is close."""
+def closest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate `word` most likely misspells, or None when nothing is close."""
     names = sorted(set(candidates))
     match = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
     if not match:
         lowered = {n.lower(): n for n in names}
         if word.lower() in lowered:
             match = [lowered[word.lower()]]
-    return f"did you mean `{match[0]}`?" if match else None
+    return match[0] if match else None
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """The closest candidate, as a hint, or None when nothing is close."""
+    match = closest(word, candidates)
+    return f"did you mean `{match}`?" if match else None
 
 
 def to_json(diags: list[Diagnostic]) -> str:

@@ -20,6 +20,8 @@ from treadle.compiler.calls import WorkflowSig
 from treadle.compiler.diagnostics import Diagnostic, finish, make
 from treadle.compiler.lower import WorkflowLowerer, signature
 from treadle.compiler.parsing import parse
+from treadle.compiler.scope import ScopeMark
+from treadle.compiler.strings import check_strings
 from treadle.runtime import ir
 from treadle.runtime.ir import SourceSpan
 
@@ -37,6 +39,10 @@ class CompiledFile:
     diags: list[Diagnostic]
     #: errors of the files it uses (each with its own file name)
     imported: list[Diagnostic] = dataclasses.field(default_factory=list)
+    #: the bindings at each statement, per workflow (only when the compiler records them)
+    scopes: dict[str, list[ScopeMark]] = dataclasses.field(default_factory=dict)
+    #: the files this file `use`s, compiled, by the `use` path as written
+    used: dict[str, CompiledFile] = dataclasses.field(default_factory=dict)
 
     @property
     def entry(self) -> str | None:
@@ -51,9 +57,13 @@ class CompiledFile:
 class Compiler:
     """Compiles a main file and, once each, the files it uses."""
 
-    def __init__(self, operators: Mapping[str, Any], root: Path) -> None:
+    def __init__(
+        self, operators: Mapping[str, Any], root: Path, record_scopes: bool = False
+    ) -> None:
         self.operators = operators
         self.root = root
+        #: record the main file's bindings at every statement (for an editor)
+        self.record_scopes = record_scopes
         self.done: dict[Path, CompiledFile] = {}
         self.stack: list[Path] = []
         self.ids: set[str] = set()
@@ -85,10 +95,12 @@ class Compiler:
         origin: dict[str, str] = {}
         workflows: dict[str, ir.Workflow] = {}
         imported: list[Diagnostic] = []
+        used: dict[str, CompiledFile] = {}
         for use in module.uses:
             sub = self._use(use, here, file, diags)
             if sub is None:
                 continue
+            used[use.path] = sub
             workflows.update(sub.workflows)
             errors = [d for d in sub.all_diags if d.is_error]
             imported.extend(errors)
@@ -148,6 +160,8 @@ class Compiler:
                     file=file,
                 )
             )
+        record = self.record_scopes and len(self.stack) <= 1
+        scopes: dict[str, list[ScopeMark]] = {}
         for wf in lowerable:
             lowered = WorkflowLowerer(
                 wf,
@@ -157,9 +171,12 @@ class Compiler:
                 ids=self.ids,
                 diags=diags,
                 file=file,
+                folder=here,
+                scopes=scopes.setdefault(wf.name, []) if record else None,
             ).lower()
             workflows[lowered.name] = lowered
         diags.extend(_recursion(workflows, {s.key for s in sigs.values()}, file))
+        diags.extend(check_strings(module, text, file))
         return CompiledFile(
             file=file,
             source=text,
@@ -168,6 +185,8 @@ class Compiler:
             workflows=workflows,
             diags=finish(diags, text, file),
             imported=imported,
+            scopes=scopes,
+            used=used,
         )
 
     def _use(

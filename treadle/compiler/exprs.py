@@ -8,18 +8,22 @@ placeholder) so one mistake is reported once, not again by everything that reads
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from treadle.compiler import ast as A
-from treadle.compiler.diagnostics import Diagnostic, did_you_mean, make
+from treadle.compiler.diagnostics import Diagnostic, did_you_mean, excerpt, make
 from treadle.compiler.ir_nodes import ir_node
-from treadle.compiler.parsing.transformer import INVALID
+from treadle.compiler.parsing.transformer import INVALID, template_file
 from treadle.compiler.scope import Binding, Env
 from treadle.runtime import ir
 from treadle.runtime.ir import SourceSpan
-from treadle.runtime.types import ANY, BOOLEAN, NUMBER, TEXT, Type, list_of
+from treadle.runtime.types import ANY, BOOLEAN, JSON, NULL, NUMBER, TEXT, Type, list_of
 
 _PLACEHOLDER = ir_node(ir.Const, value=None)
+#: how other languages spell `null`, for the hint of an undefined name
+_NULL_SPELLINGS = {"None", "none", "nil", "NULL", "Null", "undefined", "nothing"}
 
 
 def join_types(types: Iterable[Type]) -> Type:
@@ -57,9 +61,12 @@ class ExprLowerer:
         on_read: Callable[[Binding], None],
         callables: Callable[[], Iterable[str]],
         quiet_names: bool = False,
+        folder: Path | None = None,
     ) -> None:
         self.diags = diags
         self.file = file
+        #: where `file "..."` paths start: the flow's folder
+        self.folder = folder or Path.cwd()
         self.on_read = on_read
         self.callables = callables
         self.quiet_names = quiet_names
@@ -119,6 +126,8 @@ class ExprLowerer:
             else f"undefined name `{head}`"
         )
         hint = did_you_mean(head, env)
+        if hint is None and head in _NULL_SPELLINGS:
+            hint = "write `null` for no value (and `x is null` to test for it)"
         if hint is None and head in set(self.callables()):
             hint = f"`{head}` is an operator: call it in a step, `x = {head} ...`"
         if hint is None and code == "E401":
@@ -132,15 +141,21 @@ class ExprLowerer:
             return self.name(e.path, e.span, env)
         if isinstance(e, A.Str):
             return self.string(e, env)
+        if isinstance(e, A.PromptFile):
+            return self.prompt_file(e, env)
         if isinstance(e, A.Num):
             return ir_node(ir.Const, value=e.value), NUMBER
         if isinstance(e, A.Bool):
             return ir_node(ir.Const, value=e.value), BOOLEAN
+        if isinstance(e, A.Null):
+            return ir_node(ir.Const, value=None), NULL
         if isinstance(e, A.ListLit):
             items = [self.lower(i, env) for i in e.items]
             return ir_node(ir.ListExpr, items=tuple(x for x, _ in items)), list_of(
                 join_types(t for _, t in items)
             )
+        if isinstance(e, A.ObjectLit):
+            return self.object(e, env)
         if isinstance(e, A.UnaryOp):
             x, t = self.lower(e.operand, env)
             if e.op == "not":
@@ -149,6 +164,46 @@ class ExprLowerer:
             self._want(_is_num, t, "`-`", "number", e.operand.span)
             return ir_node(ir.Unary, op="neg", operand=x), NUMBER
         return self.binary(e, env)
+
+    def object(self, e: A.ObjectLit, env: Env) -> tuple[ir.Expr, Type]:
+        """A JSON object: the dynamic type (it is data for schemas, options and prompts)."""
+        fields: dict[str, ir.Expr] = {}
+        for p in e.pairs:
+            if p.key in fields:
+                self.error("E103", f"key `{p.key}` is given twice in this object", p.span)
+            fields[p.key] = self.lower(p.value, env)[0]
+        return ir_node(ir.ObjectExpr, fields=fields), JSON
+
+    def prompt_file(self, e: A.PromptFile, env: Env) -> tuple[ir.Expr, Type]:
+        """A prompt file's template, read now (the program holds its text, so its hash
+        changes with the file); an unknown `{name}` is reported at the file's line."""
+        target = self.folder / e.path
+        try:
+            text = target.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
+        except (OSError, UnicodeDecodeError) as err:
+            reason = (
+                "does not exist"
+                if isinstance(err, FileNotFoundError)
+                else f"cannot be read ({err})"
+            )
+            self.error(
+                "E701",
+                f"prompt file `{e.path}` {reason}",
+                e.span,
+                hint=f"paths are relative to the flow's folder ({_shown(self.folder)})",
+            )
+            return _PLACEHOLDER, TEXT
+        own, before = self.file, len(self.diags)
+        self.file = _shown(target)
+        try:
+            value = self.string(template_file(text), env)
+        finally:
+            self.file = own
+        lines = text.splitlines()
+        for i in range(before, len(self.diags)):
+            d = self.diags[i]
+            self.diags[i] = d.model_copy(update={"excerpt": excerpt(lines, d)})
+        return value
 
     def string(self, e: A.Str, env: Env) -> tuple[ir.Expr, Type]:
         if all(isinstance(p, str) for p in e.parts):
@@ -165,9 +220,20 @@ class ExprLowerer:
     def binary(self, e: A.BinaryOp, env: Env) -> tuple[ir.Expr, Type]:
         left, lt = self.lower(e.left, env)
         right, rt = self.lower(e.right, env)
-        op = {"is": "==", "is not": "!="}.get(e.op, e.op)
+        op = {"is": "==", "is not": "!=", "or else": "default"}.get(e.op, e.op)
         out: Type = BOOLEAN
-        if op in ("and", "or"):
+        if op == "default":
+            # any value may be null at run time (an operator that finds nothing), so any
+            # left side is allowed; the value is the left one's type or the fallback's
+            out = rt if lt.kind == "null" else join_types([lt, rt]) if rt.kind != "null" else lt
+        elif op == "contains":
+            if lt.kind != "list":
+                self._want(_is_text, lt, "`contains`", "text or a list", e.left.span)
+                self._want(_is_text, rt, "`contains` in a text", "text", e.right.span)
+        elif op in ("starts with", "ends with"):
+            self._want(_is_text, lt, f"`{op}`", "text", e.left.span)
+            self._want(_is_text, rt, f"`{op}`", "text", e.right.span)
+        elif op in ("and", "or"):
             self._want(_is_bool, lt, f"`{op}`", "boolean", e.left.span)
             self._want(_is_bool, rt, f"`{op}`", "boolean", e.right.span)
         elif op in ("<", "<=", ">", ">="):
@@ -211,11 +277,20 @@ def _a(t: Type) -> str:
         return f"a `{t}` record"
     if t.kind == "choice":
         return f"one of {t}"
+    if t.kind == "null":
+        return "null"
     return _a_word(str(t))
 
 
 def _list(names: Iterable[str]) -> str:
     return ", ".join(f"`{n}`" for n in names)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
 
 
 describe_type = _a

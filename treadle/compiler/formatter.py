@@ -8,6 +8,7 @@ tree, and formatting is idempotent.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from treadle.compiler import ast as A
@@ -16,11 +17,14 @@ INDENT = "  "
 
 # precedence: higher binds tighter
 _PREC = {
-    "or": 1, "and": 2, "not": 3,
+    "or": 1, "or else": 1, "and": 2, "not": 3,
     "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4, "is": 4, "is not": 4,
+    "contains": 4, "starts with": 4, "ends with": 4,
     "+": 5, "-": 5, "*": 6, "/": 6,
 }  # fmt: skip
 _ATOM = 8
+#: a list or object longer than this (or holding a multi-line string) prints an item a line
+WIDTH = 80
 _ESCAPE = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "{": "{{", "}": "}}"}
 
 
@@ -62,6 +66,12 @@ def _trail(line: str, comment: str | None) -> str:
     return f"{line}  {comment}" if comment else line
 
 
+def _trail_at(pad: str, text: str, comment: str | None) -> str:
+    """A statement's header at `pad`: lines a multi-line value adds are indented under it,
+    and the trailing comment ends its last line (`comments` anchors it there)."""
+    return _trail(_indent(text, pad), comment)
+
+
 def _workflow(wf: A.Workflow) -> list[str]:
     head = f"workflow {wf.name}({_params(wf.inputs)})"
     if wf.outputs:
@@ -73,7 +83,10 @@ def _workflow(wf: A.Workflow) -> list[str]:
 
 
 def _params(ps: tuple[A.Param, ...]) -> str:
-    return ", ".join(f"{p.name}: {p.type}" for p in ps)
+    return ", ".join(
+        f"{p.name}: {p.type}" + (f" = {expr(p.default)}" if p.default is not None else "")
+        for p in ps
+    )
 
 
 def _block(body: tuple[A.Statement, ...], depth: int, end_comments: tuple[str, ...]) -> list[str]:
@@ -99,35 +112,35 @@ def _stmt(s: A.Statement, depth: int) -> list[str]:
             fe = s.value
             head = f"{pad}{s.name} = for each {fe.var} in {expr(fe.over)}"
             if fe.command is not None:
-                return [_trail(f"{head}: {command(fe.command)}", s.trailing)]
-            lines = [_trail(head, s.trailing)]
+                return [_trail_at(pad, f"{head}: {command(fe.command)}", s.trailing)]
+            lines = [_trail_at(pad, head, s.trailing)]
             lines += _block(fe.body or (), depth + 1, fe.end_comments)
             lines.append(pad + "end")
             return lines
-        return [_trail(f"{pad}{s.name} = {command(s.value)}", s.trailing)]
+        return [_trail_at(pad, f"{pad}{s.name} = {command(s.value)}", s.trailing)]
     if isinstance(s, A.If):
         lines = []
         for i, arm in enumerate(s.arms):
             if i == 0:
                 head = f"{pad}if {expr(arm.cond)} then" if arm.cond else f"{pad}if true then"
-                head = _trail(head, s.trailing)
+                head = _trail_at(pad, head, s.trailing)
             elif arm.cond is None:
-                head = _trail(f"{pad}else", arm.trailing)
+                head = _trail_at(pad, f"{pad}else", arm.trailing)
             else:
-                head = _trail(f"{pad}else if {expr(arm.cond)} then", arm.trailing)
+                head = _trail_at(pad, f"{pad}else if {expr(arm.cond)} then", arm.trailing)
             lines.append(head)
             lines += _block(arm.body, depth + 1, arm.end_comments)
         lines.append(pad + "end")
         return lines
     if isinstance(s, A.Repeat):
         head = f"{pad}repeat" if s.bound is None else f"{pad}repeat up to {expr(s.bound)} times"
-        lines = [_trail(head, s.trailing)]
+        lines = [_trail_at(pad, head, s.trailing)]
         lines += _block(s.body, depth + 1, s.end_comments)
-        lines.append(f"{pad}until {expr(s.until)}")
+        lines.append(_indent(f"{pad}until {expr(s.until)}", pad))
         return lines
     if isinstance(s, A.Return):
         text = f"{pad}return" if s.value is None else f"{pad}return {expr(s.value)}"
-        return [_trail(text, s.trailing)]
+        return [_trail_at(pad, text, s.trailing)]
     raise ValueError("cannot format a file with syntax errors")
 
 
@@ -150,8 +163,14 @@ def expr(e: A.Expr) -> str:
         return format_number(e.value)
     if isinstance(e, A.Bool):
         return "true" if e.value else "false"
+    if isinstance(e, A.Null):
+        return "null"
+    if isinstance(e, A.PromptFile):
+        return f"file {format_string_text(e.path)}"
     if isinstance(e, A.ListLit):
-        return "[" + ", ".join(expr(i) for i in e.items) + "]"
+        return _items("[", [expr(i) for i in e.items], "]")
+    if isinstance(e, A.ObjectLit):
+        return _items("{", [f"{format_string_text(p.key)}: {expr(p.value)}" for p in e.pairs], "}")
     if isinstance(e, A.UnaryOp):
         if e.op == "not":
             return f"not {_wrap(e.operand, _PREC['not'])}"
@@ -160,6 +179,22 @@ def expr(e: A.Expr) -> str:
     if p == 4:  # comparisons do not chain: both sides are sums
         return f"{_wrap(e.left, 5)} {e.op} {_wrap(e.right, 5)}"
     return f"{_wrap(e.left, p)} {e.op} {_wrap(e.right, p + 1)}"
+
+
+def _items(open_: str, items: list[str], close: str) -> str:
+    """`[a, b]` on one line when it fits, else one item a line, indented (a schema is long).
+    Lines after the first are relative to the statement: `_stmt` indents them."""
+    one = open_ + ", ".join(items) + close
+    if len(one) <= WIDTH and "\n" not in one:
+        return one
+    return open_ + "\n" + ",\n".join(_indent(INDENT + i) for i in items) + "\n" + close
+
+
+def _indent(text: str, pad: str = INDENT) -> str:
+    """Indent the lines after the first (blank lines stay empty: no trailing spaces)."""
+    return "\n".join(
+        [(pad + ln if ln else ln) if i else ln for i, ln in enumerate(text.split("\n"))]
+    )
 
 
 def _prec(e: A.Expr) -> int:
@@ -187,6 +222,8 @@ def format_number(v: int | float) -> str:
 
 
 def format_string(s: A.Str) -> str:
+    if s.block:
+        return _block_string(s)
     out = []
     for p in s.parts:
         if isinstance(p, str):
@@ -194,6 +231,24 @@ def format_string(s: A.Str) -> str:
         else:
             out.append("{" + ".".join(p.path) + "}")
     return '"' + "".join(out) + '"'
+
+
+_BLOCK_ESCAPE = {"\\": "\\\\", "\r": "\\r", "{": "{{", "}": "}}"}
+
+
+def _block_string(s: A.Str) -> str:
+    """Triple quotes, the text's lines one level deeper than the statement, and the closing
+    quotes on their own line at that level (the margin `block_lines` removes). Runs of three
+    quotes are escaped."""
+    out = []
+    for p in s.parts:
+        if isinstance(p, str):
+            out.append("".join(_BLOCK_ESCAPE.get(ch, ch) for ch in p))
+        else:
+            out.append("{" + ".".join(p.path) + "}")
+    text = re.sub(r'"{3,}', lambda m: '\\"' * len(m.group()), "".join(out))
+    lines = "".join("\n" + (INDENT + ln if ln else "") for ln in text.split("\n"))
+    return '"""' + lines + "\n" + INDENT + '"""'
 
 
 def format_string_text(text: str) -> str:

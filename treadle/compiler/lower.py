@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from treadle.compiler import ast as A
@@ -20,8 +21,9 @@ from treadle.compiler.diagnostics import Diagnostic, make
 from treadle.compiler.exprs import ExprLowerer, describe_type, join_types
 from treadle.compiler.ir_nodes import ir_node
 from treadle.compiler.returns import check_returns, normalize
-from treadle.compiler.scope import Binding, Definition, Env
+from treadle.compiler.scope import Binding, Definition, Env, ScopeMark
 from treadle.runtime import ir
+from treadle.runtime.expr import ExprError, evaluate
 from treadle.runtime.ir import SourceSpan
 from treadle.runtime.types import ANY, BOOLEAN, Type, list_of, parse_type
 
@@ -58,12 +60,79 @@ def signature(wf: A.Workflow, key: str, diags: list[Diagnostic], file: str | Non
             if p.name in seen:
                 diags.append(make("E103", f"duplicate {what} `{p.name}`", p.span, file=file))
             seen.add(p.name)
+    inputs = tuple((p.name, resolve_type(p.type, diags, file)) for p in wf.inputs)
+    defaults: dict[str, ir.Const] = {}
+    for p, (_, t) in zip(wf.inputs, inputs, strict=True):
+        if p.default is not None:
+            default = _default(p, p.default, t, diags, file)
+            if default is not None:
+                defaults[p.name] = default
     return WorkflowSig(
         name=wf.name,
         key=key,
-        inputs=tuple((p.name, resolve_type(p.type, diags, file)) for p in wf.inputs),
+        inputs=inputs,
         outputs=tuple((p.name, resolve_type(p.type, [], file)) for p in wf.outputs),
+        defaults=defaults,
     )
+
+
+def _is_constant(e: A.Expr) -> bool:
+    """Whether an expression reads nothing (a literal, or lists and objects of literals)."""
+    if isinstance(e, A.Name):
+        return False
+    if isinstance(e, A.Str):
+        return all(isinstance(p, str) for p in e.parts)
+    if isinstance(e, A.ListLit):
+        return all(_is_constant(i) for i in e.items)
+    if isinstance(e, A.ObjectLit):
+        return all(_is_constant(p.value) for p in e.pairs)
+    if isinstance(e, A.UnaryOp):
+        return _is_constant(e.operand)
+    if isinstance(e, A.BinaryOp):
+        return _is_constant(e.left) and _is_constant(e.right)
+    return True
+
+
+def _default(
+    p: A.Param, e: A.Expr, t: Type, diags: list[Diagnostic], file: str | None
+) -> ir.Const | None:
+    """An input's default as the constant a run gets, checked against the input's type."""
+    if not _is_constant(e):
+        diags.append(
+            make(
+                "E305",
+                f"the default of input `{p.name}` must be a constant",
+                e.span,
+                hint='write a literal (`3`, `"text"`, `true`, `null`, `[...]`, `{...}`); '
+                "an input cannot read another",
+                file=file,
+            )
+        )
+        return None
+    errors = len(diags)
+    lowerer = ExprLowerer(diags, file, on_read=lambda _b: None, callables=lambda: ())
+    value, vt = lowerer.lower(e, {})
+    if len(diags) > errors:
+        return None
+    if not t.accepts(vt):
+        diags.append(
+            make(
+                "E301",
+                f"input `{p.name}` is declared {t} but its default is {describe_type(vt)}",
+                e.span,
+                file=file,
+            )
+        )
+        return None
+    try:
+        return ir_node(ir.Const, value=evaluate(value, _no_names))
+    except ExprError as err:
+        diags.append(make("E305", f"the default of input `{p.name}`: {err}", e.span, file=file))
+        return None
+
+
+def _no_names(name: str) -> Any:
+    raise ExprError(f"a default reads no names (`{name}`)")
 
 
 @dataclasses.dataclass
@@ -108,8 +177,12 @@ class WorkflowLowerer:
         ids: set[str],
         diags: list[Diagnostic],
         file: str | None,
+        folder: Path | None = None,
+        scopes: list[ScopeMark] | None = None,
     ) -> None:
         self.wf = wf
+        #: where to record the bindings at every statement (an editor's request), or None
+        self.scopes = scopes
         self.sig = sig
         self.ids = ids
         self.diags = diags
@@ -117,13 +190,14 @@ class WorkflowLowerer:
         self.defs: list[Definition] = []
         self.params: list[str] = []
         #: a line of this workflow did not parse (unused-warnings would be noise)
-        self._invalid = wf.broken
+        self._invalid = wf.broken or wf.damaged
         self.exprs = ExprLowerer(
             diags,
             file,
             on_read=self._read,
             callables=lambda: [*operators, *workflows],
             quiet_names=wf.broken,
+            folder=folder,
         )
         self.calls = CallLowerer(self.exprs, operators, workflows)
 
@@ -169,6 +243,7 @@ class WorkflowLowerer:
             d = self._define(name, p.span, "input")
             env[name] = Binding(ir_node(ir.Ref, name=name), t, p.span, defs=(d,))
             self.params.append(name)
+        self._mark(wf.span.line, wf.span.column, env, after=True)
         errors_before = len(self.diags)
         self.diags.extend(check_returns(wf.body, self.file))
         g = _Graph(prefix=f"{sig.key}.")
@@ -177,7 +252,7 @@ class WorkflowLowerer:
         for (name, t), p in zip(sig.outputs, wf.outputs, strict=True):
             b = env.get(name)
             if b is None:
-                if not wf.broken:
+                if not self._invalid:
                     self._error(
                         "E601",
                         f"output `{name}` is never bound",
@@ -225,7 +300,10 @@ class WorkflowLowerer:
         return ir_node(
             ir.Workflow,
             name=sig.key,
-            inputs=tuple(ir_node(ir.Field_, name=p.name, type=str(p.type)) for p in wf.inputs),
+            inputs=tuple(
+                ir_node(ir.Field_, name=p.name, type=str(p.type), default=sig.defaults.get(p.name))
+                for p in wf.inputs
+            ),
             outputs=tuple(ir_node(ir.Field_, name=p.name, type=str(p.type)) for p in wf.outputs),
             graph=ir_node(
                 ir.Graph,
@@ -238,20 +316,29 @@ class WorkflowLowerer:
 
     # ------------------------------------------------------------ statements
 
+    def _mark(self, line: int, column: int, env: Env, after: bool = False) -> None:
+        if self.scopes is not None:
+            self.scopes.append(ScopeMark(line, column, dict(env), after))
+
     def _block(self, body: tuple[A.Statement, ...], env: Env, g: _Graph) -> None:
         for s in body:
-            if isinstance(s, A.Step):
-                self._step(s, env, g)
-            elif isinstance(s, A.If):
-                self._if(s, env, g)
-            elif isinstance(s, A.Repeat):
-                self._repeat(s, env, g)
-            elif isinstance(s, A.Return):
-                self._return(s, env)
-            elif isinstance(s, A.Invalid):
-                self._invalid = True
-                if s.name:
-                    env[s.name] = Binding(_PLACEHOLDER, ANY, s.span, quiet=True)
+            self._mark(s.span.line, s.span.column, env)
+            self._statement(s, env, g)
+            self._mark(s.span.end_line, s.span.end_column, env, after=True)
+
+    def _statement(self, s: A.Statement, env: Env, g: _Graph) -> None:
+        if isinstance(s, A.Step):
+            self._step(s, env, g)
+        elif isinstance(s, A.If):
+            self._if(s, env, g)
+        elif isinstance(s, A.Repeat):
+            self._repeat(s, env, g)
+        elif isinstance(s, A.Return):
+            self._return(s, env)
+        elif isinstance(s, A.Invalid):
+            self._invalid = True
+            if s.name:
+                env[s.name] = Binding(_PLACEHOLDER, ANY, s.span, quiet=True)
 
     def _step(self, s: A.Step, env: Env, g: _Graph) -> None:
         node_id = self._id(g, s.name)
@@ -295,7 +382,7 @@ class WorkflowLowerer:
         for name, _ in outs:
             b = env.get(name)
             if b is None or b.partial:
-                if not self.wf.broken:
+                if not self._invalid:
                     self._error(
                         "E601",
                         f"`return` leaves output `{name}` unbound",
@@ -311,6 +398,7 @@ class WorkflowLowerer:
         arms: list[tuple[ir.Expr | None, _Graph, Env]] = []
         n_elif = 0
         for i, arm in enumerate(s.arms):
+            self._mark(arm.span.line, arm.span.column, env)  # an arm sees none of another's
             cond: ir.Expr | None = None
             if arm.cond is not None:
                 cond, t = self.exprs.lower(arm.cond, env)
@@ -479,6 +567,7 @@ class WorkflowLowerer:
         item: ir.Expr = _PLACEHOLDER
         it: Type = ANY
         if fe.command is not None:
+            self._mark(fe.command.span.line, fe.command.span.column, benv)
             inner = self._id(sub, "each")
             low = self.calls.lower(fe.command, benv, inner, s.name, self._span(fe.command.span))
             if low.node is not None:

@@ -22,37 +22,53 @@ from pathlib import Path
 from typing import Any
 
 from treadle.compiler.build_cache import cache_dir, digest, write_atomic
-from treadle.runtime.types import Type
+from treadle.runtime.types import NumberRange, Type
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 #: bump when the table's layout changes
-TABLE_VERSION = 1
+TABLE_VERSION = 3
 
 
 class TableParam:
     """A parameter as `registry.Param` has it (plain classes: a dataclass's generated methods
     cost more start-up than this module saves)."""
 
-    __slots__ = ("description", "name", "prep", "required", "type")
+    __slots__ = ("description", "name", "prep", "range", "required", "type")
 
-    def __init__(self, name: str, type: Type, prep: str | None, required: bool, description: str):
+    def __init__(
+        self,
+        name: str,
+        type: Type,
+        prep: str | None,
+        required: bool,
+        description: str,
+        range: NumberRange | None = None,
+    ):
         self.name, self.type, self.prep = name, type, prep
-        self.required, self.description = required, description
+        self.required, self.description, self.range = required, description, range
 
 
 class TableOption:
     """An option as `registry.Option` has it."""
 
-    __slots__ = ("default", "description", "name", "type")
+    __slots__ = ("default", "description", "name", "range", "type")
 
-    def __init__(self, name: str, type: Type, default: Any, description: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        type: Type,
+        default: Any,
+        description: str,
+        range: NumberRange | None = None,
+    ) -> None:
         self.name, self.type, self.default, self.description = name, type, default, description
+        self.range = range
 
 
 class TableSignature:
     """What the compiler reads of `registry.Signature`, with the same lookups."""
 
-    __slots__ = ("common", "options", "output", "params")
+    __slots__ = ("common", "item_of", "options", "output", "params")
 
     def __init__(
         self,
@@ -60,8 +76,10 @@ class TableSignature:
         options: tuple[TableOption, ...],
         output: Type,
         common: tuple[TableOption, ...],
+        item_of: str | None = None,
     ) -> None:
         self.params, self.options, self.output, self.common = params, options, output, common
+        self.item_of = item_of
 
     @property
     def subject(self) -> TableParam | None:
@@ -132,7 +150,13 @@ def dump(ops: Mapping[str, Any]) -> dict[str, Any]:
 
     def option(o: Any) -> dict[str, Any]:
         t = o.type.model_dump(mode="json")
-        return {"name": o.name, "type": t, "default": o.default, "description": o.description}
+        return {
+            "name": o.name,
+            "type": t,
+            "default": o.default,
+            "description": o.description,
+            "range": _dump_range(o.range),
+        }
 
     return {
         "version": TABLE_VERSION,
@@ -147,11 +171,13 @@ def dump(ops: Mapping[str, Any]) -> dict[str, Any]:
                         "prep": p.prep,
                         "required": p.required,
                         "description": p.description,
+                        "range": _dump_range(p.range),
                     }
                     for p in op.signature.params
                 ],
                 "options": [option(o) for o in op.signature.options],
                 "output": op.signature.output.model_dump(mode="json"),
+                "item_of": op.signature.item_of,
             }
             for name, op in ops.items()
         },
@@ -164,19 +190,36 @@ def load(data: dict[str, Any]) -> dict[str, TableOperator]:
         raise ValueError("another table layout")
 
     def option(o: dict[str, Any]) -> TableOption:
-        return TableOption(o["name"], to_type(o["type"]), o["default"], o["description"])
+        return TableOption(
+            o["name"], to_type(o["type"]), o["default"], o["description"], _load_range(o["range"])
+        )
 
     common = tuple(option(o) for o in data["common"])
     out = {}
     for name, op in data["operators"].items():
         params = tuple(
-            TableParam(p["name"], to_type(p["type"]), p["prep"], p["required"], p["description"])
+            TableParam(
+                p["name"],
+                to_type(p["type"]),
+                p["prep"],
+                p["required"],
+                p["description"],
+                _load_range(p["range"]),
+            )
             for p in op["params"]
         )
         options = tuple(option(o) for o in op["options"])
-        sig = TableSignature(params, options, to_type(op["output"]), common)
+        sig = TableSignature(params, options, to_type(op["output"]), common, op["item_of"])
         out[name] = TableOperator(name, op["summary"], sig)
     return out
+
+
+def _dump_range(r: NumberRange | None) -> dict[str, Any] | None:
+    return None if r is None else r.model_dump(mode="json")
+
+
+def _load_range(d: dict[str, Any] | None) -> NumberRange | None:
+    return None if d is None else NumberRange.model_construct(**d)
 
 
 def to_type(d: dict[str, Any]) -> Type:

@@ -40,3 +40,15 @@ class Definition:
     span: SourceSpan
     kind: str  # "step" | "value" | "input"
     used: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ScopeMark:
+    """The bindings at one point of a workflow, for an editor's completion and hover: `env`
+    holds before the statement starting at (`line`, `column`) or, when `after` is set, on the
+    lines after `line` (the end of a statement, or a workflow's header)."""
+
+    line: int
+    column: int
+    env: Env
+    after: bool = False

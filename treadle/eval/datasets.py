@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +64,16 @@ class Dataset:
     def __repr__(self) -> str:
         return f"Dataset({self.name!r}, {len(self.rows)} rows)"
 
-    def bind(self, input_names: Sequence[str], input_map: Mapping[str, str] | None) -> Dataset:
+    def bind(
+        self,
+        input_names: Sequence[str],
+        input_map: Mapping[str, str] | None,
+        optional: Collection[str] = (),
+    ) -> Dataset:
         """The same rows with `inputs` set for a workflow taking `input_names`.
 
-        Raises `DatasetError` naming the first row that lacks a column, before anything runs.
+        Raises `DatasetError` naming the first row that lacks a column, before anything runs;
+        a row without the column of an `optional` input (one with a default) leaves it out.
         """
         mapping = dict(self.input_map if input_map is None else input_map)
         unknown = sorted(set(mapping) - set(input_names))
@@ -81,6 +87,8 @@ class Dataset:
             inputs: dict[str, Any] = {}
             for name in input_names:
                 column = mapping.get(name, name)
+                if column not in row.columns and name in optional:
+                    continue
                 if column not in row.columns:
                     have = ", ".join(sorted(row.columns)) or "(none)"
                     how = (

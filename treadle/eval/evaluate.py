@@ -37,7 +37,7 @@ from treadle.eval.report import EvalReport, RowReport, build_report
 from treadle.eval.runner import RowJob, RowRunner, ScorerSpec
 from treadle.eval.scorers import Scorer, resolve_scorer
 from treadle.flow import Flow
-from treadle.runtime.session import Session
+from treadle.runtime.session import Session, check_specs
 
 #: what a dataset may be given as: a path, "humaneval", rows as dicts, or a loaded `Dataset`
 DataSource = str | Path | Dataset | Sequence[Mapping[str, Any]]
@@ -162,24 +162,21 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "row"
 
 
-def read_results(path: Path) -> tuple[dict[str, Any] | None, list[RowReport]]:
+def read_results(
+    path: Path, *, repair: bool = True
+) -> tuple[dict[str, Any] | None, list[RowReport]]:
     """The header and row lines of a results file; a torn last line (a kill mid-write) is
-    dropped, and the file is cut back to its last full line so appending stays valid."""
+    dropped, and (`repair`, for a resume) the file is cut back to its last full line so
+    appending stays valid. A reader of a file still being written passes `repair=False`."""
     if not path.is_file():
         raise InputError(f"There is no results file {path} to resume from.")
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         cut = data.rfind(b"\n") + 1
-        with path.open("r+b") as f:
-            f.truncate(cut)
-    return parse_results(data, path)
-
-
-def parse_results(data: bytes, path: Path) -> tuple[dict[str, Any] | None, list[RowReport]]:
-    """The header and rows of a results file's bytes, without touching the file: a line still
-    being written (no newline yet) is left out, so a run in progress reads as far as it got."""
-    if data and not data.endswith(b"\n"):
-        data = data[: data.rfind(b"\n") + 1]
+        if repair:
+            with path.open("r+b") as f:
+                f.truncate(cut)
+        data = data[:cut]
     header: dict[str, Any] | None = None
     rows: dict[tuple[str, int], RowReport] = {}
     for n, line in enumerate(data.splitlines(), 1):
@@ -281,8 +278,16 @@ async def evaluate(
     if resume is not None:
         header_prev, done = read_results(Path(resume))
     ds = select_rows(data, scoring, rows)
-    ds = ds.bind([f.name for f in wf.inputs] or list(wf.graph.params), scoring.input_map)
+    ds = ds.bind(
+        [f.name for f in wf.inputs] or list(wf.graph.params),
+        scoring.input_map,
+        optional=[f.name for f in wf.inputs if f.default is not None],
+    )
     _coerce_inputs(the_flow, wf.name, ds)
+    if session is not None:
+        session.check_specs(the_flow.model_specs)
+    else:
+        check_specs([run.model, *the_flow.model_specs], run.models or {})
     specs, built = scorer_specs(scoring)
     model_name = session.model_name if session is not None else run.model_name
     flow_path = str(the_flow.path) if the_flow.path else None
@@ -332,7 +337,8 @@ async def evaluate(
             seed=run.seed + e,
             scorers=specs,
             output=scoring.output,
-            trace_path=None if run.traces is False else str(traces / f"{_safe(row.id)}-e{e}.jsonl"),
+            traces=None if run.traces is False else os.path.abspath(traces),
+            trace_group=results_path.name,
         )
         for row in ds.rows
         for e in range(epochs.n)
@@ -358,7 +364,7 @@ async def evaluate(
                 )
 
     if progress is not None:
-        progress.start(len(wanted), len(prior))
+        progress.start(len(wanted), prior)
     own = session is None
     the_session = session if session is not None else run.session()
     runner = RowRunner(the_session, run)
@@ -370,6 +376,7 @@ async def evaluate(
         if progress is not None:
             progress.finish()
         writer.close()
+        runner.close_traces()
         if own:
             await the_session.aclose()
     # the report comes from the record, so a resumed run reports exactly what the file holds

@@ -110,8 +110,8 @@ class RunConfig:
 
     `model`: the default model spec (None: the embedded SmolLM2) or a backend; `models`: ready
     backends for further specs; `cache`: True, False or a `ModelCache`; `concurrency`: rows at
-    once (None: 16 for servers and scripted models, 4 for the embedded model, which computes
-    one call at a time); `step_concurrency`: steps of one row at once; `traces`: a folder for
+    once (None: 16 for servers and scripted models, 8 for the embedded model, which batches
+    that many calls); `step_concurrency`: steps of one row at once; `traces`: a folder for
     the row traces, None for the default beside the results file, False for none;
     `max_errors`: a count, or a fraction of the rows, of infrastructure errors after which the
     evaluation stops.
@@ -158,7 +158,7 @@ class RunConfig:
         spec = self.model if isinstance(self.model, str) else ""
         if spec.startswith(("scripted:", "openai:")) or isinstance(self.model, ModelBackend):
             return 16
-        return 4  # the embedded model computes one call at a time; a few rows keep it busy
+        return 8  # the embedded model batches 8 calls at once (LlamaBackend's slots)
 
     @property
     def run_options(self) -> RunOptions:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol, TextIO
 
 from treadle.eval.report import RowReport
 
 
 class Progress(Protocol):
-    def start(self, total: int, done: int = 0) -> None: ...
+    def start(self, total: int, prior: Sequence[RowReport] = ()) -> None:
+        """`total` row-epochs, `prior` of them already in the results file (a resume): the
+        score and tokens shown are the whole evaluation's, theirs included."""
 
     def update(self, row: RowReport) -> None: ...
 
@@ -22,13 +25,15 @@ class Progress(Protocol):
 
 
 class _Tally:
-    def __init__(self) -> None:
-        self.total = 0
+    def __init__(self, total: int = 0, prior: Sequence[RowReport] = ()) -> None:
+        self.total = total
         self.done = 0
-        self.resumed = 0
         self.errors = 0
         self.scores: list[float] = []
         self.tokens = 0
+        for row in prior:
+            self.add(row)
+        self.resumed = self.done
         self.started = time.monotonic()
 
     def add(self, row: RowReport) -> None:
@@ -58,11 +63,10 @@ class PlainProgress:
         self.stream = stream or sys.stderr
         self.tally = _Tally()
 
-    def start(self, total: int, done: int = 0) -> None:
-        self.tally = _Tally()
-        self.tally.total, self.tally.done, self.tally.resumed = total, done, done
-        if done:
-            self._line(f"resuming: {done} of {total} row-epochs already in the results file")
+    def start(self, total: int, prior: Sequence[RowReport] = ()) -> None:
+        self.tally = _Tally(total, prior)
+        if prior:
+            self._line(f"resuming: {len(prior)} of {total} row-epochs already in the results file")
 
     def update(self, row: RowReport) -> None:
         self.tally.add(row)
@@ -121,19 +125,18 @@ class RichProgress:
         self.tally = _Tally()
         self.task: Any = None
 
-    def start(self, total: int, done: int = 0) -> None:
-        self.tally = _Tally()
-        self.tally.total, self.tally.done, self.tally.resumed = total, done, done
+    def start(self, total: int, prior: Sequence[RowReport] = ()) -> None:
+        self.tally = _Tally(total, prior)
         self.bar.start()
-        self.task = self.bar.add_task(
-            "eval", total=total, completed=done, score="-", errors=0, tokens=0
-        )
+        self.task = self.bar.add_task("eval", total=total, **self._fields())
 
     def update(self, row: RowReport) -> None:
         self.tally.add(row)
+        self.bar.update(self.task, **self._fields())
+
+    def _fields(self) -> dict[str, Any]:
         t = self.tally
-        self.bar.update(
-            self.task,
+        return dict(
             completed=t.done,
             score="-" if t.score is None else f"{t.score:.3f}",
             errors=t.errors,

@@ -78,7 +78,11 @@ class RowReport(BaseModel):
     #: what kind of failure or error it was (e.g. StepFailed/ModelError, timeout)
     error_kind: str | None = None
     explanations: dict[str, str] = Field(default_factory=dict)
+    #: the row's trace: the stream file, the trace id and the offset of its last block
+    #: (`read_trace(trace_path, trace_id, offset=trace_offset)`; `treadle trace show`)
     trace_path: str | None = None
+    trace_id: str | None = None
+    trace_offset: int | None = None
     tokens_in: int = 0
     tokens_out: int = 0
     model_calls: int = 0

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,6 +43,7 @@ from treadle.runtime.ir import Program
 from treadle.runtime.models.base import ModelBackend
 from treadle.runtime.sandbox.base import Sandbox
 from treadle.runtime.session import Session
+from treadle.runtime.tracing import StreamTrace, TraceStream, open_stream
 
 if TYPE_CHECKING:
     from treadle.runtime.tracing import Span
@@ -70,20 +73,34 @@ class RowJob(BaseModel):
     scorers: list[ScorerSpec]
     #: which workflow output is scored (None: the workflow's first declared output)
     output: str | None = None
-    trace_path: str | None = None
+    #: the folder of the evaluation's trace streams (None: no trace), and the evaluation's
+    #: name in them (its results file's), so runs of evaluations sharing a stream stay apart
+    traces: str | None = None
+    trace_group: str | None = None
+
+
+def trace_stream_path(folder: str | os.PathLike[str], worker: str = "local") -> Path:
+    """The trace stream a worker writes in an evaluation's trace folder: `WORKER.jsonl`."""
+    return Path(folder) / f"{worker}.jsonl"
 
 
 class RowRunner:
     """Runs row jobs in one `Session`: every row shares its backends, its cache and its one
     sandbox pool; a program is turned into a `Flow` once (its plans shared by every row) and a
-    scorer is built once per spec. It is also what scorers see (`ScoreEnv`)."""
+    scorer is built once per spec. It is also what scorers see (`ScoreEnv`).
 
-    def __init__(self, session: Session, run: RunConfig) -> None:
+    Row traces go to one stream per worker in the job's trace folder, `WORKER.jsonl` (`worker`:
+    "local" in the evaluating process, a name per process on Ray), opened at the first row and
+    closed by `close_traces`."""
+
+    def __init__(self, session: Session, run: RunConfig, *, worker: str = "local") -> None:
         self.session = session
         self.run_config = run
+        self.worker = worker
         self._flows: dict[str, Flow] = {}
         self._by_id: dict[int, Flow] = {}
         self._scorers: dict[str, Scorer] = {}
+        self._streams: dict[str, TraceStream] = {}
 
     def flow(self, job: RowJob) -> Flow:
         found = self._by_id.get(id(job.program))
@@ -101,6 +118,23 @@ class RowRunner:
         if found is None:
             found = self._scorers[spec.key] = resolve_scorer(spec.spec, **spec.options)
         return found
+
+    def row_trace(self, job: RowJob) -> StreamTrace | None:
+        """The job's place in this worker's trace stream (None when traces are off)."""
+        if job.traces is None:
+            return None
+        stream = self._streams.get(job.traces)
+        if stream is None:
+            path = trace_stream_path(job.traces, self.worker)
+            stream = self._streams[job.traces] = open_stream(path)
+        labels = {"row": job.row.id, "epoch": job.epoch, "group": job.trace_group}
+        return stream.trace(**labels)
+
+    def close_traces(self) -> None:
+        """Write what the streams hold and let go of them."""
+        streams, self._streams = list(self._streams.values()), {}
+        for stream in streams:
+            stream.close()
 
     def add_scorer(self, spec: ScorerSpec, scorer: Scorer) -> None:
         """Register an already-built scorer (API callers may pass Scorer objects)."""
@@ -138,7 +172,9 @@ class RemoteRowRunner:
         self.__init__(state["run_config"])  # type: ignore[misc]
 
     async def setup(self) -> None:
-        self._runner = RowRunner(self.run_config.session(), self.run_config)
+        # one trace stream per worker process: workers of one machine share the folder
+        worker = f"ray-{socket.gethostname()}-{os.getpid()}"
+        self._runner = RowRunner(self.run_config.session(), self.run_config, worker=worker)
 
     async def run(self, job: RowJob) -> RowReport:
         if self._runner is None:
@@ -148,8 +184,11 @@ class RemoteRowRunner:
 
     async def aclose(self) -> None:
         if self._runner is not None:
-            await self._runner.session.aclose()
-            self._runner = None
+            try:
+                await self._runner.session.aclose()
+            finally:
+                self._runner.close_traces()
+                self._runner = None
 
 
 # ---------------------------------------------------------------- one row
@@ -206,6 +245,7 @@ def pick_output(outputs: Mapping[str, Any], declared: list[str], name: str | Non
 def _stats(spans: list[Span], report: RowReport) -> None:
     """Counters and per-step statistics of one run, from its spans."""
     by_id = {s.span_id: s for s in spans}
+    workflow = next((s.name for s in spans if s.kind == "workflow" and s.parent_id is None), "")
     steps: dict[str, StepStats] = {}
     for s in spans:
         if s.kind == "model":
@@ -216,7 +256,7 @@ def _stats(spans: list[Span], report: RowReport) -> None:
         elif s.kind == "sandbox":
             report.sandbox_runs += 1
         elif s.kind == "step":
-            st = steps.setdefault(s.name, StepStats())
+            st = steps.setdefault(_step_key(s, workflow), StepStats())
             st.runs += 1
             if s.status == "skipped":
                 st.skips += 1
@@ -227,14 +267,24 @@ def _stats(spans: list[Span], report: RowReport) -> None:
     for s in spans:
         if s.kind == "model" and s.parent_id in by_id:
             parent = by_id[s.parent_id]
-            if parent.kind == "step" and parent.name in steps:
-                steps[parent.name].tokens_in += s.tokens_in or 0
-                steps[parent.name].tokens_out += s.tokens_out or 0
+            if parent.kind == "step" and _step_key(parent, workflow) in steps:
+                steps[_step_key(parent, workflow)].tokens_in += s.tokens_in or 0
+                steps[_step_key(parent, workflow)].tokens_out += s.tokens_out or 0
     for st in steps.values():
         timed = st.runs - st.skips
         st.total_latency_s = round(st.total_latency_s, 6)
         st.mean_latency_s = st.total_latency_s / timed if timed else 0.0
     report.steps = steps
+
+
+def _step_key(span: Span, workflow: str) -> str:
+    """A step's identity in the per-step statistics: its IR node id, relative to the workflow
+    run (`draft`, `repeat1.draft`, `draft#2`; a called workflow's `inner.answer`), never the
+    name it binds, which several steps may share; a loop's turns by their number."""
+    if span.step is None:
+        return span.name
+    key = span.step.removeprefix(f"{workflow}.")
+    return f"{key} turn {span.name.rsplit(' ', 1)[-1]}" if span.op == "turn" else key
 
 
 async def run_row(job: RowJob, runner: RowRunner) -> RowReport:
@@ -249,18 +299,18 @@ async def run_row(job: RowJob, runner: RowRunner) -> RowReport:
         epoch=job.epoch,
         inputs_digest=inputs_digest(row.inputs),
         target=row.target,
-        trace_path=job.trace_path,
         seed=job.seed,
     )
     start = time.perf_counter()
     spans: list[Span] = []
+    trace = runner.row_trace(job)
     try:
         run = flow.run(
             row.inputs,
             workflow=wf.name,
             session=runner.session,
             seed=job.seed,
-            trace=job.trace_path or None,
+            trace=trace,
             options=settings.run_options,
         )
         limit = settings.row_timeout
@@ -275,6 +325,13 @@ async def run_row(job: RowJob, runner: RowRunner) -> RowReport:
         spans = list(getattr(e, "spans", None) or [])
         report.status, report.error_kind = classify(e)
         report.error = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
+    ref = trace.ref() if trace is not None else None  # on disk before the report points at it
+    if ref is not None:
+        report.trace_path, report.trace_id, report.trace_offset = (
+            str(ref.path),
+            ref.trace_id,
+            ref.offset,
+        )
     _stats(spans, report)
     if report.status != "ok":
         report.latency_s = round(time.perf_counter() - start, 6)
@@ -329,4 +386,5 @@ __all__ = [
     "ScorerSpec",
     "classify",
     "run_row",
+    "trace_stream_path",
 ]

@@ -13,7 +13,8 @@
    decode again (`repair.py`). De-duplicate by the Graph IR's content hash; give each a static
    cost bound (`cost.py`); with `dry_run`, run each once on a scripted model (`dry_run.py`).
 4. Choose: a compiled, non-duplicate candidate (that passed the dry run when one ran), fewest
-   repairs first, then the lowest cost bound; print it in the canonical layout.
+   repairs first, then fewest warnings (an input never read is a flow that ignores part of
+   the task), then the lowest cost bound; print it in the canonical layout.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class Attempt(BaseModel):
     codes: list[str]
     tokens: int
     seconds: float
+    #: prompt tokens the model read for this attempt (what a token budget counts besides `tokens`)
+    prompt_tokens: int = 0
 
 
 class Candidate(BaseModel):
@@ -82,6 +85,8 @@ class Candidate(BaseModel):
     cost_text: str | None = None
     dry_run: DryRun | None = None
     tokens: int = 0
+    #: prompt tokens over every attempt
+    prompt_tokens: int = 0
     seconds: float = 0.0
     #: time inside the token loop (model evaluation, mask, sampling), prompt evaluation excluded
     decode_seconds: float = 0.0
@@ -89,6 +94,12 @@ class Candidate(BaseModel):
     grammar_seconds: float = 0.0
     grammars: int = 0
     attempts: list[Attempt] = []
+
+    @property
+    def warnings(self) -> int:
+        """The compiler's warnings (an input never read, a step never used): each a sign the
+        flow does less than the task asked, so they count against it before its cost does."""
+        return sum(d.get("severity") == "warning" for d in self.diagnostics)
 
 
 class GenerationResult(BaseModel):
@@ -174,14 +185,22 @@ async def generate(
     library: Sequence[str | Path] = (),
     settings: GenerationSettings | None = None,
     base_dir: str | Path | None = None,
+    prompt: Sequence[Message] | None = None,
     **overrides: Unpack[GenerationOverrides],
 ) -> GenerationResult:
     """Generate candidate workflows for `task` and choose one (see the module doc and
     `GenerationSettings`; its fields may also be given as keywords).
 
     `base_dir`: where the output will live, so its `use` paths are relative to it (default:
-    the current directory).
+    the current directory). `prompt`: the turns to decode from instead of the ones built from
+    `task` (`treadle optimize` sends its own: a parent flow and how it did); decoding, repair
+    and judging are the same.
     """
+    if not task.strip():
+        raise InputError(
+            "The task is empty: say in words what the workflow should do, e.g. "
+            '`treadle generate "Solve a math word problem; answer with a number"`.'
+        )
     started = time.perf_counter()
     cfg = replace(settings or GenerationSettings(), **overrides)
     n, repairs, temperature, seed = cfg.n, cfg.repairs, cfg.temperature, cfg.seed
@@ -192,7 +211,9 @@ async def generate(
     caps = select_capabilities(task, caps_all, cfg.max_capabilities) if caps_all else []
     vocab = vocabulary(caps)
     chosen_examples = select_examples(task, cfg.examples)
-    msgs = build_messages(task, vocab, caps, chosen_examples)
+    msgs = (
+        list(prompt) if prompt is not None else build_messages(task, vocab, caps, chosen_examples)
+    )
     uses = use_lines(caps, str(base))
     use_text = "".join(u + "\n" for u in uses)
 
@@ -233,7 +254,7 @@ async def generate(
                 cand = await _free_candidate(
                     backend, msgs, use_text, i, temp, seed + i, repairs, max_tokens, base
                 )
-            await _judge(cand, base, seen, dry_run_candidates, dry_run_sandbox)
+            await judge_candidate(cand, base, seen, dry_run_candidates, dry_run_sandbox)
             candidates.append(cand)
     finally:
         if not isinstance(model, ModelBackend):
@@ -297,10 +318,12 @@ async def _free_candidate(
                 codes=[d.code for d in errors],
                 tokens=completion.usage.output_tokens,
                 seconds=time.perf_counter() - t0,
+                prompt_tokens=completion.usage.input_tokens,
             )
         )
         cand.text, cand.repairs = text, r
         cand.tokens += completion.usage.output_tokens
+        cand.prompt_tokens += completion.usage.input_tokens
         cand.seconds += time.perf_counter() - t0
         if not errors:
             break
@@ -363,10 +386,12 @@ async def _embedded_candidate(
                     codes=[d.code for d in errors] if failed is None else ["undecoded"],
                     tokens=stats.tokens,
                     seconds=time.perf_counter() - t0,
+                    prompt_tokens=stats.prompt_tokens,
                 )
             )
             cand.text, cand.repairs = text, r
             cand.tokens += stats.tokens
+            cand.prompt_tokens += stats.prompt_tokens
             cand.seconds += time.perf_counter() - t0
             cand.mask_seconds += stats.mask_seconds
             cand.decode_seconds += stats.seconds
@@ -382,9 +407,12 @@ async def _embedded_candidate(
     return await backend.with_decoder(decode)
 
 
-async def _judge(
+async def judge_candidate(
     cand: Candidate, base: Path, seen: dict[str, int], dry: bool, sandbox: str
 ) -> None:
+    """Compile `cand`, mark it a duplicate of an earlier IR hash in `seen` (which it extends),
+    give it its cost bound and, with `dry`, a dry run (what `treadle optimize` gates every
+    proposal with too)."""
     from treadle.compiler import check_source, compile_source
 
     if cand.attempts and cand.attempts[-1].codes == ["undecoded"]:
@@ -417,7 +445,10 @@ def _choose(cands: list[Candidate], dry: bool) -> int | None:
     ]
     if not ok:
         return None
-    best = min(ok, key=lambda c: (c.repairs, c.cost.bound() if c.cost else (0, 0), c.index))
+    best = min(
+        ok,
+        key=lambda c: (c.repairs, c.warnings, c.cost.bound() if c.cost else (0, 0), c.index),
+    )
     return best.index
 
 

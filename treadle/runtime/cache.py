@@ -72,10 +72,9 @@ def key_for(
         "backend": kind,
         "model": model,
         "messages": [[m.role, m.content] for m in messages],
-        # a call without a grammar keeps the key it had before calls could have one
-        "params": params.model_dump(
-            mode="json", exclude={"grammar"} if params.grammar is None else None
-        ),
+        # a call without a grammar or a repeat penalty keeps the key it had before calls
+        # could have them
+        "params": params.model_dump(mode="json", exclude=params.unset_extras()),
         "extra": extra,
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -199,6 +198,9 @@ class CachedModel(WrappedBackend):
         self.model_calls = 0
         #: calls answered from the cache (or by sharing a call in flight)
         self.cache_hits = 0
+        #: input + output tokens of every call, a cache hit counted at its tokens (what a fresh
+        #: run spends: a token budget that counts this is the same on a re-run)
+        self.tokens = 0
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
 
     def __repr__(self) -> str:
@@ -221,6 +223,13 @@ class CachedModel(WrappedBackend):
         self, messages: list[Message], params: GenParams, *, sample: int = 0
     ) -> Completion:
         """Like `ModelBackend.complete`; `sample` numbers the samples of one seeded call."""
+        completion = await self._complete(messages, params, sample)
+        self.tokens += completion.usage.input_tokens + completion.usage.output_tokens
+        return completion
+
+    async def _complete(
+        self, messages: list[Message], params: GenParams, sample: int
+    ) -> Completion:
         if not (self.enabled and params.deterministic):
             self.model_calls += 1
             return await self.inner.complete(messages, params)

@@ -7,7 +7,8 @@ JSON-compatible; the rules a user can see are here:
 - a template renders text as is, integral numbers without `.0`, booleans as `true`/`false`,
   lists and records as JSON;
 - `==` / `!=` compare numbers numerically (`2 == 2.0`) and never equate a boolean with a number;
-- `and` / `or` short-circuit;
+- `and` / `or` short-circuit, and so does `or else` (`default`): its right side is evaluated
+  only when the left value is null;
 - indexing a record with a field it lacks is an `ExprError` that names the field and the fields
   it has (the scheduler adds the step's name).
 """
@@ -19,7 +20,17 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from treadle.runtime.ir import Binary, Const, Expr, ListExpr, Ref, Template, Unary, refs
+from treadle.runtime.ir import (
+    Binary,
+    Const,
+    Expr,
+    ListExpr,
+    ObjectExpr,
+    Ref,
+    Template,
+    Unary,
+    refs,
+)
 
 #: resolves a name (node id or graph parameter) to its ready value
 Lookup = Callable[[str], Any]
@@ -56,6 +67,9 @@ def compile_expr(expr: Expr) -> Compiled:
     if isinstance(expr, ListExpr):
         items = [compile_expr(i) for i in expr.items]
         return lambda lookup: [i(lookup) for i in items]
+    if isinstance(expr, ObjectExpr):
+        fields = [(k, compile_expr(v)) for k, v in expr.fields.items()]
+        return lambda lookup: {k: v(lookup) for k, v in fields}
     if isinstance(expr, Unary):
         return _compile_unary(expr)
     if isinstance(expr, Binary):
@@ -111,6 +125,13 @@ def _compile_binary(expr: Binary) -> Compiled:
         return lambda lookup: truthy(left(lookup)) and truthy(right(lookup))
     if op == "or":
         return lambda lookup: truthy(left(lookup)) or truthy(right(lookup))
+    if op == "default":
+
+        def default(lookup: Lookup) -> Any:
+            value = left(lookup)
+            return right(lookup) if value is None else value
+
+        return default
     if op == "==":
         return lambda lookup: equal(left(lookup), right(lookup))
     if op == "!=":
@@ -225,7 +246,33 @@ def _compare(symbol: str, fn: Callable[[Any, Any], bool]) -> Callable[[Any, Any]
     return apply
 
 
+def _contains(a: Any, b: Any) -> bool:
+    if isinstance(a, list):
+        return any(equal(x, b) for x in a)
+    if isinstance(a, str) and isinstance(b, str):
+        return b in a
+    raise ExprError(
+        f"`contains` looks in a text or a list, got {type_name(a)} {_short(a)!r} "
+        f"and {type_name(b)} {_short(b)!r}"
+    )
+
+
+def _affix(symbol: str, fn: Callable[[str, str], bool]) -> Callable[[Any, Any], bool]:
+    def apply(a: Any, b: Any) -> bool:
+        if isinstance(a, str) and isinstance(b, str):
+            return fn(a, b)
+        raise ExprError(
+            f"`{symbol}` tests two texts, got {type_name(a)} {_short(a)!r} "
+            f"and {type_name(b)} {_short(b)!r}"
+        )
+
+    return apply
+
+
 _ARITH: dict[str, Callable[[Any, Any], Any]] = {
+    "contains": _contains,
+    "starts with": _affix("starts with", str.startswith),
+    "ends with": _affix("ends with", str.endswith),
     "+": _add,
     "-": _numeric("-", lambda a, b: a - b),
     "*": _numeric("*", lambda a, b: a * b),

@@ -58,13 +58,24 @@ class ListExpr(_Model):
     items: tuple[Expr, ...]
 
 
+class ObjectExpr(_Model):
+    """A JSON object literal's value: a dict with these keys, in order."""
+
+    kind: Literal["object"] = "object"
+    fields: dict[str, Expr]
+
+
 class Unary(_Model):
     kind: Literal["unary"] = "unary"
     op: Literal["not", "neg"]
     operand: Expr
 
 
-BinaryOp = Literal["and", "or", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/"]
+#: `default` is the source's `or else`: the left value unless it is null, else the right one
+BinaryOp = Literal[
+    "and", "or", "default", "contains", "starts with", "ends with",
+    "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/",
+]  # fmt: skip
 
 
 class Binary(_Model):
@@ -74,7 +85,9 @@ class Binary(_Model):
     right: Expr
 
 
-Expr = Annotated[Const | Ref | Template | ListExpr | Unary | Binary, Field(discriminator="kind")]
+Expr = Annotated[
+    Const | Ref | Template | ListExpr | ObjectExpr | Unary | Binary, Field(discriminator="kind")
+]
 
 
 def refs(expr: Expr) -> list[Ref]:
@@ -85,6 +98,8 @@ def refs(expr: Expr) -> list[Ref]:
         return [r for p in expr.parts if not isinstance(p, str) for r in refs(p)]
     if isinstance(expr, ListExpr):
         return [r for i in expr.items for r in refs(i)]
+    if isinstance(expr, ObjectExpr):
+        return [r for v in expr.fields.values() for r in refs(v)]
     if isinstance(expr, Unary):
         return refs(expr.operand)
     if isinstance(expr, Binary):
@@ -198,10 +213,12 @@ class Graph(_Model):
 
 
 class Field_(_Model):
-    """A declared workflow input or output: its name and type as written (`list of text`)."""
+    """A declared workflow input or output: its name and type as written (`list of text`).
+    An input with a `default` may be left out of a run (its value is then the default's)."""
 
     name: str
     type: str
+    default: Const | None = None
 
 
 class Workflow(_Model):

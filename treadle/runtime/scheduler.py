@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import json
 import os
 import random
 from collections.abc import Callable, Coroutine
@@ -26,12 +28,13 @@ from pydantic import BaseModel, ValidationError
 
 from treadle.errors import InputError, RunError, StepError, StepTimeout, TreadleError
 from treadle.runtime import ir
+from treadle.runtime.coerce import CoercionError, admits_none, coerce
 from treadle.runtime.expr import Compiled, ExprError, compile_expr, ref_names, truthy
 from treadle.runtime.op_context import OperatorLookup, RunnableOperator
 from treadle.runtime.session import Session
 from treadle.runtime.step_context import RunState
 from treadle.runtime.tracing import Span, Tracer
-from treadle.runtime.types import check_value, parse_type
+from treadle.runtime.types import Type, check_value, from_annotation, parse_type
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,9 @@ class _NodePlan:
     method, called with the running scheduler (a bound method would run on the first one).
     """
 
-    __slots__ = ("args", "default_options", "deps", "execute", "id", "node", "op", "options")
+    __slots__ = (
+        "args", "default_options", "deps", "execute", "id", "node", "op", "options", "places",
+    )  # fmt: skip
 
     def __init__(self, node: ir.Node, execute: Callable[..., Coroutine[Any, Any, Any]]) -> None:
         self.node = node
@@ -115,6 +120,8 @@ class _NodePlan:
         self.op: Any = None
         #: the operator's options model with every default, shared when a step sets none
         self.default_options: Any = None
+        #: the declared type of each argument and of each option (see `runtime.coerce`)
+        self.places: tuple[_Places, _Places] = ({}, {})
 
 
 class _GraphPlan:
@@ -139,6 +146,32 @@ class _ArmPlan:
 _COMMON = ("timeout", "retries", "samples")
 #: the key under which a plan cache records that the whole program has been planned
 _PREPARED = -1
+
+
+#: a parameter's declared type, and whether it takes null (an optional argument: null stays)
+_Places = dict[str, tuple[Type, bool]]
+
+
+def _places(model: type[BaseModel]) -> _Places:
+    """The language type of each field of an operator's args or options model: the types the
+    checker checked the step against (`types.from_annotation`, as the registry derives them)."""
+    return {
+        name: (from_annotation(f.annotation), admits_none(f.annotation))
+        for name, f in model.model_fields.items()
+    }
+
+
+def _coerce_arguments(values: dict[str, Any], places: _Places, what: str) -> None:
+    """Convert each value to its parameter's type in place (`runtime.coerce`), or fail the step
+    with a message naming the parameter."""
+    for name, value in values.items():
+        place = places.get(name)
+        if place is None:
+            continue  # not a parameter: the model's validation says so
+        try:
+            values[name] = coerce(value, place[0], optional=place[1])
+        except CoercionError as e:
+            raise StepError(f"{what}`{name}` {e}") from None
 
 
 def _compiled(exprs: dict[str, ir.Expr]) -> tuple[tuple[str, Compiled], ...]:
@@ -209,7 +242,7 @@ class Scheduler:
         for name, value in values.items():
             scope.bind(name, value)
         try:
-            outputs = await self.run_graph(wf.graph, scope, span)
+            outputs = declared_outputs(wf, await self.run_graph(wf.graph, scope, span))
         except asyncio.CancelledError:
             self.tracer.end(span, "cancelled", error="the run was cancelled")
             raise
@@ -267,6 +300,7 @@ class Scheduler:
                 except ValidationError:
                     p.default_options = None
             p.deps = ref_names([*node.args.values(), *node.options.values()])
+            p.places = (_places(p.op.args), _places(p.op.options))
         elif isinstance(node, ir.Call):
             p = _NodePlan(node, Scheduler._exec_call)
             p.args = _compiled(node.args)
@@ -369,6 +403,8 @@ class Scheduler:
         )
         try:
             op = np.op
+            _coerce_arguments(args, np.places[0], "")
+            _coerce_arguments(options, np.places[1], "option ")
             try:
                 a = op.args.model_validate(args)
                 o = np.default_options
@@ -590,9 +626,10 @@ class Scheduler:
         if missing:
             raise RunError(f"the call of {wf.name} gives no value for {', '.join(missing)}")
         child = Scope(depth=scope.depth + 1)
+        declared = {f.name: f.type for f in wf.inputs}
         for k, v in args.items():
-            child.bind(k, v)
-        return await self.run_graph(wf.graph, child, span)
+            child.bind(k, _coerce_input(wf, k, declared.get(k), v))
+        return declared_outputs(wf, await self.run_graph(wf.graph, child, span))
 
     # ------------------------------------------------------------ skipping
 
@@ -621,7 +658,7 @@ def check_inputs(wf: ir.Workflow, inputs: dict[str, Any]) -> dict[str, Any]:
     unknown = [k for k in inputs if k not in declared]
     if unknown:
         problems.append("unknown input" + ("s " if len(unknown) > 1 else " ") + ", ".join(unknown))
-    missing = [k for k in declared if k not in inputs]
+    missing = [k for k, f in declared.items() if k not in inputs and f.default is None]
     if missing:
         problems.append("missing input" + ("s " if len(missing) > 1 else " ") + ", ".join(missing))
     for name, f in declared.items():
@@ -636,11 +673,59 @@ def check_inputs(wf: ir.Workflow, inputs: dict[str, Any]) -> dict[str, Any]:
                     f"{_preview(inputs[name])}"
                 )
     if problems:
-        expected = ", ".join(f"{f.name}: {f.type}" for f in declared.values()) or "no inputs"
+        expected = ", ".join(map(_declared, declared.values())) or "no inputs"
         raise InputError(
             f"Wrong inputs for workflow {wf.name}: {'; '.join(problems)}. It takes: {expected}."
         )
-    return {k: inputs[k] for k in declared}
+    values: dict[str, Any] = {}
+    for k, f in declared.items():
+        if k in inputs:
+            values[k] = inputs[k]
+        elif f.default is not None:  # a fresh copy: a run never changes the next one's default
+            values[k] = copy.deepcopy(f.default.value)
+    return values
+
+
+def _declared(f: ir.Field_) -> str:
+    """`k: number` or, for an input that may be left out, `k: number = 3`."""
+    if f.default is None:
+        return f"{f.name}: {f.type}"
+    return f"{f.name}: {f.type} = {json.dumps(f.default.value, ensure_ascii=False)}"
+
+
+def _coerce_input(wf: ir.Workflow, name: str, declared: str | None, value: Any) -> Any:
+    """A call's argument converted to the callee's declared input type (`runtime.coerce`)."""
+    if declared is None:
+        return value
+    try:
+        return coerce(value, parse_type(declared))
+    except ValueError:
+        return value
+    except CoercionError as e:
+        raise RunError(
+            f"The input `{name}` of workflow {wf.name} is declared {declared}, but the call "
+            f"gives {e.got}."
+        ) from None
+
+
+def declared_outputs(wf: ir.Workflow, outputs: dict[str, Any]) -> dict[str, Any]:
+    """The outputs converted to their declared types (`runtime.coerce`), or a `RunError` that
+    names the output, its type and the value that does not fit."""
+    for f in wf.outputs:
+        if f.name not in outputs:
+            continue
+        try:
+            t = parse_type(f.type)
+        except ValueError:
+            continue
+        try:
+            outputs[f.name] = coerce(outputs[f.name], t)
+        except CoercionError as e:
+            raise RunError(
+                f"The output `{f.name}` of workflow {wf.name} is declared {f.type}, "
+                f"but the workflow computed {e.got}."
+            ) from None
+    return outputs
 
 
 def to_json(value: Any) -> Any:

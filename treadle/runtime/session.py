@@ -21,7 +21,7 @@ import inspect
 import threading
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -80,6 +80,18 @@ def model_label(model: str | ModelBackend | None) -> str | None:
     if model is None or isinstance(model, str):
         return model
     return f"{model.backend}:{model.cache_identity}"
+
+
+def check_specs(specs: Iterable[str | ModelBackend | None], given: Iterable[str] = ()) -> None:
+    """Read every spec a run will load, now (`ModelSpecError`, the user's input, for one that
+    names no model), so a typo is found before any work rather than in the first step; the
+    specs of `given` backends, None (the default model) and backend objects need no reading."""
+    from treadle.runtime.models.spec import parse_spec
+
+    ready = set(given)
+    for spec in specs:
+        if isinstance(spec, str) and spec not in ready:
+            parse_spec(spec)
 
 
 #: one semaphore per backend object and event loop, so sessions that share a backend object
@@ -172,6 +184,7 @@ class Session:
     ) -> None:
         self.default_model = model
         self._given: dict[str, ModelBackend] = dict(models or {})
+        self.check_specs([model] if isinstance(model, str) else [])
         self._cache_setting = cache
         self._cache: ModelCache | None = None
         self._raw: dict[str | None, ModelBackend] = {}
@@ -252,6 +265,12 @@ class Session:
             self._backends[spec] = found
         return found
 
+    @property
+    def tokens(self) -> int:
+        """Input + output tokens of every model call made through this session so far (cache
+        hits counted at their tokens), scorers' judges included."""
+        return sum(b.tokens for b in self._backends.values())
+
     async def model(self, spec: str | None = None) -> ModelBackend:
         """`backend(spec)` with the plain `ModelBackend` interface."""
         return _Plain(await self.backend(spec))
@@ -280,6 +299,10 @@ class Session:
                 self._owned.append(found)
                 self._raw[spec] = found
         return found
+
+    def check_specs(self, specs: Iterable[str]) -> None:
+        """`check_specs` for the specs this session would load (not the backends it was given)."""
+        check_specs(specs, self._given)
 
     # ------------------------------------------------------------ sandbox
 
@@ -347,4 +370,12 @@ class Session:
         self._cache = None
 
 
-__all__ = ["Isolation", "SandboxConfig", "SandboxFactory", "SandboxKind", "Session", "model_label"]
+__all__ = [
+    "Isolation",
+    "SandboxConfig",
+    "SandboxFactory",
+    "SandboxKind",
+    "Session",
+    "check_specs",
+    "model_label",
+]

@@ -13,7 +13,11 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict
 
-Kind = Literal["text", "number", "boolean", "code", "json", "list", "record", "choice", "any"]
+from treadle.runtime.expr import render
+
+Kind = Literal[
+    "text", "number", "boolean", "code", "json", "list", "record", "choice", "null", "any"
+]
 
 
 class Type(BaseModel):
@@ -46,10 +50,15 @@ class Type(BaseModel):
         """Whether a value of type `other` may flow where this type is expected.
 
         `json` is the dynamic type (gradual typing): it flows anywhere and anything flows into
-        it; such values are checked when they reach an operator at run time.
+        it. Where text is expected, numbers, booleans, words and json values are accepted and
+        read as a template renders them. At run time `treadle.runtime.coerce` does exactly what
+        this promises, for every operator argument, call input and declared output: so what
+        the checker accepts runs (tests/compiler/test_soundness.py holds it to that).
         """
         if self.kind in ("any", "json") or other.kind in ("any", "json"):
             return True
+        if other.kind == "null":  # the `null` literal: only where any value may go
+            return self.kind == "null"
         if self.kind == "text":
             # code is text; numbers and booleans read as text in prompts
             return other.kind in ("text", "code", "number", "boolean", "choice")
@@ -75,6 +84,8 @@ BOOLEAN = Type.model_construct(kind="boolean")
 CODE = Type.model_construct(kind="code")
 JSON = Type.model_construct(kind="json")
 ANY = Type.model_construct(kind="any")
+#: the type of the `null` literal (a value an operator's result may also be at run time)
+NULL = Type.model_construct(kind="null")
 
 
 def list_of(item: Type) -> Type:
@@ -164,4 +175,54 @@ def check_value(t: Type, value: Any) -> bool:
         return isinstance(value, dict)
     if t.kind == "choice":
         return value in t.choices
+    if t.kind == "null":
+        return value is None
     return False
+
+
+class NumberRange(BaseModel):
+    """The bounds a numeric parameter declares (pydantic's `ge`/`gt`/`le`/`lt`, and `int` for
+    whole numbers), so the checker refuses a constant the operator would refuse at run time."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    whole: bool = False
+    low: float | None = None
+    high: float | None = None
+    #: `gt` / `lt`: the bound itself is out
+    low_open: bool = False
+    high_open: bool = False
+
+    def admits(self, x: float) -> bool:
+        if self.whole and x != int(x):
+            return False
+        if self.low is not None and (x <= self.low if self.low_open else x < self.low):
+            return False
+        return self.high is None or (x < self.high if self.high_open else x <= self.high)
+
+    def __str__(self) -> str:
+        what = "a whole number" if self.whole else "a number"
+        if self.low is not None:
+            what += f" {'above' if self.low_open else 'from'} {render(self.low)}"
+        if self.high is not None:
+            what += f" {'below' if self.high_open else 'up to'} {render(self.high)}"
+        return what
+
+
+def number_range(annotation: Any, metadata: list[Any]) -> NumberRange | None:
+    """The `NumberRange` of an operator's numeric field, or None when it declares none."""
+    whole = int in (get_args(annotation) or (annotation,))
+    bounds: dict[str, Any] = {}
+    for m in metadata:
+        for attr, key, is_open in (("ge", "low", False), ("gt", "low", True),
+                                   ("le", "high", False), ("lt", "high", True)):  # fmt: skip
+            value = getattr(m, attr, None)
+            if value is not None:
+                bounds[key] = float(value)
+                bounds[f"{key}_open"] = is_open
+    if not whole and not bounds:
+        return None
+    return NumberRange.model_construct(whole=whole, **{**_NO_BOUNDS, **bounds})
+
+
+_NO_BOUNDS: dict[str, Any] = {"low": None, "high": None, "low_open": False, "high_open": False}

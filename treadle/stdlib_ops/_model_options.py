@@ -16,6 +16,23 @@ class ModelOptions(OpOptions):
     seed: int | None = Field(None, description="sampling seed (default: the run's, per sample)")
 
 
+class ReplyControls(ModelOptions):
+    """Options that end a free-running reply: what a small model needs not to loop to its
+    token limit (SmolLM2's `revise` repeated itself to 1024 tokens without them)."""
+
+    stop: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="text that ends the reply where it appears (a list of strings)",
+    )
+    repeat_penalty: float | None = Field(
+        None,
+        ge=1.0,
+        le=2.0,
+        description="penalise repeated tokens (1.0 none; 1.1-1.3 stops a small model looping)",
+    )
+
+
 def gen_params(ctx: OpContext, options: ModelOptions, **overrides: object) -> GenParams:
     """Sampling parameters for one call; a run seed gives each sample its own derived seed."""
     seed = options.seed
@@ -27,6 +44,9 @@ def gen_params(ctx: OpContext, options: ModelOptions, **overrides: object) -> Ge
         "seed": seed,
         **overrides,
     }
+    if isinstance(options, ReplyControls):
+        values.setdefault("stop", tuple(options.stop))
+        values.setdefault("repeat_penalty", options.repeat_penalty)
     return GenParams.model_validate(values)
 
 

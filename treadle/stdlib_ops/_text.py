@@ -93,7 +93,7 @@ def normalize(value: Any, kind: str = "auto") -> Any:
     space-insensitively, code by its syntax tree (formatting and comments ignored)."""
     if value is None:
         return None
-    if kind == "code" or (kind == "auto" and isinstance(value, str) and "\n" in value.strip()):
+    if isinstance(value, str) and (kind == "code" or (kind == "auto" and "\n" in value.strip())):
         try:
             return ("code", ast.dump(ast.parse(value)))
         except (SyntaxError, ValueError):

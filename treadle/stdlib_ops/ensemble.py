@@ -144,6 +144,7 @@ register(
         output=Any,
         run=run,
         ablation=first_of("candidates"),
+        output_item_of="candidates",
         uses_model=True,
     )
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from treadle.runtime.op_context import OpContext
-from treadle.stdlib_ops._model_options import ModelOptions, ask
+from treadle.stdlib_ops._model_options import ReplyControls, ask
 from treadle.stdlib_ops.registry import OpArgs, Operator, not_removable, prep, register
 
 
@@ -14,7 +14,7 @@ class GenerateArgs(OpArgs):
     input: str | None = prep("given", "an input appended after the instruction", default=None)
 
 
-class GenerateOptions(ModelOptions):
+class GenerateOptions(ReplyControls):
     system: str | None = Field(None, description="a system message")
 
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from treadle.runtime.op_context import OpContext
-from treadle.runtime.types import NUMBER, Type, from_annotation
+from treadle.runtime.types import NUMBER, NumberRange, Type, from_annotation, number_range
 
 #: The prepositions the grammar knows. An operator binds a parameter to one of these.
 PREPOSITIONS: tuple[str, ...] = (
@@ -68,6 +68,8 @@ class Param(BaseModel):
     prep: str | None
     required: bool
     description: str
+    #: a numeric parameter's declared bounds (the checker checks constants against them)
+    range: NumberRange | None = None
 
 
 class Option(BaseModel):
@@ -75,12 +77,16 @@ class Option(BaseModel):
     type: Type
     default: Any
     description: str
+    range: NumberRange | None = None
 
 
 class Signature(BaseModel):
     params: tuple[Param, ...]
     options: tuple[Option, ...]
     output: Type
+    #: the value is one of the items of this list parameter: the checker types it as that
+    #: list's items (`vote` of a list of numbers is a number), not as `output`
+    item_of: str | None = None
 
     @property
     def subject(self) -> Param | None:
@@ -169,6 +175,8 @@ class Operator:
     uses_sandbox: bool = False
     #: how attribution removes a step of it; None only until declared (a test requires one)
     ablation: Ablation | None = None
+    #: the value is one of the items of this list parameter (see `Signature.item_of`)
+    output_item_of: str | None = None
 
     @functools.cached_property
     def signature(self) -> Signature:
@@ -186,6 +194,7 @@ class Operator:
                     prep=None if is_subject else str(word),
                     required=f.is_required(),
                     description=f.description or "",
+                    range=_range(f),
                 )
             )
         options = tuple(
@@ -194,10 +203,22 @@ class Operator:
                 type=from_annotation(f.annotation),
                 default=f.get_default(call_default_factory=True),
                 description=f.description or "",
+                range=_range(f),
             )
             for name, f in self.options.model_fields.items()
         )
-        return Signature(params=tuple(params), options=options, output=from_annotation(self.output))
+        return Signature(
+            params=tuple(params),
+            options=options,
+            output=from_annotation(self.output),
+            item_of=self.output_item_of,
+        )
+
+
+def _range(f: Any) -> NumberRange | None:
+    if from_annotation(f.annotation) != NUMBER:
+        return None
+    return number_range(f.annotation, f.metadata)
 
 
 _OPERATORS: dict[str, Operator] = {}

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from treadle.runtime.op_context import OpContext
 from treadle.stdlib_ops import _code, _text
-from treadle.stdlib_ops._model_options import ModelOptions, ask
+from treadle.stdlib_ops._model_options import ReplyControls, ask
 from treadle.stdlib_ops._prompts import prompt
 from treadle.stdlib_ops.registry import OpArgs, Operator, passes, prep, register, subject
 
@@ -25,7 +25,7 @@ class ReviseArgs(OpArgs):
     problem: str | None = prep("for", "the problem the solution solves", default=None)
 
 
-class ReviseOptions(ModelOptions):
+class ReviseOptions(ReplyControls):
     kind: Literal["auto", "text", "code"] = Field(
         "auto", description="what the solution is (auto: code when it parses as Python definitions)"
     )

@@ -47,5 +47,6 @@ register(
         output=Any,
         run=run,
         ablation=first_of("values"),
+        output_item_of="values",
     )
 )

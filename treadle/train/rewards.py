@@ -53,7 +53,9 @@ from pydantic import BaseModel, Field
 from treadle.errors import CompileError, InputError, TreadleError
 from treadle.eval.evaluate import DataSource, evaluate, scorer_specs
 from treadle.eval.options import RunConfig, Scoring, Shortcuts, settle
+from treadle.eval.runner import trace_stream_path
 from treadle.runtime.session import Session
+from treadle.runtime.tracing import open_stream
 
 log = logging.getLogger("treadle.rewards")
 
@@ -276,17 +278,27 @@ class FlowReward:
             self._load_dataset()  # a bad dataset is the caller's error: raise, not a None reward
         await self._open()
         self._batches += 1
-        records = await asyncio.gather(
-            *(
-                self._one(
-                    i,
-                    completions[i],
-                    prompt_list[i] if i < len(prompt_list) else None,
-                    {k: v[i] for k, v in columns.items()},
-                )
-                for i in range(n)
-            )
+        run = self._batch_run()
+        # the batch's runs write ONE trace stream, held open until the last completion is done
+        stream = (
+            open_stream(trace_stream_path(run.traces)) if isinstance(run.traces, Path) else None
         )
+        try:
+            records = await asyncio.gather(
+                *(
+                    self._one(
+                        i,
+                        completions[i],
+                        prompt_list[i] if i < len(prompt_list) else None,
+                        {k: v[i] for k, v in columns.items()},
+                        run,
+                    )
+                    for i in range(n)
+                )
+            )
+        finally:
+            if stream is not None:
+                stream.close()
         self.records = list(records)
         self._log(self.records, kwargs.get("log_metric"), kwargs.get("log_extra"))
         return [r.reward for r in self.records]
@@ -309,16 +321,18 @@ class FlowReward:
     # -- one completion ------------------------------------------------------------------------
 
     async def _one(
-        self, index: int, completion: Any, prompt: Any, row: dict[str, Any]
+        self, index: int, completion: Any, prompt: Any, row: dict[str, Any], run: RunConfig
     ) -> RewardRecord:
         text = extract_flow(
             completion_text(completion), prompt if isinstance(prompt, str) else None
         )
-        record = await self._score(index, text, prompt, row)
+        record = await self._score(index, text, prompt, row, run)
         record.flow = text[:4000]
         return record
 
-    async def _score(self, index: int, text: str, prompt: Any, row: dict[str, Any]) -> RewardRecord:
+    async def _score(
+        self, index: int, text: str, prompt: Any, row: dict[str, Any], run: RunConfig
+    ) -> RewardRecord:
         from treadle.flow import Flow
 
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -340,7 +354,7 @@ class FlowReward:
                 flow,
                 instances,
                 scoring=self.scoring,
-                run=self.run.without_resources(),
+                run=run,
                 session=await self._open(),
                 results=results,
             )
@@ -439,6 +453,14 @@ class FlowReward:
         return self._dataset
 
     # -- shared resources, loop, logging ------------------------------------------------------
+
+    def _batch_run(self) -> RunConfig:
+        """How this batch's flows run: in the reward's session, their traces in one stream
+        for the batch (`bNNNNN-traces/`) unless `run.traces` says otherwise."""
+        run = self.run.without_resources()
+        if run.traces is None or run.traces is True:
+            run = run.with_(traces=self._workdir() / f"b{self._batches:05d}-traces")
+        return run
 
     def _workdir(self) -> Path:
         """Where each completion's results file and traces go (a temporary directory unless

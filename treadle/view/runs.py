@@ -8,14 +8,14 @@ from typing import Any
 import orjson
 
 from treadle.errors import InputError
-from treadle.eval.evaluate import parse_results
+from treadle.eval.evaluate import read_results
 from treadle.eval.report import EvalReport, RowReport, build_report
 
 
 def read_eval(path: Path) -> tuple[EvalReport, list[RowReport], dict[str, Any]]:
     """The report, the per-epoch rows and the results header (empty for a report file)."""
     if path.suffix == ".jsonl":
-        header, epoch_rows = parse_results(path.read_bytes(), path)
+        header, epoch_rows = read_results(path, repair=False)
         head = header or {}
         scorers = head.get("scorers") or [{}]
         report = build_report(

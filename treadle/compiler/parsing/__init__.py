@@ -35,7 +35,6 @@ def parse(text: str, file: str | None = None) -> tuple[A.Module, list[Diagnostic
     """Parse a whole file: the tree (with stand-ins for bad lines) and its syntax errors."""
     source = text if text.endswith("\n") else text + "\n"
     diags: list[Diagnostic] = []
-    broken: set[int] = set()
     fast = fast_parse(source)
     if fast is not None:
         module = fast
@@ -43,10 +42,6 @@ def parse(text: str, file: str | None = None) -> tuple[A.Module, list[Diagnostic
         try:
             module = cast(A.Module, lark_parser().parse(source))  # the transformer's value
         except UnexpectedInput as e:
-            module, diags, broken = recover(source, file, e)
-    if broken:
-        for wf in module.workflows:
-            if wf.span.line in broken:
-                wf.broken = True
+            module, diags = recover(source, file, e)
     attach_comments(module, source)
     return module, diags

@@ -29,24 +29,35 @@ from treadle.compiler.parsing.messages import char_error, first_error, token_err
 from treadle.compiler.parsing.transformer import INVALID
 
 _LINE_KIND = re.compile(
-    r"\s*(?:(?P<end>end)\b|(?P<elif>else\s+if)\b|(?P<else>else)\b|(?P<if>if)\b"
-    r"|(?P<repeat>repeat)\b|(?P<until>until)\b|(?P<workflow>workflow)\b(?:\s+(?P<wname>[A-Za-z_]\w*))?"
+    r"\s*(?:(?P<end>end)\b|(?P<elif>else\s+if|elif|elsif|elseif)\b|(?P<else>else)\b|(?P<if>if)\b"
+    r"|(?P<while>while|loop)\b(?!\s*=)|(?P<repeat>repeat)\b|(?P<until>until)\b|(?P<workflow>workflow)\b(?:\s+(?P<wname>[A-Za-z_]\w*))?"
     r"|(?P<return>return)\b|(?P<use>use)\b"
-    r"|(?P<step>[A-Za-z_]\w*)\s*=(?P<rhs>.*))"
+    r"|(?P<step>[A-Za-z_]\w*)\s*=(?P<rhs>.*)"
+    r"|(?P<each>for\s+each\s+(?P<var>[A-Za-z_]\w*)\b[^:]*$)"
+    r"|(?P<then>.*\bthen\s*(?:#.*)?$))"
 )
 _BLANK = re.compile(r"(?:[ \t\r\n]|#[^\n]*)*")
-_FOR_BLOCK = re.compile(r"\s*for\s+each\b[^:]*$")
+_FOR_BLOCK = re.compile(r"\s*for\s+each\b(?:\s+(?P<var>[A-Za-z_]\w*))?[^:]*$")
+
+
+def _for_block(var: str | None) -> list[tuple[str, str]]:
+    """The head of a `for each` block over a stand-in list; its variable kept when it can be
+    read, so the body's reads of it are no follow-on errors."""
+    names = [("FOR", "for"), ("EACH", "each"), ("NAME", var or INVALID)]
+    return [*names, ("IN", "in"), ("NAME", INVALID)]
 
 
 def recover(
     text: str, file: str | None, error: UnexpectedInput
-) -> tuple[A.Module, list[Diagnostic], set[int]]:
-    """The tree with stand-ins, every syntax error, and the lines of broken workflow headers;
-    `error` is where Lark's own parse stopped, the one error reported if recovery cannot run."""
+) -> tuple[A.Module, list[Diagnostic]]:
+    """The tree with stand-ins and every syntax error; a workflow whose header did not parse
+    is marked `broken`, one with a line that did not parse `damaged`, so the checks keep quiet
+    about what the lost text may have said (recovery does not cascade). `error` is where
+    Lark's own parse stopped, the one error reported if recovery cannot run."""
     try:
         return _Recovery(text, file).run()
     except internals.MissingInternal:
-        return A.new(A.Module), [first_error(text, error, file)], set()
+        return A.new(A.Module), [first_error(text, error, file)]
 
 
 class _Misplaced(Exception):
@@ -65,9 +76,11 @@ class _Recovery:
         self.file = file
         self.diags: list[Diagnostic] = []
         self.broken: set[int] = set()
+        #: the lines that failed to parse (dropped, or replaced by a stand-in)
+        self.failed: set[int] = set()
         self.blocks: list[tuple[str, int]] = []
 
-    def run(self) -> tuple[A.Module, list[Diagnostic], set[int]]:
+    def run(self) -> tuple[A.Module, list[Diagnostic]]:
         ip = lark_parser().parse_interactive(self.text)
         lexer, state = internals.lexing(ip)
         line_ip = internals.snapshot(ip)
@@ -108,7 +121,11 @@ class _Recovery:
             if tok.type == "_NL":
                 self._track_blocks(fed_on_line)
                 at_line_start = True
-        return self._finish(ip), self.diags, self.broken
+        module = self._finish(ip)
+        for wf in module.workflows:
+            wf.broken = wf.span.line in self.broken
+            wf.damaged = any(wf.span.line <= n <= wf.span.end_line for n in self.failed)
+        return module, self.diags
 
     @staticmethod
     def _next(lexer: ContextualLexer, state: LexerState, ip: InteractiveParser) -> Token:
@@ -137,6 +154,7 @@ class _Recovery:
         if nl < 0:
             nl = len(self.text)
         line_no, column = internals.line_and_column(line_ctr)
+        self.failed.add(line_no)
         ip = internals.snapshot(line_ip)
         fed = self._stand_in(ip, self.text[start:nl], line_no, column)
         if fed is None:
@@ -163,7 +181,7 @@ class _Recovery:
             names = [("ELSE", "else"), ("IF", "if"), ("TRUE", "true"), ("THEN", "then")]
         elif kind == "else":
             names = [("ELSE", "else")]
-        elif kind == "if":
+        elif kind in ("if", "while"):  # a `while` block ends in `end`, as an `if` does
             names = [("IF", "if"), ("TRUE", "true"), ("THEN", "then")]
         elif kind == "repeat":
             names = [("REPEAT", "repeat"), ("UP", "up"), ("TO", "to")]
@@ -178,11 +196,15 @@ class _Recovery:
             names = [("RETURN", "return")]
         elif kind == "step" and m is not None:
             names = [("NAME", m.group("step")), ("EQUAL", "=")]
-            if _FOR_BLOCK.match(m.group("rhs") or ""):
-                names += [("FOR", "for"), ("EACH", "each"), ("NAME", INVALID)]
-                names += [("IN", "in"), ("NAME", INVALID)]
+            each = _FOR_BLOCK.match(m.group("rhs") or "")
+            if each:
+                names += _for_block(each.group("var"))
             else:
                 names += [("NAME", INVALID)]
+        elif kind == "each" and m is not None:  # a `for each` block that binds no name
+            names = [("NAME", INVALID), ("EQUAL", "="), *_for_block(m.group("var"))]
+        elif kind == "then":  # an `if` line whose keyword is misspelt
+            names = [("IF", "if"), ("TRUE", "true"), ("THEN", "then")]
         else:
             return None
         toks = [
@@ -221,6 +243,7 @@ class _Recovery:
             kind, opened = self.blocks.pop() if self.blocks else ("block", 0)
             closer = "until true" if kind == "repeat" else "end"
             self.diags.append(unclosed(kind, opened, closer, last_line, self.file))
+            self.failed.add(last_line)
             names = [("UNTIL", "until"), ("TRUE", "true")] if kind == "repeat" else [("END", "end")]
             names.append(("_NL", "\n"))
             try:

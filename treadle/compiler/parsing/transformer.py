@@ -7,6 +7,7 @@ this module's source (`fast_tables`).
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -18,7 +19,7 @@ from treadle.runtime.ir import SourceSpan
 #: the name a stand-in gives a line that did not parse; checks stay quiet about it
 INVALID = "$invalid"
 
-_INTERP = re.compile(r"\{[ \t]*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)[ \t]*\}")
+INTERP = re.compile(r"\{[ \t]*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)[ \t]*\}")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 
 
@@ -39,15 +40,80 @@ def _nodes(children: list[Any]) -> list[Any]:
 
 
 def parse_string(tok: Token) -> A.Str:
-    """Decode escapes and split `{name.field}` interpolations out of a string literal."""
-    raw = str(tok)[1:-1]
+    """Decode escapes and split `{name.field}` interpolations out of a string literal (a
+    triple-quoted one has its indentation removed first: `block_lines`)."""
     parts: list[str | A.Interp] = []
     buf: list[str] = []
-    line, col0 = tok.line or 0, (tok.column or 0) + 1
+    if tok.type == "BLOCK_STRING":
+        for k, (text, line, column) in enumerate(block_lines(str(tok)[3:-3], tok)):
+            if k:
+                buf.append("\n")
+            _scan(text, line, column, parts, buf)
+        if buf:
+            parts.append("".join(buf))
+        return A.new(A.Str, parts=tuple(parts), block=True, span=token_span(tok))
+    _scan(str(tok)[1:-1], tok.line or 0, (tok.column or 0) + 1, parts, buf)
+    if buf:
+        parts.append("".join(buf))
+    return A.new(A.Str, parts=tuple(parts), span=token_span(tok))
+
+
+def template_file(text: str) -> A.Str:
+    """A prompt file's text as a template: `{name}` interpolates and `{{` / `}}` are braces;
+    backslashes are text (a file needs no escapes). Spans are the file's lines."""
+    parts: list[str | A.Interp] = []
+    buf: list[str] = []
+    for k, line in enumerate(text.split("\n")):
+        if k:
+            buf.append("\n")
+        _scan(line, k + 1, 1, parts, buf, escapes=False)
+    if buf:
+        parts.append("".join(buf))
+    return A.new(A.Str, parts=tuple(parts))
+
+
+def block_lines(raw: str, tok: Token) -> list[tuple[str, int, int]]:
+    """The lines of a multi-line string, each with the source line and column it starts at.
+
+    The rule: a blank first line (the text right after the opening quotes) is dropped, and so
+    is a last line holding only the indentation of the closing quotes; then the whitespace
+    every other non-blank line and that closing line start with is removed from each line
+    (a blank line becomes empty). So the closing quotes' indentation is the margin, and a
+    line indented deeper keeps the extra spaces."""
+    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in raw.split("\n")]
+    line0, col0 = tok.line or 0, (tok.column or 0) + 3
+    first = 1 if len(lines) > 1 and not lines[0].strip() else 0
+    closing = len(lines) > 1 and not lines[-1].strip()
+    body = list(range(first, len(lines) - 1 if closing else len(lines)))
+    leads = [_LEAD.match(lines[i]).group() for i in body if lines[i].strip()]  # type: ignore[union-attr]
+    if closing:
+        leads.append(lines[-1])
+    margin = os.path.commonprefix(leads) if leads else ""  # noqa: RUF071 - text, not paths
+    out = []
+    for i in body:
+        text = lines[i]
+        cut = len(margin) if text.startswith(margin) else len(text)  # a short blank line
+        out.append((text[cut:], line0 + i, (col0 if i == 0 else 1) + cut))
+    return out
+
+
+_LEAD = re.compile(r"[ \t]*")
+
+
+def _scan(
+    raw: str,
+    line: int,
+    col0: int,
+    parts: list[str | A.Interp],
+    buf: list[str],
+    escapes: bool = True,
+) -> None:
+    """One line of string text into `parts` (interpolations) and `buf` (the text before the
+    next interpolation); `col0` is the source column of `raw[0]`."""
     i = 0
     while i < len(raw):
         ch = raw[i]
-        if ch == "\\" and i + 1 < len(raw):
+        if ch == "\\" and escapes and i + 1 < len(raw):
             nxt = raw[i + 1]
             buf.append(_ESCAPES.get(nxt, "\\" + nxt))
             i += 2
@@ -57,19 +123,16 @@ def parse_string(tok: Token) -> A.Str:
         elif ch == "}" and raw.startswith("}}", i):
             buf.append("}")
             i += 2
-        elif ch == "{" and (m := _INTERP.match(raw, i)):
+        elif ch == "{" and (m := INTERP.match(raw, i)):
             if buf:
                 parts.append("".join(buf))
-                buf = []
+                buf.clear()
             span = SourceSpan(line=line, column=col0 + i, end_line=line, end_column=col0 + m.end())
             parts.append(A.new(A.Interp, path=tuple(m.group(1).split(".")), span=span))
             i = m.end()
         else:
             buf.append(ch)
             i += 1
-    if buf:
-        parts.append("".join(buf))
-    return A.new(A.Str, parts=tuple(parts), span=token_span(tok))
 
 
 _STATEMENTS = (A.Step, A.If, A.Repeat, A.Return, A.Invalid)
@@ -142,6 +205,18 @@ class ToAst(Transformer[Token, A.Module]):
 
     def field(self, children: list[Any]) -> A.Param:
         return A.new(A.Param, name=str(children[0]), type=children[1], span=_cover(children))
+
+    params = fields
+
+    def param(self, children: list[Any]) -> A.Param:
+        default = children[2] if len(children) > 2 else None
+        return A.new(
+            A.Param,
+            name=str(children[0]),
+            type=children[1],
+            default=default,
+            span=_cover(children),
+        )
 
     def type_name(self, children: list[Any]) -> A.TypeRef:
         return A.new(A.TypeRef, name=str(children[0]), span=_cover(children))
@@ -255,6 +330,11 @@ class ToAst(Transformer[Token, A.Module]):
             A.BinaryOp, op="and", left=children[0], right=children[-1], span=_cover(children)
         )
 
+    def default_expr(self, children: list[Any]) -> A.BinaryOp:
+        return A.new(
+            A.BinaryOp, op="or else", left=children[0], right=children[-1], span=_cover(children)
+        )
+
     def not_expr(self, children: list[Any]) -> A.UnaryOp:
         return A.new(A.UnaryOp, op="not", operand=children[-1], span=_cover(children))
 
@@ -282,6 +362,10 @@ class ToAst(Transformer[Token, A.Module]):
     def string(self, children: list[Any]) -> A.Str:
         return parse_string(children[0])
 
+    def prompt_file(self, children: list[Any]) -> A.PromptFile:
+        path = parse_string(_toks(children, "STRING")[0]).as_text()
+        return A.new(A.PromptFile, path=path, span=_cover(children))
+
     def number(self, children: list[Any]) -> A.Num:
         text = str(children[0])
         value: int | float = float(text) if "." in text else int(text)
@@ -292,6 +376,16 @@ class ToAst(Transformer[Token, A.Module]):
 
     def false(self, children: list[Any]) -> A.Bool:
         return A.new(A.Bool, value=False, span=_cover(children))
+
+    def null(self, children: list[Any]) -> A.Null:
+        return A.new(A.Null, span=_cover(children))
+
+    def object(self, children: list[Any]) -> A.ObjectLit:
+        return A.new(A.ObjectLit, pairs=tuple(_nodes(children)), span=_cover(children))
+
+    def pair(self, children: list[Any]) -> A.Pair:
+        key = parse_string(children[0]).as_text()
+        return A.new(A.Pair, key=key, value=children[-1], span=_cover(children))
 
     def list(self, children: list[Any]) -> A.ListLit:
         return A.new(A.ListLit, items=tuple(_nodes(children)), span=_cover(children))

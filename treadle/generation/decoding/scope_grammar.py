@@ -41,18 +41,25 @@ KEYWORDS = (
     "use", "workflow", "list", "of", "for", "each", "in", "with", "if", "then", "else", "end",
     "repeat", "up", "to", "times", "until", "return", "or", "and", "not", "is", "true", "false",
     "from", "against", "using", "given", "on", "by", "into", "about", "as", "at", "over", "via",
-    "none",
+    "none", "null", "file", "contains", "starts", "ends",
 )  # fmt: skip
 
 #: names stay short: a small model otherwise keeps extending them (`run_double_solve_by_todo`)
 NAME_RX = r"[a-z][a-z0-9_]{0,15}"
 NAME_GBNF = "[a-z] [a-z0-9_]{0,15}"
 #: a run of plain characters inside a string (escapes `\n` allowed, braces are interpolations)
-CHUNK_RX = r'([^"\\{}\n]|\\n){1,120}'
-CHUNK_GBNF = '([^"\\\\{}\\n] | "\\\\n"){1,120}'
-#: at most this many chunks and interpolations in one string
-STRING_PARTS = 5
+CHUNK_RX = r'([^"\\{}\n]|\\n){1,60}'
+CHUNK_GBNF = '([^"\\\\{}\\n] | "\\\\n"){1,60}'
+#: at most this many chunks and interpolations in one string: with the chunk's 60 characters a
+#: string closes within 240 (a model running a prompt into free prose is made to end it, so
+#: a statement always ends within the writer's piece budget)
+STRING_PARTS = 4
+STRING_CHARS = 60 * STRING_PARTS
 LIST_ITEMS = 4
+#: options whose value names a Python function: an identifier, never free text
+IDENTIFIER_OPTIONS = frozenset({"entry_point"})
+IDENTIFIER_RX = r'"[A-Za-z_][A-Za-z0-9_]{0,31}"'
+IDENTIFIER_GBNF = '"\\"" [A-Za-z_] [A-Za-z0-9_]{0,31} "\\""'
 
 _OPTION_NUMBERS: dict[str, tuple[str, str]] = {
     "samples": (r"[2-5]", "[2-5]"),
@@ -137,18 +144,23 @@ class _Builder:
 
     def value(self, scope: Scope, want: Type, c: str, option: str | None = None) -> Ref | None:
         """A rule for a value of type `want` in this scope; None when nothing fits."""
-        name = f"{c}_v_{_key(want)}" + (f"_{option}" if option in _OPTION_NUMBERS else "")
+        special = option in _OPTION_NUMBERS or option in IDENTIFIER_OPTIONS
+        name = f"{c}_v_{_key(want)}" + (f"_{option}" if special else "")
         if self.g.has(name):
             return Ref(name)
         kind = want.kind
         # a number option (samples, max_tokens, ...) must be a constant the compiler can read
         alts = [] if option is not None and kind == "number" else self.refs(scope, want, c)
-        if kind in ("text", "code", "json", "any"):
+        if kind in ("text", "code", "json", "any") and option in IDENTIFIER_OPTIONS:
+            alts.append((Rx(IDENTIFIER_RX, IDENTIFIER_GBNF),))
+        elif kind in ("text", "code", "json", "any"):
             alts.append((self.string(scope, c),))
         if kind in ("number", "json", "any"):
             alts.append((self.number(option),))
         if kind == "boolean":
             alts += [(Lit("true"),), (Lit("false"),)]
+        if kind == "json" and option is None:
+            alts.append((Lit("null"),))  # the dynamic type's no-value
         if kind == "choice":
             alts += [(Lit(w),) for w in want.choices]
         if kind == "list" and want.item is not None:
@@ -222,18 +234,21 @@ class _Builder:
         c: str,
         samples: bool = True,
         focus: tuple[Scope, str] | None = None,
+        want: Type | None = None,
     ) -> tuple[Item, ...] | None:
         """`OPERATOR [SUBJECT] {PREP VALUE} [with OPTION VALUE, ...]`; None when a required
         parameter has nothing in scope that fits. With `focus`, the first parameter must read
-        one of the focus names (a map's item; the steps nothing has read yet)."""
+        one of the focus names (a map's item; the steps nothing has read yet). With `want`,
+        an operator whose value is an item of a list argument (`vote`) gets a list of `want`."""
         items: list[Item] = [Lit(callee.name)]
         for i, p in enumerate(callee.params):
+            t = list_of(want) if want is not None and p.name == callee.item_of else p.type
             if i == 0 and focus is not None:
-                v = self.focused(focus[0], p.type, focus[1])
+                v = self.focused(focus[0], t, focus[1])
                 if v is None:
                     return None
             else:
-                v = self.value(scope, p.type, c)
+                v = self.value(scope, t, c)
             if v is None:
                 if p.required:
                     return None
@@ -264,7 +279,7 @@ class _Builder:
                 if want is not None and not want.accepts(callee.output):
                     continue
                 # `samples N` makes the value a list: offered only where any value fits
-                cmd = self.command(callee, scope, c, samples=want is None, focus=attempt)
+                cmd = self.command(callee, scope, c, samples=want is None, focus=attempt, want=want)
                 if cmd is not None:
                     alts.append(cmd)
             if alts:

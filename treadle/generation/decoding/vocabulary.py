@@ -47,6 +47,9 @@ class Callee:
     uses_sandbox: bool = False
     #: for capabilities: the `.flow` file that defines it
     file: str | None = None
+    #: the value is one of the items of this list parameter (`Signature.item_of`): its type
+    #: is that argument's item type, as the checker types it
+    item_of: str | None = None
 
     def usage(self) -> str:
         """One line: `verify_number <problem: text> with claimed <number> -> ...`."""
@@ -82,6 +85,7 @@ def from_operator(op: Any) -> Callee:
         summary=op.summary,
         uses_model=op.uses_model,
         uses_sandbox=op.uses_sandbox,
+        item_of=getattr(sig, "item_of", None),
     )
 
 

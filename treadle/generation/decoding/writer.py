@@ -130,10 +130,23 @@ def rhs_type(rhs: str, scope: Scope, vocab: Mapping[str, Callee]) -> Type:
     )
     if callee is None:
         return _ref_type(scope, bare) or JSON
-    options = bare.partition(" with ")[2]
+    words, _, options = bare.partition(" with ")
+    out = _item_type(callee, words, scope) or callee.output
     if re.search(r"(^|, )samples ", options):
-        return list_of(callee.output)
-    return callee.output
+        return list_of(out)
+    return out
+
+
+def _item_type(callee: Callee, words: str, scope: Scope) -> Type | None:
+    """For an operator whose value is an item of a list argument (`vote xs`), the item type
+    of that argument, as the checker types it (a literal list or an unknown one: None)."""
+    p = next((p for p in callee.params if p.name == callee.item_of), None)
+    if p is None:
+        return None
+    lead = re.escape(callee.name) + (r" " if p.prep is None else rf" .*?\b{p.prep} ")
+    m = re.match(lead + r"([a-z_][a-z0-9_.]*)", words)
+    t = _ref_type(scope, m.group(1)) if m else None
+    return t.item if t is not None and t.kind == "list" else None
 
 
 def _ref_type(scope: Scope, ref: str) -> Type | None:

@@ -34,10 +34,20 @@ class GenParams(BaseModel):
     #: a GBNF grammar (llama.cpp's format) the reply must match, for a backend whose
     #: `takes_grammar` is True; others never receive a call with one
     grammar: str | None = None
+    #: llama.cpp's repeat penalty (1.0: none; 1.1–1.3 stops a small model looping), sent to a
+    #: server as `repeat_penalty` (llama.cpp) and `repetition_penalty` (vLLM); None: the
+    #: backend's default
+    repeat_penalty: float | None = None
 
     @property
     def deterministic(self) -> bool:
         return self.temperature == 0.0 or self.seed is not None
+
+    def unset_extras(self) -> set[str] | None:
+        """The fields added after the cache's keys were defined that a call leaves unset: left
+        out of its key, so it keeps the key it had before they existed."""
+        unset = {name for name in ("grammar", "repeat_penalty") if getattr(self, name) is None}
+        return unset or None
 
 
 class Usage(BaseModel):

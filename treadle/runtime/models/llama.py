@@ -1,35 +1,35 @@
 """The embedded backend: a GGUF model run in-process by llama-cpp-python.
 
 A GGUF file is loaded once per process (per path and context settings) and shared by every
-backend that names it, because loading costs memory and time and llama.cpp contexts are not
-thread-safe. Calls run in a worker thread (the event loop stays free) and one at a time per
-loaded model: an asyncio lock queues callers on the loop, and a thread lock guards the model
-itself, so a call whose task was cancelled cannot overlap the next one.
+backend that names it, because loading costs memory and time. Completions go to the model's
+batch engine (`llama_batch`): concurrent calls, from any event loop or thread, share each
+`llama_decode`, each in its own sequence and KV stream, so they no longer queue one by one.
+Token-level decoding (`with_decoder`, for grammar-constrained generation) uses the model's own
+single-sequence context, one user at a time under a thread lock, beside the batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import functools
 import hashlib
 import os
 import random
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from treadle.errors import ModelError
 from treadle.runtime.models import _llama_internals as internals
 from treadle.runtime.models.base import Completion, GenParams, Message, ModelBackend, Usage
+from treadle.runtime.models.llama_batch import BatchEngine, Request
+from treadle.runtime.models.llama_prefix import PrefixStore
 
 if TYPE_CHECKING:
-    from llama_cpp import Llama, LlamaGrammar
-    from llama_cpp.llama_types import CreateChatCompletionResponse
+    from llama_cpp import Llama
 
     from treadle.runtime.models.llama_constrained import EmbeddedDecoder
 
@@ -37,27 +37,56 @@ T = TypeVar("T")
 
 #: default context window: SmolLM2 is trained for 8k; 4k keeps the KV cache small
 DEFAULT_N_CTX = 4096
+#: sequences one model decodes together
+DEFAULT_SLOTS = 8
 _CHUNK = 1 << 20
+
+
+def _default_slots() -> int:
+    """$TREADLE_LLAMA_SLOTS, else DEFAULT_SLOTS: sequences decoded together (each holds a KV
+    stream of n_ctx cells, ~22 KiB per cell for SmolLM2-135M)."""
+    value = os.environ.get("TREADLE_LLAMA_SLOTS", "").strip()
+    if not value:
+        return DEFAULT_SLOTS
+    if not value.isdigit() or int(value) < 1:
+        raise ModelError(
+            f"TREADLE_LLAMA_SLOTS must be a whole number of at least 1, got {value!r}."
+        )
+    return int(value)
 
 
 @dataclass(eq=False)
 class _LoadedModel:
-    """One llama.cpp model in memory, with the locks that serialize its use."""
+    """One llama.cpp model in memory: its own context for token-level decoding (under the
+    thread lock), its batch engine for completions (made on first use), its saved prefixes."""
 
     llama: Llama
     identity: str
+    n_ctx: int
+    n_threads: int
     thread_lock: threading.Lock = field(default_factory=threading.Lock)
-    loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = field(
-        default_factory=weakref.WeakKeyDictionary
-    )
+    #: saved prefixes of the batch engine's sequences and of the decoder's context (a state
+    #: saved from one kind of context does not load into the other)
+    prefixes: PrefixStore = field(default_factory=PrefixStore)
+    decoder_prefixes: PrefixStore = field(default_factory=PrefixStore)
+    _engine: BatchEngine | None = None
 
-    def loop_lock(self) -> asyncio.Lock:
-        """An asyncio lock for the running loop (asyncio locks must not cross loops)."""
-        loop = asyncio.get_running_loop()
-        lock = self.loop_locks.get(loop)
-        if lock is None:
-            lock = self.loop_locks[loop] = asyncio.Lock()
-        return lock
+    def engine(self, slots: int) -> BatchEngine:
+        with _LOAD_LOCK:
+            if self._engine is None:
+                self._engine = BatchEngine(
+                    self.llama,
+                    n_ctx=self.n_ctx,
+                    slots=slots,
+                    n_threads=self.n_threads,
+                    prefixes=self.prefixes,
+                )
+            return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+        self.llama.close()
 
 
 _LOADED: dict[tuple[object, ...], _LoadedModel] = {}
@@ -95,11 +124,10 @@ def chat_kwargs(messages: list[Message], params: GenParams) -> dict[str, Any]:
     }
     if params.stop:
         kwargs["stop"] = list(params.stop)
-    if params.seed is not None:
-        kwargs["seed"] = params.seed
-    elif params.temperature > 0:
-        # without a seed llama.cpp would continue the last seeded RNG stream; draw a fresh one
-        kwargs["seed"] = random.getrandbits(31)
+    if params.repeat_penalty is not None:
+        kwargs["repeat_penalty"] = params.repeat_penalty
+    if params.seed is not None or params.temperature > 0:
+        kwargs["seed"] = _seed(params)
     return kwargs
 
 
@@ -114,32 +142,6 @@ def _default_threads() -> int:
             f"TREADLE_LLAMA_THREADS must be a whole number of at least 1, got {value!r}."
         )
     return int(value)
-
-
-@functools.lru_cache(maxsize=32)
-def _grammar(gbnf: str) -> LlamaGrammar:
-    """A GBNF grammar for llama-cpp-python (which only holds the text until it samples)."""
-    from llama_cpp import LlamaGrammar
-
-    return LlamaGrammar.from_string(gbnf, verbose=False)
-
-
-#: grammar texts llama.cpp's parser has accepted
-_PARSED: set[str] = set()
-
-
-def _check_grammar(llama: Llama, grammar: LlamaGrammar) -> None:
-    """Parse a grammar with llama.cpp's own parser before a call uses it (llama-cpp-python
-    would crash on one that does not parse). Runs under the model's thread lock."""
-    text, root = internals.grammar_source(grammar)
-    if text in _PARSED:
-        return
-    if not internals.grammar_parses(llama, text, root):
-        raise ModelError(
-            "The grammar of a model call is not valid GBNF (llama.cpp could not parse it); "
-            "see llama.cpp's grammars/README.md for the format."
-        )
-    _PARSED.add(text)
 
 
 def _check_path(path: str | os.PathLike[str]) -> Path:
@@ -180,7 +182,7 @@ def _load(path: Path, n_ctx: int, n_threads: int, n_gpu_layers: int) -> _LoadedM
                 "or use an OpenAI-compatible server with `--model openai:URL#MODEL`."
             ) from e
         try:
-            with internals.no_extra_buffers():
+            with internals.weight_buffers(extra=internals.extra_buffers_safe()):
                 llama = llama_cpp.Llama(
                     model_path=str(path),
                     n_ctx=n_ctx,
@@ -195,7 +197,9 @@ def _load(path: Path, n_ctx: int, n_threads: int, n_gpu_layers: int) -> _LoadedM
                 "or use an architecture or quantization this llama-cpp-python version does not "
                 "support; try re-downloading it or upgrading llama-cpp-python."
             ) from e
-        loaded = _LoadedModel(llama=llama, identity=file_identity(path))
+        loaded = _LoadedModel(
+            llama=llama, identity=file_identity(path), n_ctx=n_ctx, n_threads=n_threads
+        )
         if not _LOADED:
             atexit.register(_close_all)
         _LOADED[key] = loaded
@@ -210,7 +214,7 @@ def _close_all() -> None:
             # a generation still running in a worker thread keeps its model (and llama.cpp
             # frees it with the process); only idle models are closed
             if loaded.thread_lock.acquire(timeout=1.0):
-                loaded.llama.close()
+                loaded.close()
         _LOADED.clear()
 
 
@@ -225,7 +229,6 @@ class LlamaBackend(ModelBackend):
     `GenParams.grammar` (GBNF) constrains the reply through llama.cpp's grammar sampler."""
 
     backend = "llama"
-    max_concurrency = 1
     takes_grammar = True
 
     def __init__(
@@ -235,8 +238,11 @@ class LlamaBackend(ModelBackend):
         n_ctx: int = DEFAULT_N_CTX,
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
+        slots: int | None = None,
     ) -> None:
         self.path = _check_path(path)
+        #: calls decoded together; the session lets this many run at once
+        self.slots = self.max_concurrency = slots or _default_slots()
         self.n_ctx = n_ctx
         self.n_threads = n_threads or _default_threads()
         self.n_gpu_layers = n_gpu_layers
@@ -261,6 +267,10 @@ class LlamaBackend(ModelBackend):
             )
         return self._loaded
 
+    async def batch_engine(self) -> BatchEngine:
+        """The loaded model's batch engine (its counters show how calls were batched)."""
+        return (await self._load()).engine(self.slots)
+
     async def with_decoder(self, work: Callable[[EmbeddedDecoder], T]) -> T:
         """Run `work` in a worker thread with a token-level decoder over this model, which it
         has to itself meanwhile: the decoder owns the KV cache, so no other call may run."""
@@ -270,7 +280,7 @@ class LlamaBackend(ModelBackend):
 
         def run() -> T:
             with loaded.thread_lock:
-                return work(EmbeddedDecoder(loaded.llama, self.model))
+                return work(EmbeddedDecoder(loaded.llama, self.model, loaded.decoder_prefixes))
 
         return await asyncio.to_thread(run)
 
@@ -278,68 +288,37 @@ class LlamaBackend(ModelBackend):
         if not messages:
             raise ModelError("A model call needs at least one message; got none.")
         loaded = await self._load()
-        kwargs = chat_kwargs(messages, params)
-        if params.grammar is not None:
-            kwargs["grammar"] = _grammar(params.grammar)
-        cancelled = threading.Event()
-        async with loaded.loop_lock():
-            try:
-                result = await asyncio.to_thread(self._run, loaded, kwargs, cancelled)
-            except asyncio.CancelledError:
-                cancelled.set()  # a call still waiting for the model never starts
-                raise
-        return result
-
-    def _run(
-        self, loaded: _LoadedModel, kwargs: dict[str, Any], cancelled: threading.Event
-    ) -> Completion:
-        with loaded.thread_lock:
-            if cancelled.is_set():
-                raise ModelError("The model call was cancelled before it started.", retryable=True)
-            if "grammar" in kwargs:
-                _check_grammar(loaded.llama, kwargs["grammar"])
-            self.calls += 1
-            try:
-                # llama.cpp would reuse the KV cache of the previous call's common prefix;
-                # logits computed that way differ in the last bits from a fresh evaluation,
-                # enough to change a sampled token and, on some builds (seen with a portable
-                # AVX2 build), even a greedy argmax. Every call starts from a clean state, so
-                # the same call gives the same answer whatever ran before it: reproducible
-                # scores and the cache's keys depend on that.
-                loaded.llama.reset()
-                start = time.perf_counter()
-                # not streamed: one response
-                reply = cast(
-                    "CreateChatCompletionResponse", loaded.llama.create_chat_completion(**kwargs)
-                )
-                self.model_seconds += time.perf_counter() - start
-            except ValueError as e:
-                text = str(e)
-                if "context window" in text or "broadcast" in text:
-                    # llama-cpp-python reports an overlong prompt either way
-                    raise ModelError(
-                        f"The prompt is too long for the embedded model {self.path.name}: it "
-                        f"does not fit in the context window of {self.n_ctx} tokens. Shorten "
-                        "the prompt, or load the model with a larger context "
-                        "(load_model(spec, n_ctx=...)).",
-                    ) from e
-                raise ModelError(
-                    f"The embedded model {self.path.name} rejected the request: {text}.",
-                ) from e
-            except Exception as e:
-                raise ModelError(
-                    f"The embedded model {self.path.name} failed while generating: "
-                    f"{type(e).__name__}: {e}.",
-                    retryable=True,
-                ) from e
-        choice = reply["choices"][0]
-        usage = reply.get("usage") or {}
+        engine = await self.batch_engine()
+        request = Request(
+            tokens=internals.chat_tokens(loaded.llama, messages),
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            seed=_seed(params),
+            stop=tuple(params.stop or ()),
+            grammar=(params.grammar, "root") if params.grammar is not None else None,
+            repeat_penalty=params.repeat_penalty,
+        )
+        start = time.perf_counter()
+        future = engine.submit(request)
+        try:
+            result = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            engine.cancel(future)  # its sequence stops at the next step, freeing the slot
+            raise
+        self.calls += 1
+        self.model_seconds += time.perf_counter() - start
         return Completion(
-            text=choice["message"].get("content") or "",
-            usage=Usage(
-                input_tokens=usage.get("prompt_tokens", 0),
-                output_tokens=usage.get("completion_tokens", 0),
-            ),
-            finish_reason=choice.get("finish_reason") or "stop",
+            text=result.text,
+            usage=Usage(input_tokens=result.prompt_tokens, output_tokens=result.completion_tokens),
+            finish_reason=result.finish_reason,
             model=self.path.name,
         )
+
+
+def _seed(params: GenParams) -> int:
+    """The call's seed; an unseeded sampled call draws a fresh one (greedy needs none; without
+    one, llama-cpp-python would continue the last seeded RNG stream)."""
+    if params.seed is not None:
+        return params.seed
+    return random.getrandbits(31) if params.temperature > 0 else 0

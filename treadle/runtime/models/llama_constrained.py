@@ -18,18 +18,17 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from treadle.errors import ModelError
 from treadle.runtime.models import _llama_internals as internals
 from treadle.runtime.models.base import Message
+from treadle.runtime.models.llama_prefix import BLOCK, PrefixStore, blocks
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
     from llama_cpp import Llama
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-    from llama_cpp.llama_types import ChatCompletionRequestMessage
     from llguidance import LLTokenizer
 
 _TOKENIZERS: dict[str, LLTokenizer] = {}
@@ -42,6 +41,7 @@ class DecodeStats:
 
     tokens: int = 0
     prompt_tokens: int = 0
+    reused_tokens: int = 0
     eval_seconds: float = 0.0
     mask_seconds: float = 0.0
     grammar_seconds: float = 0.0
@@ -65,13 +65,14 @@ class EmbeddedDecoder:
     """Token-level decoding with one loaded `llama_cpp.Llama` (not thread-safe: one user;
     `LlamaBackend.with_decoder` hands one out with the model to itself)."""
 
-    def __init__(self, llama: Llama, identity: str) -> None:
+    def __init__(self, llama: Llama, identity: str, prefixes: PrefixStore | None = None) -> None:
         self.llama = llama
+        #: saved prompt prefixes of this model (None: none are saved or restored)
+        self.prefixes = prefixes
         self.identity = identity
         self.n_vocab = int(llama.n_vocab())
         self.eos = int(llama.token_eos())
         self.tokenizer = _tokenizer(llama, identity)
-        self._template: Jinja2ChatFormatter | None = None
         #: tokens sampled in the current program, for the repeat penalty
         self.recent: list[int] = []
         self.repeat_penalty = 1.15
@@ -81,33 +82,34 @@ class EmbeddedDecoder:
 
     def chat_prompt(self, messages: Sequence[Message]) -> str:
         """The model's chat template applied, ending where the assistant's turn starts."""
-        if self._template is None:
-            template = self.llama.metadata.get("tokenizer.chat_template")
-            if not template:
-                raise ModelError(
-                    "The model file has no chat template; constrained generation needs one."
-                )
-            self._template = internals.chat_formatter(
-                template,
-                eos_token=internals.token_text(self.llama, self.eos),
-                bos_token=internals.token_text(self.llama, int(self.llama.token_bos())),
-            )
-        turns = [{"role": m.role, "content": m.content} for m in messages]
-        result = self._template(messages=cast("list[ChatCompletionRequestMessage]", turns))
-        return str(result.prompt)
+        return str(internals.chat_prompt(self.llama, messages).prompt)
 
     def start(self, prompt: str) -> DecodeStats:
-        """Evaluate the prompt (the longest common prefix with the context is kept)."""
+        """Evaluate the prompt, from the longest of: the block-aligned common prefix with the
+        context, or a saved prefix (restored). Blocks end at fixed positions (`blocks`), so
+        the cells are the same whichever way the prefix got there."""
         stats = DecodeStats()
         tokens = self.llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         common = 0
         current = internals.context_tokens(self.llama)
         while common < min(len(current), len(tokens) - 1) and current[common] == tokens[common]:
             common += 1
+        common = common // BLOCK * BLOCK
+        save_at = 0
+        hit = self.prefixes.lookup(tokens) if self.prefixes is not None else None
+        if hit is not None and hit[0] > common:
+            internals.clear_sequence(internals.context_pointer(self.llama), 0)
+            restored = internals.restore_context(self.llama, list(tokens[: hit[0]]), hit[1])
+            common = stats.reused_tokens = hit[0] if restored else 0
+        elif self.prefixes is not None:
+            save_at = self.prefixes.worth_saving(tokens)
         internals.truncate_context(self.llama, common)
         self.recent = []
         t0 = time.perf_counter()
-        self.llama.eval(tokens[common:])
+        for start, end in blocks(common, len(tokens)):
+            self.llama.eval(tokens[start:end])
+            if self.prefixes is not None and end == save_at:
+                self.prefixes.save(tokens[:end], internals.context_state(self.llama))
         stats.eval_seconds += time.perf_counter() - t0
         stats.prompt_tokens = len(tokens) - common
         return stats

@@ -140,6 +140,8 @@ class OpenAIBackend(ModelBackend):
             body["seed"] = params.seed
         if params.stop:
             body["stop"] = list(params.stop)
+        if params.repeat_penalty is not None:  # llama.cpp's server and vLLM name it apart
+            body["repeat_penalty"] = body["repetition_penalty"] = params.repeat_penalty
         return body
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:

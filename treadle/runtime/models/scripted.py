@@ -1,6 +1,7 @@
 """A backend that replays given answers, for tests of control flow (never of model quality).
 
-It records every call, so a test can assert which prompts reached the model and in what order.
+It records every call, so a test can assert which prompts reached the model and in what order,
+and with which parameters; a reply stops before the first of the call's stop sequences.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class ScriptedBackend(ModelBackend):
             raise answer
         if isinstance(answer, Completion):
             return answer
-        text = str(answer)
+        text = _until_stop(str(answer), params.stop)
         return Completion(
             text=text,
             usage=Usage(
@@ -132,6 +133,12 @@ class ScriptedBackend(ModelBackend):
             "Add answers to the script (or a default), or check why the workflow made more "
             "model calls than expected."
         )
+
+
+def _until_stop(text: str, stop: Sequence[str]) -> str:
+    """The answer cut before its first stop sequence, as a model's reply would be."""
+    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    return text[: min(cuts)] if cuts else text
 
 
 def _plain(value: object) -> object:

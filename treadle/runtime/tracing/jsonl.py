@@ -1,4 +1,4 @@
-"""The JSONL trace writer, and where a run's trace file goes by default.
+"""The JSONL trace writer of a run's own file, and where that file goes by default.
 
 The writer is cheap because it does almost nothing while a step runs: a start only notes the
 span, an end queues its line (built with orjson, so the span itself can be freed); lines are
@@ -8,6 +8,9 @@ SIGTERM/SIGHUP. A span that starts and ends between two flushes is one line. A r
 (Ctrl-C, a crash, even SIGKILL) leaves a readable file holding everything up to the last flush,
 at most `FLUSH_INTERVAL` old: spans that ended, and the start of the ones that did not. Large
 inputs that repeat (the sandbox harness script) are `blob` lines, referenced by hash.
+
+The line builders and the flusher are shared with the batch trace stream (`stream`), which
+writes many runs' lines into one file.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -57,12 +60,7 @@ class JsonlSink:
             "time": time.time(),
             **(header or {}),
         }
-        name = os.fspath(path)
-        try:
-            self._fd: int | None = os.open(name, _OPEN_FLAGS, 0o644)
-        except FileNotFoundError:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(name, _OPEN_FLAGS, 0o644)
+        self._fd: int | None = open_for_writing(self.path, _OPEN_FLAGS)
         #: spans that started and have not ended (their start line is written by a flush
         #: that finds them still running)
         self._running: dict[str, Span] = {}
@@ -75,7 +73,7 @@ class JsonlSink:
         #: ids of spans whose start line is written but not their end
         self._started: set[str] = set()
         #: held while writing, so the timer's flush and the final one never interleave
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
         self.error: OSError | None = None
         _FLUSHER.add(self)
 
@@ -91,23 +89,23 @@ class JsonlSink:
         started = self._started
         if span_id in started:
             started.discard(span_id)
-            line = _dumps(_end_record(span, {"event": "end", "span_id": span_id}))
+            line = dumps(end_record(span, {"event": "end", "span_id": span_id}))
         else:
             # a flush racing with this may still write a start line after it: `read_trace`
             # never lets a start override what the span line said
-            line = _span_line(span)
+            line = span_line(span)
         queue = self._queue
         queue.append(line)
         if len(queue) > _FLUSH_EVENTS:
             self.flush()
 
     def on_blob(self, sha256: str, text: str) -> None:
-        self._queue.append(_dumps({"event": "blob", "sha256": sha256, "text": text}))
+        self._queue.append(dumps({"event": "blob", "sha256": sha256, "text": text}))
 
     def flush(self, final: bool = False) -> None:
         """Write what happened since the last flush: spans that ended (one `span` line, or an
         `end` line after an earlier `start`), then a `start` line for each span still running."""
-        with self._lock:
+        with self.lock:
             if self._fd is None:
                 return
             queue = self._queue
@@ -118,7 +116,7 @@ class JsonlSink:
                     if trace_id is None and not final:
                         return  # nothing has happened yet; the header waits for a trace id
                     self._header["trace_id"] = trace_id
-                lines.append(_dumps(self._header))
+                lines.append(dumps(self._header))
                 self._header = None
             started = self._started
             # popleft, not a copy and clear: the run's thread may append meanwhile
@@ -129,24 +127,14 @@ class JsonlSink:
                 for span in list(self._running.values()):
                     if span.span_id not in started:
                         started.add(span.span_id)
-                        lines.append(_dumps(_start_record(span, "start")))
+                        lines.append(dumps(start_record(span, "start")))
             if not lines:
                 return
-            data = b"".join(lines)
-            try:
-                while data:
-                    data = data[os.write(self._fd, data) :]
-            except OSError as e:
-                if self.error is None:
-                    self.error = e
-                    warnings.warn(
-                        f"treadle could not write the trace {self.path}: {e}",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
+            failed = write_all(self._fd, b"".join(lines), self.path, self.error)
+            self.error = self.error or failed
 
     def close(self) -> None:
-        with self._lock:
+        with self.lock:
             if self._fd is None:
                 return
             try:
@@ -157,19 +145,45 @@ class JsonlSink:
                 self._fd = None
 
 
+def open_for_writing(path: Path, flags: int) -> int:
+    """A file descriptor for `path` opened with `flags`, its folder made when missing."""
+    try:
+        return os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, flags, 0o644)
+
+
+def write_all(fd: int, data: bytes, path: Path, error: OSError | None) -> OSError | None:
+    """Write `data` to `fd`; the failure of this write, or None. A trace that cannot be written
+    must not stop the run: the first failure (`error` is the one before, if any) is warned
+    about, once."""
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError as e:
+        if error is None:
+            warnings.warn(
+                f"treadle could not write the trace {path}: {e}", RuntimeWarning, stacklevel=3
+            )
+        return e
+    return None
+
+
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
 
-def _dumps(record: dict[str, Any]) -> bytes:
+def dumps(record: dict[str, Any]) -> bytes:
+    """One trace line (orjson, falling back to json for what orjson refuses)."""
     try:
         return orjson.dumps(record, default=json_default, option=orjson.OPT_APPEND_NEWLINE)
     except TypeError:
         return (json.dumps(record, ensure_ascii=False, default=json_default) + "\n").encode()
 
 
-def _span_line(span: Span) -> bytes:
-    """`_end_record(span, _start_record(span, "span"))` as a line, in one go: this runs once
-    for nearly every span of every traced run."""
+def span_line(span: Span, trace_id: str | None = None) -> bytes:
+    """`end_record(span, start_record(span, "span"))` as a line, in one go: this runs once
+    for nearly every span of every traced run. `trace_id`: the tag of a stream's lines."""
     record: dict[str, Any] = {
         "event": "span",
         "span_id": span.span_id,
@@ -208,13 +222,15 @@ def _span_line(span: Span) -> bytes:
     value = span.events
     if value:
         record["events"] = value
+    if trace_id is not None:
+        record["trace_id"] = trace_id
     try:
         return orjson.dumps(record, default=json_default, option=orjson.OPT_APPEND_NEWLINE)
     except TypeError:
         return (json.dumps(record, ensure_ascii=False, default=json_default) + "\n").encode()
 
 
-def _start_record(span: Span, event: str) -> dict[str, Any]:
+def start_record(span: Span, event: str) -> dict[str, Any]:
     record: dict[str, Any] = {
         "event": event,
         "span_id": span.span_id,
@@ -235,7 +251,7 @@ def _start_record(span: Span, event: str) -> dict[str, Any]:
     return record
 
 
-def _end_record(span: Span, record: dict[str, Any]) -> dict[str, Any]:
+def end_record(span: Span, record: dict[str, Any]) -> dict[str, Any]:
     record["status"] = span.status
     record["end"] = span.end
     if span.outputs is not None:
@@ -255,17 +271,26 @@ def _end_record(span: Span, record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+class Flushable(Protocol):
+    """What the flusher flushes: a per-run trace file or a batch stream."""
+
+    #: held while writing
+    lock: threading.RLock
+
+    def flush(self) -> None: ...
+
+
 class _Flusher:
-    """One daemon thread flushing every open JSONL trace every FLUSH_INTERVAL seconds; it
-    stops after a while with nothing open and starts again with the next trace."""
+    """One daemon thread flushing every open JSONL trace and trace stream every FLUSH_INTERVAL
+    seconds; it stops after a while with nothing open and starts again with the next one."""
 
     def __init__(self) -> None:
-        self.sinks: set[JsonlSink] = set()
+        self.sinks: set[Flushable] = set()
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
         self.hooked = False
 
-    def add(self, sink: JsonlSink) -> None:
+    def add(self, sink: Flushable) -> None:
         self.sinks.add(sink)  # atomic; the lock is only for starting and stopping the thread
         if self.thread is None:
             with self.lock:
@@ -278,7 +303,7 @@ class _Flusher:
             self.hooked = True
             _install_exit_hooks()
 
-    def remove(self, sink: JsonlSink) -> None:
+    def remove(self, sink: Flushable) -> None:
         self.sinks.discard(sink)
 
     def _loop(self) -> None:
@@ -303,13 +328,13 @@ class _Flusher:
 
     def flush_all(self) -> None:
         for sink in list(self.sinks):
-            if sink._lock.acquire(timeout=1):
+            if sink.lock.acquire(timeout=1):
                 try:
                     sink.flush()
                 except Exception:
                     pass
                 finally:
-                    sink._lock.release()
+                    sink.lock.release()
 
     def after_fork(self) -> None:
         """A forked child leaves the parent's traces to the parent (writing its copy of their

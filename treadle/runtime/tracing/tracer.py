@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from treadle.runtime.tracing.previews import summarize
-from treadle.runtime.tracing.span import Sink, Span
+from treadle.runtime.tracing.span import Sink, Span, SpanReader
 
 
 class Tracer:
@@ -37,9 +37,19 @@ class Tracer:
         self._closed = False
         #: sha256 of the blobs already handed to the sinks
         self._blobs: set[str] = set()
+        #: sinks that read the kept spans themselves when they flush (`attach`)
+        self.readers: list[SpanReader] = []
 
     def add_sink(self, sink: Sink) -> None:
         self.sinks.append(sink)
+
+    def attach(self, reader: SpanReader) -> None:
+        """A sink that is not called per span event but reads `spans` when it writes (a batch
+        stream: the cheapest sink, for short runs by the thousand); it needs the spans kept."""
+        if not self.keep:
+            raise ValueError("a span reader needs a tracer that keeps its spans")
+        reader.bind(self)
+        self.readers.append(reader)
 
     def start(
         self,
@@ -110,7 +120,7 @@ class Tracer:
         if digest not in self._blobs:
             self._blobs.add(digest)
             text = raw.decode("utf-8", "replace")
-            for sink in self.sinks:
+            for sink in [*self.sinks, *self.readers]:
                 on_blob = getattr(sink, "on_blob", None)
                 if on_blob is not None:
                     on_blob(digest, text)
@@ -123,3 +133,5 @@ class Tracer:
         self._closed = True
         for sink in self.sinks:
             sink.close()
+        for reader in self.readers:
+            reader.close()
