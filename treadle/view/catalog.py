@@ -61,7 +61,7 @@ def classify(path: Path) -> Kind | None:
             return None
         if first.get("kind") == "header":
             return "eval"
-        if first.get("event") in ("trace", "start", "span", "end"):
+        if first.get("event") in ("trace", "start", "span", "end", "stream"):
             return "trace"
         return None
     if path.suffix == ".json":

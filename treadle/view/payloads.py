@@ -19,6 +19,7 @@ from urllib.parse import unquote
 
 import orjson
 
+from treadle.errors import InputError
 from treadle.eval.compare import compare
 from treadle.eval.report import EvalReport, RowReport
 from treadle.studies.attribution import AttributionReport
@@ -109,8 +110,8 @@ def _row_trace(src: Source, row: RowReport) -> dict[str, Any] | None:
         return None
     path = resolve_beside(Path(row.trace_path), src.path)
     try:
-        return trace_payload(load_trace(path))
-    except OSError:
+        return trace_payload(load_trace(path, row.trace_id, row.trace_offset))
+    except (OSError, InputError):
         return {"missing": str(row.trace_path)}
 
 

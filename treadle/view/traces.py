@@ -12,9 +12,9 @@ from typing import Any
 from treadle.runtime.tracing import Span, Trace, read_trace
 
 
-def load_trace(path: Path) -> Trace:
-    """The trace a file (or a reference to one run in a trace stream) holds."""
-    return read_trace(path)
+def load_trace(path: Path, trace_id: str | None = None, offset: int | None = None) -> Trace:
+    """The trace a file holds, or one run's trace in a batch trace stream."""
+    return read_trace(path, trace_id, offset=offset)
 
 
 def _value(summary: Any) -> Any:
